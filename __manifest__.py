@@ -1,0 +1,26 @@
+# Copyright 2026 account_document_email developers
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+{
+    "name": "Send Documents by Email",
+    "summary": "Email invoices, orders, payments and statements from their own screen",
+    "version": "18.0.1.0.0",
+    "category": "Accounting/Accounting",
+    "website": "https://github.com/account-document-email/account_document_email",
+    "author": "account_document_email developers",
+    "license": "LGPL-3",
+    "depends": [
+        "account",
+        "sale",
+        "account_debit_note",
+        "account_check_printing",
+    ],
+    "data": [
+        "security/ir.model.access.csv",
+        "views/res_config_settings_views.xml",
+    ],
+    "demo": [
+        "demo/res_company_demo.xml",
+    ],
+    "installable": True,
+    "application": False,
+}

@@ -2,11 +2,14 @@
 .eml file in the given folder (nothing leaves the machine)."""
 
 import argparse
+import logging
 import pathlib
 import time
 from datetime import datetime
 
 from aiosmtpd.controller import Controller
+
+_logger = logging.getLogger("outbox")
 
 
 class SaveToFolder:
@@ -18,7 +21,7 @@ class SaveToFolder:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         path = self.folder / f"{stamp}.eml"
         path.write_bytes(envelope.original_content or envelope.content)
-        print(f"outbox: {path.name} to {', '.join(envelope.rcpt_tos)}", flush=True)
+        _logger.info("%s to %s", path.name, ", ".join(envelope.rcpt_tos))
         return "250 Stored in the outbox"
 
 
@@ -27,9 +30,12 @@ def main():
     parser.add_argument("folder")
     parser.add_argument("--port", type=int, default=2525)
     args = parser.parse_args()
-    controller = Controller(SaveToFolder(args.folder), hostname="127.0.0.1", port=args.port)
+    logging.basicConfig(level=logging.INFO, format="outbox: %(message)s")
+    controller = Controller(
+        SaveToFolder(args.folder), hostname="127.0.0.1", port=args.port
+    )
     controller.start()
-    print(f"outbox: listening on 127.0.0.1:{args.port}, saving to {args.folder}", flush=True)
+    _logger.info("listening on 127.0.0.1:%s, saving to %s", args.port, args.folder)
     try:
         while True:
             time.sleep(3600)

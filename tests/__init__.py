@@ -1,1 +1,2 @@
 from . import test_smtp_settings
+from . import test_send_wizard

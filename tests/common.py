@@ -228,3 +228,21 @@ class SMTPServerMixin:
     def setUp(self):
         super().setUp()
         self.smtp.messages.clear()
+
+
+def pdf_parts(message):
+    """The PDF attachments of a received email: [(filename, bytes)]."""
+    return [
+        (part.get_filename(), part.get_payload(decode=True))
+        for part in message.walk()
+        if part.get_content_type() == "application/pdf"
+    ]
+
+
+def pdf_text(content):
+    """The text of a PDF (pdfminer), to check what a real PDF says."""
+    import io
+
+    from pdfminer.high_level import extract_text
+
+    return " ".join(extract_text(io.BytesIO(content)).split())

@@ -1,0 +1,46 @@
+from odoo import models
+
+
+class DocumentEmailMixin(models.AbstractModel):
+    """A document the "Send by email" wizard can send.
+
+    A document type plugs in by overriding the small ``_get_document_email_*``
+    hooks; the wizard (``document.email.wizard``) does everything else."""
+
+    _name = "document.email.mixin"
+    _description = "Document Sendable by Email"
+
+    def _get_document_email_partners(self):
+        """Who gets the email by default."""
+        self.ensure_one()
+        return self.partner_id
+
+    def _get_document_email_template_xmlid(self):
+        """The mail.template giving subject and body."""
+        self.ensure_one()
+        return False
+
+    def _get_document_email_report_xmlids(self):
+        """The reports the user may attach, the default first."""
+        self.ensure_one()
+        return []
+
+    def _get_document_email_company(self):
+        self.ensure_one()
+        return self.company_id
+
+    def _get_document_email_template(self):
+        xmlid = self._get_document_email_template_xmlid()
+        return (xmlid and self.env.ref(xmlid, raise_if_not_found=False)) or self.env[
+            "mail.template"
+        ]
+
+    def _get_document_email_reports(self):
+        reports = self.env["ir.actions.report"]
+        for xmlid in self._get_document_email_report_xmlids():
+            reports |= self.env.ref(xmlid, raise_if_not_found=False) or reports
+        return reports
+
+    def action_send_document_email(self):
+        """Open the "Send by email" wizard on these documents."""
+        return self.env["document.email.wizard"]._action_open(self)

@@ -1,0 +1,12 @@
+from odoo import models
+
+
+class SaleOrder(models.Model):
+    _name = "sale.order"
+    _inherit = ["sale.order", "document.email.mixin"]
+
+    def _get_document_email_template_xmlid(self):
+        return "account_document_email.mail_template_sale_order"
+
+    def _get_document_email_report_xmlids(self):
+        return ["sale.action_report_saleorder", "sale.action_report_pro_forma_invoice"]

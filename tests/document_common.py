@@ -1,0 +1,39 @@
+"""Base class for tests that send documents: accounting data, a real SMTP
+server the main company sends through, and real PDFs (HttpCase, so that
+wkhtmltopdf can fetch the assets; ``force_report_rendering`` so Odoo renders
+real PDFs instead of HTML in test mode)."""
+
+import json
+
+from odoo.addons.account.tests.common import AccountTestInvoicingHttpCommon
+
+from .common import SMTPServerMixin
+
+
+class DocumentEmailCase(SMTPServerMixin, AccountTestInvoicingHttpCommon):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.env = cls.env(context=dict(cls.env.context, force_report_rendering=True))
+        company = cls.env.company
+        company.email = "billing@company.example.com"
+        cls.start_smtp_server(company)
+        cls.partner_a.email = "partner.a@customer.example.com"
+        cls.partner_b.email = "partner.b@customer.example.com"
+        cls.partner_no_email = cls.env["res.partner"].create({"name": "No Email Ltd"})
+
+    def open_wizard(self, records, **values):
+        return (
+            self.env["document.email.wizard"]
+            .with_context(active_model=records._name, active_ids=records.ids)
+            .create(values)
+        )
+
+    def wizard_documents(self, wizard):
+        return self.env[wizard.res_model].browse(json.loads(wizard.res_ids))
+
+    def assert_pdf(self, content):
+        self.assertTrue(content.startswith(b"%PDF"), content[:60])
+
+    def messages_to(self, address):
+        return [m for m in self.received() if address in m["rcpt_tos"]]

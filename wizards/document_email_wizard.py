@@ -1,0 +1,492 @@
+import json
+
+from odoo import Command, api, fields, models
+from odoo.exceptions import UserError
+from odoo.tools import email_normalize, email_split, formataddr
+from odoo.tools.safe_eval import safe_eval, time
+
+
+def valid_address(text):
+    """The normalized address, or False: one @, a dotted domain, nothing
+    that could break a header."""
+    address = email_normalize(text or "", strict=True)
+    if not address or address.count("@") != 1:
+        return False
+    local, domain = address.split("@")
+    if not local or "." not in domain.strip(".") or any(c.isspace() for c in address):
+        return False
+    return address
+
+
+def one_line(text):
+    """Header values on a single line: a rendered reference or partner name
+    can never add a header (nor a recipient)."""
+    return " ".join((text or "").split())
+
+
+class DocumentEmailWizard(models.TransientModel):
+    """Send one or several documents by email: one email per document, to its
+    own partner, with its own PDF."""
+
+    _name = "document.email.wizard"
+    _inherit = "mail.composer.mixin"
+    _description = "Send Documents by Email"
+
+    res_model = fields.Char("Document Model", required=True, readonly=True)
+    res_ids = fields.Char("Document IDs", required=True, readonly=True)
+    document_count = fields.Integer(compute="_compute_document_count")
+    document_names = fields.Char(compute="_compute_document_count")
+    partner_ids = fields.Many2many(
+        "res.partner",
+        "document_email_wizard_res_partner_rel",
+        "wizard_id",
+        "partner_id",
+        string="To",
+        compute="_compute_partner_ids",
+        store=True,
+        readonly=False,
+    )
+    email_cc = fields.Char("Cc", help="Comma-separated addresses in copy")
+    email_bcc = fields.Char("Bcc", help="Comma-separated addresses in blind copy")
+    report_id = fields.Many2one(
+        "ir.actions.report",
+        string="Document PDF",
+        compute="_compute_report_id",
+        store=True,
+        readonly=False,
+        domain="[('model', '=', res_model), ('report_type', '=', 'qweb-pdf')]",
+    )
+    attachment_ids = fields.Many2many(
+        "ir.attachment",
+        "document_email_wizard_ir_attachment_rel",
+        "wizard_id",
+        "attachment_id",
+        string="Attachments",
+        compute="_compute_attachment_ids",
+        store=True,
+        readonly=False,
+    )
+    template_id = fields.Many2one(
+        compute="_compute_template_id", store=True, readonly=False
+    )
+
+    # ------------------------------------------------------------------
+    # Opening
+    # ------------------------------------------------------------------
+
+    @api.model
+    def _action_open(self, records):
+        return {
+            "type": "ir.actions.act_window",
+            "name": self.env._("Send by email"),
+            "res_model": self._name,
+            "view_mode": "form",
+            "views": [(False, "form")],
+            "target": "new",
+            "context": {
+                "active_model": records._name,
+                "active_ids": records.ids,
+                "dialog_size": "large",
+            },
+        }
+
+    @api.model
+    def _documents_from_context(self):
+        context = self.env.context
+        ids = context.get("active_ids") or (
+            context.get("active_id") and [context["active_id"]]
+        )
+        if not (context.get("active_model") and ids):
+            return {}
+        return {"res_model": context["active_model"], "res_ids": json.dumps(list(ids))}
+
+    @api.model
+    def default_get(self, fields_list):
+        values = super().default_get(fields_list)
+        if not values.get("res_ids"):
+            values.update(self._documents_from_context())
+        return values
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        for vals in vals_list:
+            if not vals.get("res_ids"):
+                vals.update(self._documents_from_context())
+            # refuse documents the user may not read before anything exists
+            self._browse_documents(vals.get("res_model"), vals.get("res_ids"))
+        return super().create(vals_list)
+
+    @api.model
+    def _browse_documents(self, model, res_ids):
+        """The documents, checked readable by the current user."""
+        if not model or not res_ids:
+            raise UserError(self.env._("Select at least one document to send."))
+        if model not in self.env or not isinstance(
+            self.env[model], self.env.registry["document.email.mixin"]
+        ):
+            raise UserError(
+                self.env._("Documents of type %(model)s cannot be sent.", model=model)
+            )
+        ids = json.loads(res_ids) if isinstance(res_ids, str) else list(res_ids)
+        records = self.env[model].browse(ids).exists()
+        records.check_access("read")
+        return records
+
+    def _get_documents(self):
+        self.ensure_one()
+        return self._browse_documents(self.res_model, self.res_ids)
+
+    # ------------------------------------------------------------------
+    # Computes
+    # ------------------------------------------------------------------
+
+    def _compute_render_model(self):
+        for wizard in self:
+            wizard.render_model = wizard.res_model
+
+    @api.depends("res_model", "res_ids")
+    def _compute_document_count(self):
+        for wizard in self:
+            documents = wizard._get_documents()
+            wizard.document_count = len(documents)
+            wizard.document_names = ", ".join(documents[:20].mapped("display_name"))
+
+    @api.depends("res_model", "res_ids")
+    def _compute_template_id(self):
+        for wizard in self:
+            wizard.template_id = wizard._get_documents()[
+                :1
+            ]._get_document_email_template()
+
+    @api.depends("res_model", "res_ids")
+    def _compute_report_id(self):
+        for wizard in self:
+            wizard.report_id = wizard._get_documents()[
+                :1
+            ]._get_document_email_reports()[:1]
+
+    @api.depends("res_model", "res_ids")
+    def _compute_partner_ids(self):
+        for wizard in self:
+            documents = wizard._get_documents()
+            wizard.partner_ids = (
+                documents._get_document_email_partners().filtered("email")
+                if len(documents) == 1
+                else False
+            )
+
+    @api.depends("template_id", "res_ids")
+    def _compute_subject(self):
+        single = self.filtered(lambda w: w.template_id and w.document_count == 1)
+        for wizard in single:
+            res_id = wizard._get_documents().id
+            wizard.subject = one_line(
+                wizard.template_id._render_field(
+                    "subject", [res_id], compute_lang=True
+                )[res_id]
+            )
+        return super(DocumentEmailWizard, self - single)._compute_subject()
+
+    @api.depends("template_id", "res_ids")
+    def _compute_body(self):
+        single = self.filtered(lambda w: w.template_id and w.document_count == 1)
+        for wizard in single:
+            res_id = wizard._get_documents().id
+            wizard.body = wizard.template_id._render_field(
+                "body_html",
+                [res_id],
+                compute_lang=True,
+                options={"post_process": True},
+            )[res_id]
+        return super(DocumentEmailWizard, self - single)._compute_body()
+
+    @api.depends("report_id", "res_ids")
+    def _compute_attachment_ids(self):
+        """The document's PDF, rendered now so the user sees it; other files
+        the user added stay. Several documents get their own PDF when sent."""
+        for wizard in self:
+            added = wizard.attachment_ids.filtered(
+                lambda a: a.description != "document_email_pdf"
+            )
+            documents = wizard._get_documents()
+            pdf = self.env["ir.attachment"]
+            if len(documents) == 1 and wizard.report_id:
+                name, content = self._render_pdfs(wizard.report_id, documents)[
+                    documents.id
+                ]
+                pdf = self.env["ir.attachment"].create(
+                    {
+                        "name": name,
+                        "raw": content,
+                        "mimetype": "application/pdf",
+                        "res_model": self._name,
+                        "res_id": 0,
+                        "description": "document_email_pdf",
+                    }
+                )
+            wizard.attachment_ids = added | pdf
+
+    # ------------------------------------------------------------------
+    # PDF
+    # ------------------------------------------------------------------
+
+    @api.model
+    def _render_pdfs(self, report, documents):
+        """{document id: (file name, PDF bytes)}, rendered in one call when
+        the report can be split per document, with the user's rights."""
+        report_ref = report.id
+        reports = self.env["ir.actions.report"]
+        content, report_type = reports._pre_render_qweb_pdf(report_ref, documents.ids)
+        per_document = reports._get_splitted_report(report_ref, content, report_type)
+        missing = [doc for doc in documents if doc.id not in per_document]
+        for document in missing:
+            content, report_type = reports._pre_render_qweb_pdf(
+                report_ref, document.ids
+            )
+            per_document.update(
+                reports._get_splitted_report(report_ref, content, report_type)
+            )
+        return {
+            document.id: (self._pdf_name(report, document), per_document[document.id])
+            for document in documents
+        }
+
+    @api.model
+    def _pdf_name(self, report, document):
+        name = document.display_name
+        if report.print_report_name:
+            name = safe_eval(
+                report.print_report_name, {"object": document, "time": time}
+            )
+        return "%s.pdf" % one_line(name).replace("/", "_")
+
+    # ------------------------------------------------------------------
+    # Checks
+    # ------------------------------------------------------------------
+
+    @api.model
+    def _check_addresses(self, text, label):
+        """The addresses in a comma-separated field, or a clear error."""
+        if text and ("\r" in text or "\n" in text):
+            raise UserError(self.env._("%(field)s must be on one line.", field=label))
+        addresses = []
+        for raw in email_split(text) if text else []:
+            address = valid_address(raw)
+            if not address:
+                raise UserError(
+                    self.env._(
+                        "%(field)s: %(address)s is not a valid email address.",
+                        field=label,
+                        address=raw,
+                    )
+                )
+            addresses.append(address)
+        if text and not addresses and text.strip():
+            raise UserError(
+                self.env._(
+                    "%(field)s: %(address)s is not a valid email address.",
+                    field=label,
+                    address=text,
+                )
+            )
+        return addresses
+
+    def _recipient_addresses(self, partners):
+        """Formatted To addresses; every partner must have a valid email."""
+        invalid = partners.filtered(lambda p: not valid_address(p.email))
+        if invalid:
+            raise UserError(
+                self.env._(
+                    "These recipients have no valid email address: %(names)s",
+                    names=", ".join(invalid.mapped("display_name")),
+                )
+            )
+        return [
+            formataddr((one_line(p.name), valid_address(p.email))) for p in partners
+        ]
+
+    def _check_send_input(self):
+        self.ensure_one()
+        if self.document_count == 1 and not self.partner_ids:
+            raise UserError(self.env._("Add at least one recipient (To)."))
+        if self.subject and ("\r" in self.subject or "\n" in self.subject):
+            raise UserError(self.env._("The subject must be on one line."))
+        if self.document_count == 1 and not (self.subject or "").strip():
+            raise UserError(self.env._("Enter a subject."))
+        self._recipient_addresses(self.partner_ids)
+        self._check_addresses(self.email_cc, self.env._("Cc"))
+        self._check_addresses(self.email_bcc, self.env._("Bcc"))
+
+    # ------------------------------------------------------------------
+    # Sending
+    # ------------------------------------------------------------------
+
+    def action_send(self):
+        self.ensure_one()
+        self._check_send_input()
+        documents = self._get_documents()
+        if len(documents) == 1:
+            return self._send_single(documents)
+        return self._send_batch(documents)
+
+    def _send_single(self, document):
+        mail = self._create_mails([self._prepare_single_values(document)])
+        mail.send(raise_exception=False)
+        if mail.state == "sent":
+            return self._notify(
+                self.env._(
+                    "%(document)s was sent to %(recipients)s.",
+                    document=document.display_name,
+                    recipients=", ".join(self.partner_ids.mapped("email")),
+                ),
+                "success",
+            )
+        return self._notify(
+            self.env._(
+                "%(document)s could not be sent: %(reason)s The email is kept and "
+                "can be retried from the document's chatter.",
+                document=document.display_name,
+                reason=mail.failure_reason or self.env._("unknown error."),
+            ),
+            "danger",
+        )
+
+    def _send_batch(self, documents):
+        values_list, skipped = [], self.env[documents._name]
+        for document, values in self._prepare_batch_values(documents).items():
+            if values:
+                values_list.append(values)
+            else:
+                skipped |= document
+        mails = self._create_mails(values_list)
+        self.env.ref("mail.ir_cron_mail_scheduler_action")._trigger()
+        message = self.env._(
+            "%(count)s emails queued: they leave in a moment.", count=len(mails)
+        )
+        if skipped:
+            message += " " + self.env._(
+                "Skipped, no recipient with an email: %(names)s",
+                names=", ".join(skipped.mapped("display_name")),
+            )
+        return self._notify(message, "warning" if skipped else "success")
+
+    def _notify(self, message, kind):
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "title": self.env._("Send by email"),
+                "message": message,
+                "type": kind,
+                "sticky": kind != "success",
+                "next": {"type": "ir.actions.act_window_close"},
+            },
+        }
+
+    def _prepare_single_values(self, document):
+        # the files now belong to the document, like a message posted on it
+        self.attachment_ids.sudo().write(
+            {"res_model": document._name, "res_id": document.id}
+        )
+        return self._prepare_mail_values(
+            document,
+            self.partner_ids,
+            self.subject,
+            self.body,
+            self.attachment_ids,
+        )
+
+    def _prepare_batch_values(self, documents):
+        """{document: mail values or False when nobody has an email}."""
+        rendered = self._render_batch(documents)
+        pdfs = self._render_pdfs(self.report_id, documents) if self.report_id else {}
+        result = {}
+        for document in documents:
+            partners = document._get_document_email_partners().filtered("email")
+            if not partners:
+                result[document] = False
+                continue
+            subject, body = rendered[document.id]
+            owner = {"res_model": document._name, "res_id": document.id}
+            # each email owns its files, like a message posted on the document
+            attachments = self.attachment_ids.sudo().copy(owner)
+            if document.id in pdfs:
+                name, content = pdfs[document.id]
+                attachments |= (
+                    self.env["ir.attachment"]
+                    .sudo()
+                    .create(
+                        dict(owner, name=name, raw=content, mimetype="application/pdf")
+                    )
+                )
+            result[document] = self._prepare_mail_values(
+                document, partners, subject, body, attachments
+            )
+        return result
+
+    def _render_batch(self, documents):
+        """{document id: (subject, body)} from the wizard's (possibly edited)
+        template, or each document's own template when it differs."""
+        result = {}
+        by_template = documents.grouped(lambda d: d._get_document_email_template())
+        for template, group in by_template.items():
+            source = self if template == self.template_id else template
+            subject_field = "subject"
+            body_field = "body" if source is self else "body_html"
+            subjects = source._render_field(subject_field, group.ids, compute_lang=True)
+            bodies = source._render_field(
+                body_field, group.ids, compute_lang=True, options={"post_process": True}
+            )
+            for res_id in group.ids:
+                result[res_id] = (one_line(subjects[res_id]), bodies[res_id])
+        return result
+
+    def _prepare_mail_values(self, document, partners, subject, body, attachments):
+        company = document._get_document_email_company()
+        template = self.template_id
+        email_from = False
+        if template.email_from:
+            email_from = template._render_field("email_from", document.ids)[document.id]
+        return {
+            "model": document._name,
+            "res_id": document.id,
+            "record_name": document.display_name,
+            "subject": one_line(subject),
+            "body_html": body,
+            "body": body,
+            "email_from": one_line(email_from)
+            or self.env.user.email_formatted
+            or company.email_formatted,
+            "author_id": self.env.user.partner_id.id,
+            "email_to": ", ".join(self._recipient_addresses(partners)),
+            "email_cc": ", ".join(self._check_addresses(self.email_cc, "Cc")) or False,
+            "email_bcc": ", ".join(self._check_addresses(self.email_bcc, "Bcc"))
+            or False,
+            "partner_ids": [Command.set(partners.ids)],
+            "attachment_ids": [Command.set(attachments.ids)],
+            "mail_server_id": company._get_document_mail_server().id,
+            "message_type": "comment",
+            "subtype_id": self.env.ref("mail.mt_comment").id,
+            "is_notification": True,
+            "auto_delete": False,
+        }
+
+    def _create_mails(self, values_list):
+        """mail.mail records shown in each document's chatter, with one
+        notification per partner so the chatter shows sent or failed."""
+        mails = self.env["mail.mail"].sudo().create(values_list)
+        self.env["mail.notification"].sudo().create(
+            [
+                {
+                    "mail_message_id": mail.mail_message_id.id,
+                    "mail_mail_id": mail.id,
+                    "res_partner_id": partner.id,
+                    "notification_type": "email",
+                    "notification_status": "ready",
+                    "is_read": True,
+                }
+                for mail in mails
+                for partner in mail.partner_ids
+            ]
+        )
+        return mails

@@ -7,11 +7,13 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 ODOO_SRC=${ODOO_SRC:-/opt/odoo18}
 ADE_HOME=${ADE_HOME:-/opt/ade}
 VENV=$ADE_HOME/venv
+# the folder where this checkout appears as account_document_email
+ADE_ADDONS=${ADE_ADDONS:-$ADE_HOME/addons}
 DB=${DEMO_DB:-ade_demo}
 PORT=${HTTP_PORT:-8069}
 OUTBOX=${OUTBOX:-$here/outbox}
 export PATH="$VENV/bin:$PATH"
-odoo=("$VENV/bin/python" "$ODOO_SRC/odoo-bin" --addons-path="$ODOO_SRC/addons,$ADE_HOME/addons"
+odoo=("$VENV/bin/python" "$ODOO_SRC/odoo-bin" --addons-path="$ODOO_SRC/addons,$ADE_ADDONS"
       --data-dir="$ADE_HOME/data" -d "$DB" --db-filter="^$DB\$"
       ${PGHOST:+--db_host="$PGHOST"} ${PGPORT:+--db_port="$PGPORT"})
 

@@ -9,6 +9,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 ODOO_SRC=${ODOO_SRC:-/opt/odoo18}
 ADE_HOME=${ADE_HOME:-/opt/ade}
 VENV=$ADE_HOME/venv
+# the folder where this checkout appears as account_document_email
+ADE_ADDONS=${ADE_ADDONS:-$ADE_HOME/addons}
 PYTHON=${PYTHON:-python3}
 
 say() { printf '[setup] %s\n' "$*"; }
@@ -85,8 +87,8 @@ ln -sf "$wk" "$VENV/bin/wkhtmltopdf"
 say "wkhtmltopdf: $("$VENV/bin/wkhtmltopdf" --version)"
 
 # 5. An addons folder where the repository is named after the add-on -------
-mkdir -p "$ADE_HOME/addons"
-ln -sfn "$here" "$ADE_HOME/addons/account_document_email"
+mkdir -p "$ADE_ADDONS"
+ln -sfn "$here" "$ADE_ADDONS/account_document_email"
 
 # 6. PostgreSQL reachable ---------------------------------------------------
 if ! pg_isready -q 2>/dev/null; then

@@ -6,6 +6,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 ODOO_SRC=${ODOO_SRC:-/opt/odoo18}
 ADE_HOME=${ADE_HOME:-/opt/ade}
 VENV=$ADE_HOME/venv
+# the folder where this checkout appears as account_document_email
+ADE_ADDONS=${ADE_ADDONS:-$ADE_HOME/addons}
 DB=${TEST_DB:-ade_test_$(date +%s)_$$}
 TAGS=${TEST_TAGS:-/account_document_email}
 LOG=${TEST_LOG:-$here/var/test.log}
@@ -17,11 +19,11 @@ command -v chromium >/dev/null || { echo "chromium is missing: run make setup" >
 export PATH="$VENV/bin:$PATH"
 dropdb --if-exists "$DB" 2>/dev/null
 createdb "$DB" || { echo "cannot create database $DB" >&2; exit 1; }
-trap 'dropdb --if-exists "$DB" >/dev/null 2>&1; rm -rf "$ADE_HOME/filestore/$DB"' EXIT
+trap 'dropdb --if-exists "$DB" >/dev/null 2>&1; rm -rf "$ADE_HOME/data/filestore/$DB"' EXIT
 
 echo "[test] database $DB, log $LOG"
 "$VENV/bin/python" "$ODOO_SRC/odoo-bin" \
-    --addons-path="$ODOO_SRC/addons,$ADE_HOME/addons" \
+    --addons-path="$ODOO_SRC/addons,$ADE_ADDONS" \
     --data-dir="$ADE_HOME/data" \
     -d "$DB" -i account_document_email \
     --test-enable --test-tags "$TAGS" \

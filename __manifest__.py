@@ -26,6 +26,11 @@
     "demo": [
         "demo/res_company_demo.xml",
     ],
+    "assets": {
+        "web.assets_tests": [
+            "account_document_email/static/tests/tours/*.js",
+        ],
+    },
     "installable": True,
     "application": False,
 }

@@ -67,7 +67,7 @@ class DocumentEmailWizard(models.TransientModel):
         readonly=False,
     )
     template_id = fields.Many2one(
-        compute="_compute_template_id", store=True, readonly=False
+        compute="_compute_template_id", store=True, readonly=False, precompute=True
     )
 
     # ------------------------------------------------------------------

@@ -19,6 +19,7 @@
         "data/mail_template_data.xml",
         "report/report_journal_entry.xml",
         "wizards/document_email_wizard_views.xml",
+        "wizards/document_email_result_views.xml",
         "views/res_config_settings_views.xml",
         "views/account_move_views.xml",
         "views/sale_order_views.xml",

@@ -1,4 +1,5 @@
 from . import document_email_mixin
+from . import ir_mail_server
 from . import mail_mail
 from . import res_company
 from . import res_config_settings

@@ -1,5 +1,12 @@
+from datetime import timedelta
+
 from odoo import fields, models
-from odoo.tools.mail import email_normalize_all, email_split_and_format
+from odoo.tools.mail import email_normalize, email_normalize_all, email_split_and_format
+
+from .ir_mail_server import DocumentSMTPMixin
+
+# temporary refusals (4xx) are tried again after 2, 4, 8 and 16 minutes
+MAX_ATTEMPTS = 5
 
 
 class MailMail(models.Model):
@@ -9,6 +16,7 @@ class MailMail(models.Model):
         "Bcc",
         help="Blind carbon copy recipients: they get the email, no header names them",
     )
+    document_attempts = fields.Integer("Delivery attempts", default=0, readonly=True)
 
     def _prepare_outgoing_list(
         self, mail_server=False, recipients_follower_status=None
@@ -28,3 +36,86 @@ class MailMail(models.Model):
                 email_normalize_all(self.email_bcc)
             )
         return results
+
+    def send(self, auto_commit=False, raise_exception=False, post_send_callback=None):
+        # tells send_email whether each mail's state is committed before sending
+        mails = self.with_context(document_email_auto_commit=auto_commit)
+        return super(MailMail, mails).send(
+            auto_commit=auto_commit,
+            raise_exception=raise_exception,
+            post_send_callback=post_send_callback,
+        )
+
+    def _send(
+        self,
+        auto_commit=False,
+        raise_exception=False,
+        smtp_session=None,
+        alias_domain_id=False,
+        mail_server=False,
+        post_send_callback=None,
+    ):
+        result = super()._send(
+            auto_commit=auto_commit,
+            raise_exception=raise_exception,
+            smtp_session=smtp_session,
+            alias_domain_id=alias_domain_id,
+            mail_server=mail_server,
+            post_send_callback=post_send_callback,
+        )
+        if isinstance(smtp_session, DocumentSMTPMixin):
+            for mail in self.exists():
+                refused = smtp_session.refused_by_message.get(mail.message_id)
+                if mail.state == "sent" and refused:
+                    mail._document_partial_refusal(refused)
+                elif (
+                    mail.state == "exception"
+                    and smtp_session.temporary_by_message.get(mail.message_id)
+                ):
+                    mail._document_schedule_retry()
+        return result
+
+    def _document_partial_refusal(self, refused):
+        """Delivered to some recipients only: say so, and mark the refused
+        partners' notifications as failed."""
+        details = "; ".join(
+            f"{address} ({code} {message.decode(errors='replace')})"
+            for address, (code, message) in refused.items()
+        )
+        reason = self.env._("Delivered, except to: %(details)s", details=details)
+        self.failure_reason = reason
+        refused_emails = {email_normalize(address) for address in refused}
+        self.notification_ids.filtered(
+            lambda n: email_normalize(n.res_partner_id.email) in refused_emails
+        ).sudo().write(
+            {
+                "notification_status": "exception",
+                "failure_type": "mail_email_invalid",
+                "failure_reason": reason,
+            }
+        )
+
+    def _document_schedule_retry(self):
+        """A temporary refusal (4xx): try again later, with a growing delay."""
+        attempts = self.document_attempts + 1
+        if attempts >= MAX_ATTEMPTS:
+            self.document_attempts = attempts
+            return
+        retry_at = fields.Datetime.now() + timedelta(minutes=2**attempts)
+        self.write(
+            {
+                "state": "outgoing",
+                "document_attempts": attempts,
+                "scheduled_date": retry_at,
+                "failure_reason": self.env._(
+                    "Temporarily refused (attempt %(attempt)s of %(max)s): %(reason)s "
+                    "Next attempt at %(when)s UTC.",
+                    attempt=attempts,
+                    max=MAX_ATTEMPTS,
+                    reason=self.failure_reason,
+                    when=fields.Datetime.to_string(retry_at),
+                ),
+            }
+        )
+        self.notification_ids.sudo().write({"notification_status": "ready"})
+        self.env.ref("mail.ir_cron_mail_scheduler_action")._trigger(at=retry_at)

@@ -9,6 +9,8 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
 from odoo.tools import email_normalize
 
+from .ir_mail_server import DocumentSMTPError
+
 _logger = logging.getLogger(__name__)
 
 SMTP_FIELDS = (
@@ -19,6 +21,7 @@ SMTP_FIELDS = (
     "document_smtp_user",
     "document_smtp_pass",
     "document_smtp_encryption",
+    "document_smtp_verify_certificate",
 )
 
 
@@ -43,6 +46,12 @@ class ResCompany(models.Model):
         string="SMTP Encryption",
         default="starttls",
         required=True,
+    )
+    document_smtp_verify_certificate = fields.Boolean(
+        string="Verify the server's TLS certificate",
+        default=True,
+        help="Refuse servers whose certificate is self-signed, expired or for "
+        "another host. Turn off only for a server you trust.",
     )
     document_mail_server_id = fields.Many2one(
         "ir.mail_server",
@@ -107,6 +116,8 @@ class ResCompany(models.Model):
             "smtp_host": self.document_smtp_host.strip(),
             "smtp_port": self.document_smtp_port,
             "smtp_encryption": self.document_smtp_encryption,
+            "smtp_verify_certificate": self.document_smtp_verify_certificate,
+            "document_company_id": self.id,
             "smtp_authentication": "login",
             "smtp_user": user if authenticate else False,
             "smtp_pass": self.document_smtp_pass if authenticate else False,
@@ -193,6 +204,8 @@ class ResCompany(models.Model):
 
     def _document_smtp_explain(self, error):
         """One plain sentence for an SMTP failure; never the password."""
+        if isinstance(error, DocumentSMTPError):
+            return str(error)
         sudo_self = self.sudo()
         params = {
             "host": sudo_self.document_smtp_host or "?",
@@ -212,7 +225,11 @@ class ResCompany(models.Model):
                 "Check the server and the port.",
                 **params,
             )
-        if isinstance(error, TimeoutError | socket.timeout):
+        timed_out = isinstance(error, TimeoutError | socket.timeout) or (
+            isinstance(error, smtplib.SMTPServerDisconnected)
+            and "timed out" in str(error)
+        )
+        if timed_out:
             return self.env._(
                 "%(host)s did not answer on port %(port)s in time. Check the port "
                 "and the encryption.",
@@ -220,7 +237,9 @@ class ResCompany(models.Model):
             )
         if isinstance(error, ssl.SSLCertVerificationError):
             return self.env._(
-                "The certificate of %(host)s could not be verified: %(detail)s",
+                "The certificate of %(host)s could not be verified (%(detail)s). "
+                "If the server uses a self-signed certificate you trust, turn off "
+                "certificate verification.",
                 **params,
             )
         if isinstance(error, ssl.SSLError | OpenSSLError):

@@ -12,6 +12,7 @@ SMTP_SETTINGS = {
     "smtp_user": "document_smtp_user",
     "smtp_pass": "document_smtp_pass",
     "smtp_encryption": "document_smtp_encryption",
+    "smtp_verify_certificate": "document_smtp_verify_certificate",
 }
 
 
@@ -38,6 +39,11 @@ class ResConfigSettings(models.TransientModel):
         [("none", "None"), ("starttls", "STARTTLS"), ("ssl", "SSL/TLS")],
         string="SMTP Encryption",
         default="starttls",
+        groups="base.group_system",
+    )
+    smtp_verify_certificate = fields.Boolean(
+        string="Verify the server's TLS certificate",
+        default=True,
         groups="base.group_system",
     )
     smtp_test_email_to = fields.Char(

@@ -195,6 +195,8 @@ class SMTPTestServer:
             "smtp_authentication": self.auth,
             "smtp_user": SMTP_USER if self.auth else False,
             "smtp_pass": SMTP_PASS if self.auth else False,
+            # the test server's certificate is self-signed
+            "smtp_verify_certificate": False,
         }
         values.update(overrides)
         return values

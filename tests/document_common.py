@@ -24,7 +24,7 @@ class DocumentEmailCase(SMTPServerMixin, AccountTestInvoicingHttpCommon):
 
     def open_wizard(self, records, **values):
         return (
-            self.env["document.email.wizard"]
+            records.env["document.email.wizard"]
             .with_context(active_model=records._name, active_ids=records.ids)
             .create(values)
         )

@@ -256,9 +256,12 @@ class TestSendWizard(DocumentEmailCase):
         self.assertFalse(
             wizard.attachment_ids, "each document's PDF is rendered when sending"
         )
-        result = wizard.action_send()
-        self.assertIn("3 emails queued", result["params"]["message"])
-        self.assertIn(lonely.name, result["params"]["message"])
+        action = wizard.action_send()
+        self.assertEqual(action["res_model"], "document.email.result")
+        result = self.env["document.email.result"].browse(action["res_id"])
+        self.assertEqual((result.pending_count, result.skipped_count), (3, 1))
+        self.assertEqual(result.skipped_names, lonely.name)
+        self.assertIn(lonely.name, result.summary)
         mails = self.env["mail.mail"].search(
             [("model", "=", "account.move"), ("res_id", "in", documents.ids)]
         )
@@ -269,6 +272,8 @@ class TestSendWizard(DocumentEmailCase):
         with real_smtp_delivery():
             self.env["mail.mail"].process_email_queue()
         self.assertEqual(set(mails.mapped("state")), {"sent"})
+        result.invalidate_recordset()  # as the Refresh button reloads it
+        self.assertEqual((result.sent_count, result.failed_count), (3, 0))
         for document, address in (
             (self.invoice, "partner.a"),
             (invoice_b, "partner.b"),
@@ -364,7 +369,8 @@ class TestSendWizard(DocumentEmailCase):
             [("model", "=", "account.move"), ("res_id", "=", self.invoice.id)]
         )
         self.assertEqual(mail.state, "exception")
-        self.assertIn("Connection refused", mail.failure_reason)
+        self.assertIn("Nothing answers on 127.0.0.1", mail.failure_reason)
+        self.assertIn("connection refused", mail.failure_reason)
         self.assertEqual(mail.notification_ids.notification_status, "exception")
         # the server comes back: retry delivers exactly once
         with SMTPTestServer() as server:

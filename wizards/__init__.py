@@ -1,1 +1,2 @@
 from . import document_email_wizard
+from . import document_email_result

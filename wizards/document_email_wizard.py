@@ -1,4 +1,5 @@
 import json
+import smtplib
 
 from odoo import Command, api, fields, models
 from odoo.exceptions import UserError
@@ -16,6 +17,12 @@ def valid_address(text):
     if not local or "." not in domain.strip(".") or any(c.isspace() for c in address):
         return False
     return address
+
+
+def ascii_domain(address):
+    """local@domain with the domain in punycode, as SMTP needs it."""
+    local, domain = address.rsplit("@", 1)
+    return f"{local}@{domain.encode('idna').decode()}"
 
 
 def one_line(text):
@@ -66,6 +73,8 @@ class DocumentEmailWizard(models.TransientModel):
         store=True,
         readonly=False,
     )
+    duplicate_warning = fields.Text(readonly=True)
+    duplicate_confirmed = fields.Boolean()
     template_id = fields.Many2one(
         compute="_compute_template_id", store=True, readonly=False, precompute=True
     )
@@ -302,7 +311,8 @@ class DocumentEmailWizard(models.TransientModel):
                 )
             )
         return [
-            formataddr((one_line(p.name), valid_address(p.email))) for p in partners
+            formataddr((one_line(p.name), ascii_domain(valid_address(p.email))))
+            for p in partners
         ]
 
     def _check_send_input(self):
@@ -314,6 +324,8 @@ class DocumentEmailWizard(models.TransientModel):
         if self.document_count == 1 and not (self.subject or "").strip():
             raise UserError(self.env._("Enter a subject."))
         self._recipient_addresses(self.partner_ids)
+        # files picked by the user: only those they may read themselves
+        self.attachment_ids.check("read")
         self._check_addresses(self.email_cc, self.env._("Cc"))
         self._check_addresses(self.email_bcc, self.env._("Bcc"))
 
@@ -325,33 +337,113 @@ class DocumentEmailWizard(models.TransientModel):
         self.ensure_one()
         self._check_send_input()
         documents = self._get_documents()
+        if not self.duplicate_confirmed:
+            repeated = self._recently_sent(documents)
+            if repeated:
+                return self._ask_duplicate_confirmation(repeated)
         if len(documents) == 1:
             return self._send_single(documents)
         return self._send_batch(documents)
 
+    def action_send_again(self):
+        """The user confirmed sending again what was just sent."""
+        self.duplicate_confirmed = True
+        return self.action_send()
+
+    def _recently_sent(self, documents):
+        """Documents already emailed to the same recipients within the
+        duplicate window (minutes, system parameter, default 10)."""
+        window = int(
+            self.env["ir.config_parameter"]
+            .sudo()
+            .get_param("account_document_email.duplicate_window_minutes", 10)
+        )
+        since = fields.Datetime.subtract(fields.Datetime.now(), minutes=window)
+        recent = (
+            self.env["mail.mail"]
+            .sudo()
+            .search(
+                [
+                    ("model", "=", documents._name),
+                    ("res_id", "in", documents.ids),
+                    ("state", "in", ("outgoing", "sent")),
+                    ("create_date", ">=", since),
+                ]
+            )
+        )
+        repeated = documents.browse()
+        for document in documents:
+            partners = (
+                self.partner_ids
+                if len(documents) == 1
+                else document._get_document_email_partners().filtered("email")
+            )
+            if any(
+                mail.res_id == document.id and mail.partner_ids == partners
+                for mail in recent
+            ):
+                repeated |= document
+        return repeated
+
+    def _ask_duplicate_confirmation(self, repeated):
+        self.duplicate_warning = self.env._(
+            "Already sent to the same recipients in the last minutes: %(names)s. "
+            "Send again?",
+            names=", ".join(repeated.mapped("display_name")),
+        )
+        return {
+            "type": "ir.actions.act_window",
+            "name": self.env._("Send by email"),
+            "res_model": self._name,
+            "res_id": self.id,
+            "view_mode": "form",
+            "target": "new",
+            "context": self.env.context,
+        }
+
     def _send_single(self, document):
         mail = self._create_mails([self._prepare_single_values(document)])
-        mail.send(raise_exception=False)
-        if mail.state == "sent":
-            return self._notify(
-                self.env._(
-                    "%(document)s was sent to %(recipients)s.",
-                    document=document.display_name,
-                    recipients=", ".join(self.partner_ids.mapped("email")),
-                ),
-                "success",
+        try:
+            mail.send(raise_exception=False)
+        except smtplib.SMTPException as error:
+            # Odoo re-raises a broken session; the email stays, failed
+            if mail.state != "exception":
+                mail.write({"state": "exception", "failure_reason": str(error)})
+            mail.notification_ids.sudo().write({"notification_status": "exception"})
+        names = {"document": document.display_name}
+        if mail.state == "sent" and not mail.failure_reason:
+            recipients = ", ".join(self.partner_ids.mapped("email"))
+            message = self.env._(
+                "%(document)s was sent to %(recipients)s.",
+                recipients=recipients,
+                **names,
             )
-        return self._notify(
-            self.env._(
-                "%(document)s could not be sent: %(reason)s The email is kept and "
-                "can be retried from the document's chatter.",
-                document=document.display_name,
-                reason=mail.failure_reason or self.env._("unknown error."),
-            ),
-            "danger",
+            return self._notify(message, "success")
+        if mail.state == "sent":
+            message = self.env._(
+                "%(document)s was sent, but not to everyone: %(reason)s",
+                reason=mail.failure_reason,
+                **names,
+            )
+            return self._notify(message, "warning")
+        if mail.state == "outgoing":
+            message = self.env._(
+                "%(document)s was not sent yet: %(reason)s",
+                reason=mail.failure_reason,
+                **names,
+            )
+            return self._notify(message, "warning")
+        message = self.env._(
+            "%(document)s could not be sent: %(reason)s The email is kept and "
+            "can be retried from the document's chatter.",
+            reason=mail.failure_reason or self.env._("unknown error."),
+            **names,
         )
+        return self._notify(message, "danger")
 
     def _send_batch(self, documents):
+        """One queued email per document; the result screen shows what became
+        of each."""
         values_list, skipped = [], self.env[documents._name]
         for document, values in self._prepare_batch_values(documents).items():
             if values:
@@ -360,15 +452,13 @@ class DocumentEmailWizard(models.TransientModel):
                 skipped |= document
         mails = self._create_mails(values_list)
         self.env.ref("mail.ir_cron_mail_scheduler_action")._trigger()
-        message = self.env._(
-            "%(count)s emails queued: they leave in a moment.", count=len(mails)
+        result = self.env["document.email.result"].create(
+            {
+                "mail_ids": [Command.set(mails.ids)],
+                "skipped_names": "\n".join(skipped.mapped("display_name")),
+            }
         )
-        if skipped:
-            message += " " + self.env._(
-                "Skipped, no recipient with an email: %(names)s",
-                names=", ".join(skipped.mapped("display_name")),
-            )
-        return self._notify(message, "warning" if skipped else "success")
+        return result.action_refresh()
 
     def _notify(self, message, kind):
         return {

@@ -1,3 +1,4 @@
 from . import test_smtp_settings
 from . import test_send_wizard
 from . import test_aged_receivable
+from . import test_aged_receivable_email

@@ -1,1 +1,2 @@
 from . import document_email_wizard
+from . import account_aged_receivable_wizard

@@ -23,6 +23,8 @@
         "views/res_config_settings_views.xml",
         "views/account_move_views.xml",
         "views/sale_order_views.xml",
+        "report/aged_receivable_templates.xml",
+        "wizards/account_aged_receivable_wizard_views.xml",
     ],
     "demo": [
         "demo/res_company_demo.xml",

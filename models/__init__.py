@@ -5,3 +5,4 @@ from . import res_company
 from . import res_config_settings
 from . import account_move
 from . import sale_order
+from . import res_partner

@@ -2,3 +2,5 @@ from . import test_smtp_settings
 from . import test_send_wizard
 from . import test_tours
 from . import test_reliability
+from . import test_aged_receivable
+from . import test_aged_receivable_email

@@ -1,2 +1,3 @@
 from . import document_email_wizard
 from . import document_email_result
+from . import account_aged_receivable_wizard

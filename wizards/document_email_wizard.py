@@ -84,7 +84,9 @@ class DocumentEmailWizard(models.TransientModel):
     # ------------------------------------------------------------------
 
     @api.model
-    def _action_open(self, records):
+    def _action_open(self, records, context=None):
+        """The wizard on these records; ``context`` adds keys the documents
+        read when rendered (e.g. the date of a statement)."""
         return {
             "type": "ir.actions.act_window",
             "name": self.env._("Send by email"),
@@ -93,6 +95,7 @@ class DocumentEmailWizard(models.TransientModel):
             "views": [(False, "form")],
             "target": "new",
             "context": {
+                **(context or {}),
                 "active_model": records._name,
                 "active_ids": records.ids,
                 "dialog_size": "large",

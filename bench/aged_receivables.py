@@ -1,0 +1,272 @@
+"""Time ``res.partner._get_aged_receivable`` on a throwaway database.
+
+Run by hand (not in CI), with the Odoo venv's Python::
+
+    /opt/ade/venv/bin/python bench/aged_receivables.py [--customers 1000]
+        [--items 20] [--addons /opt/ade/addons] [--keep]
+
+Installs the add-on in a new database, posts ``customers`` journal entries
+of ``items`` receivable lines each (due dates spread over a year, one
+payment per customer dated after the report date), times the aged balance
+of every customer and of 100 of them, then copies the lines by SQL to reach
+10 times the data and times again. The database is dropped at the end
+unless ``--keep``.
+"""
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+
+ODOO_SRC = os.environ.get("ODOO_SRC", "/opt/odoo18")
+DATE_AT = date(2024, 6, 30)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=1000)
+    parser.add_argument("--items", type=int, default=20)
+    parser.add_argument("--scale", type=int, default=10)
+    parser.add_argument(
+        "--addons", default=os.environ.get("ADE_ADDONS", "/opt/ade/addons")
+    )
+    parser.add_argument("--db", default=f"ade_bench_{int(time.time())}")
+    parser.add_argument("--keep", action="store_true")
+    return parser.parse_args()
+
+
+def say(text):
+    sys.stdout.write(f"[bench] {text}\n")
+    sys.stdout.flush()
+
+
+def install(args):
+    say(f"installing account_document_email in {args.db}")
+    subprocess.run(["createdb", args.db], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            f"{ODOO_SRC}/odoo-bin",
+            f"--addons-path={ODOO_SRC}/addons,{args.addons}",
+            f"--data-dir={os.environ.get('ADE_HOME', '/opt/ade')}/data",
+            "-d",
+            args.db,
+            "-i",
+            "account_document_email",
+            "--without-demo=all",
+            "--stop-after-init",
+            "--log-level=warn",
+        ],
+        check=True,
+    )
+
+
+def build_data(env, customers, items):
+    """One posted entry per customer: ``items`` receivable debits due over
+    the last year, and a payment of a tenth of it dated after DATE_AT."""
+    company = env.company
+    if not env["account.account"].search_count(
+        [("account_type", "=", "asset_receivable")]
+    ):
+        env["account.chart.template"].try_loading("generic_coa", company)
+    receivable = env["account.account"].search(
+        [("account_type", "=", "asset_receivable")], limit=1
+    )
+    income = env["account.account"].search([("account_type", "=", "income")], limit=1)
+    journal = env["account.journal"].search([("type", "=", "general")], limit=1)
+    rng = random.Random(42)
+    partners = env["res.partner"].create(
+        [{"name": f"Bench Customer {n:05d}"} for n in range(customers)]
+    )
+    for start in range(0, customers, 100):
+        moves = env["account.move"].create(
+            [
+                {
+                    "move_type": "entry",
+                    "journal_id": journal.id,
+                    "date": DATE_AT - timedelta(days=200),
+                    "line_ids": [
+                        (
+                            0,
+                            0,
+                            {
+                                "account_id": receivable.id,
+                                "partner_id": partner.id,
+                                "debit": amount,
+                                "date_maturity": DATE_AT
+                                - timedelta(days=rng.randint(-30, 365)),
+                                "name": f"Item {i}",
+                            },
+                        )
+                        for i, amount in enumerate(amounts)
+                    ]
+                    + [(0, 0, {"account_id": income.id, "credit": sum(amounts)})],
+                }
+                for partner in partners[start : start + 100]
+                for amounts in [[rng.randint(100, 10000) for _ in range(items)]]
+            ]
+        )
+        moves.action_post()
+        pay_partially_after_the_date(moves, receivable, income, journal)
+        env.cr.commit()
+        say(f"{start + 100} customers")
+    return partners
+
+
+def pay_partially_after_the_date(moves, receivable, income, journal):
+    """Half of each entry's first item, paid and reconciled after DATE_AT."""
+    firsts = [move.line_ids.filtered("partner_id")[:1] for move in moves]
+    payments = moves.create(
+        [
+            {
+                "move_type": "entry",
+                "journal_id": journal.id,
+                "date": DATE_AT + timedelta(days=10),
+                "line_ids": [
+                    (
+                        0,
+                        0,
+                        {
+                            "account_id": receivable.id,
+                            "partner_id": first.partner_id.id,
+                            "credit": first.debit / 2,
+                        },
+                    ),
+                    (0, 0, {"account_id": income.id, "debit": first.debit / 2}),
+                ],
+            }
+            for first in firsts
+        ]
+    )
+    payments.action_post()
+    for first, payment in zip(firsts, payments, strict=True):
+        (first | payment.line_ids.filtered("partner_id")).reconcile()
+
+
+def scale_up(env, factor):
+    """Copy every partner's receivable lines ``factor - 1`` times by SQL,
+    each copy for a new partner (benchmark data: the copies' moves do not
+    balance, which the aged balance does not read)."""
+    from odoo.tools import SQL
+
+    cr = env.cr
+    cr.execute(
+        """SELECT column_name FROM information_schema.columns
+            WHERE table_name = 'account_move_line' AND column_name != 'id'"""
+    )
+    names = [name for (name,) in cr.fetchall()]
+    columns = SQL(", ").join(SQL.identifier(name) for name in names)
+    select = SQL(", ").join(
+        SQL.identifier("new_partner", "id")
+        if name == "partner_id"
+        else SQL.identifier("line", name)
+        for name in names
+    )
+    for copy in range(1, factor):
+        cr.execute(
+            """
+            CREATE TEMP TABLE partner_map ON COMMIT DROP AS
+            SELECT id AS old_id, nextval('res_partner_id_seq') AS new_id
+              FROM res_partner WHERE name LIKE 'Bench Customer %%'
+               AND name NOT LIKE '%%copy%%'
+            """
+        )
+        cr.execute(
+            """
+            INSERT INTO res_partner (id, name, active, type, autopost_bills,
+                                     create_date, write_date)
+            SELECT map.new_id, partner.name || ' copy ' || %s, true, 'contact',
+                   'ask', now(), now()
+              FROM partner_map map JOIN res_partner partner ON partner.id = map.old_id
+            """,
+            [copy],
+        )
+        cr.execute(
+            SQL(
+                """
+                INSERT INTO account_move_line (%s)
+                SELECT %s
+                  FROM account_move_line line
+                  JOIN partner_map map ON map.old_id = line.partner_id
+                  JOIN res_partner new_partner ON new_partner.id = map.new_id
+                """,
+                columns,
+                select,
+            )
+        )
+        env.cr.commit()
+    cr.execute("ANALYZE account_move_line")
+
+
+def timed(label, function, repeat=3):
+    best = None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = function()
+        elapsed = time.perf_counter() - start
+        best = elapsed if best is None else min(best, elapsed)
+    say(f"{label}: {best * 1000:.0f} ms (best of {repeat})")
+    return result
+
+
+def measure(env, title):
+    partners = env["res.partner"]
+    env.cr.execute(
+        """SELECT count(*) FROM account_move_line line
+             JOIN account_account account ON account.id = line.account_id
+            WHERE account.account_type = 'asset_receivable'"""
+    )
+    say(f"{title}: {env.cr.fetchone()[0]} receivable lines")
+    result = timed(
+        "_get_aged_receivable, every customer",
+        lambda: partners._get_aged_receivable(DATE_AT),
+    )
+    say(f"  {len(result)} customers in the result")
+    sample = partners.browse(list(result)[:100])
+    timed(
+        "_get_aged_receivable, 100 customers",
+        lambda: sample._get_aged_receivable(DATE_AT),
+    )
+    timed(
+        "_get_aged_receivable_items, 100 customers",
+        lambda: sample._get_aged_receivable_items(DATE_AT),
+    )
+
+
+def main():
+    args = parse_args()
+    sys.path.insert(0, ODOO_SRC)
+    import odoo
+    from odoo import SUPERUSER_ID, api
+
+    install(args)
+    try:
+        odoo.tools.config.parse_config(
+            [
+                f"--addons-path={ODOO_SRC}/addons,{args.addons}",
+                "-d",
+                args.db,
+                "--log-level=warn",
+            ]
+        )
+        registry = odoo.modules.registry.Registry(args.db)
+        with registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            start = time.perf_counter()
+            build_data(env, args.customers, args.items)
+            say(f"data built in {time.perf_counter() - start:.0f} s")
+            measure(env, f"{args.customers} customers x {args.items} items")
+            scale_up(env, args.scale)
+            measure(env, f"x{args.scale}")
+    finally:
+        if not args.keep:
+            odoo.sql_db.close_all()
+            subprocess.run(["dropdb", "--if-exists", args.db], check=False)
+            say(f"dropped {args.db}")
+
+
+if __name__ == "__main__":
+    main()

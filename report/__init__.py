@@ -1,0 +1,1 @@
+from . import aged_receivable_report

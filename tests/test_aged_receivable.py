@@ -1,0 +1,192 @@
+from datetime import date
+
+from odoo.tests import tagged
+
+from odoo.addons.account.tests.common import AccountTestInvoicingCommon
+
+from .aged_common import DATE_AT, AgedReceivableMixin
+
+
+def aged(not_due=0.0, p1=0.0, p2=0.0, p3=0.0, p4=0.0, older=0.0):
+    amounts = {
+        "not_due": not_due,
+        "period_1": p1,
+        "period_2": p2,
+        "period_3": p3,
+        "period_4": p4,
+        "older": older,
+    }
+    return dict(amounts, total=sum(amounts.values()))
+
+
+@tagged("post_install", "-at_install")
+class TestAgedReceivable(AgedReceivableMixin, AccountTestInvoicingCommon):
+    """Expectations computed by hand at DATE_AT = 2024-06-30."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        # one invoice per boundary; powers of two show any misplaced amount
+        cls.ages = cls.create_customer("Ages Ltd")
+        for days, amount in (
+            (0, 1),
+            (1, 2),
+            (30, 4),
+            (31, 8),
+            (60, 16),
+            (61, 32),
+            (90, 64),
+            (91, 128),
+            (120, 256),
+            (121, 512),
+        ):
+            cls.create_receivable(cls.ages, amount, days)
+        # dated before, due after the date
+        cls.create_receivable(cls.ages, 1024, -10, invoice_date=date(2024, 6, 25))
+        # another company's invoice
+        cls.other = cls.setup_other_company(name="Other Company")["company"]
+        cls.create_receivable(cls.ages, 2048, 0, company=cls.other)
+
+        cls.payer = cls.create_customer("Payer Ltd")
+        cls.invoice_paid_before = cls.create_receivable(cls.payer, 1000, 10)
+        cls.pay(cls.invoice_paid_before, 300, date(2024, 6, 25))
+        cls.invoice_paid_after = cls.create_receivable(cls.payer, 500, 45)
+        cls.pay(cls.invoice_paid_after, 200, date(2024, 7, 5))
+        cls.create_receivable(cls.payer, 50, 5, move_type="out_refund")
+        cls.create_receivable(cls.payer, 9999, 3, post=False)
+        cls.create_receivable(cls.payer, 7777, -1)  # dated 2024-07-01
+
+        # EUR at 2 per USD until 2024-06-29, then 2.5
+        cls.eur = cls.setup_other_currency(
+            "EUR", rates=[("2024-01-01", 2.0), ("2024-06-29", 2.5)]
+        )
+        cls.foreigner = cls.create_customer("Foreigner GmbH")
+        cls.create_receivable(cls.foreigner, 300, 10, currency=cls.eur)
+        cls.invoice_eur_paid = cls.create_receivable(
+            cls.foreigner, 200, 60, currency=cls.eur
+        )
+        # 200 EUR paid at 2.5: 80 USD against 100 USD, plus an exchange difference
+        cls.pay(cls.invoice_eur_paid, 200, date(2024, 6, 29), currency=cls.eur)
+
+        cls.nobody = cls.create_customer("No Receivable Ltd")
+        cls.customers = cls.ages | cls.payer | cls.foreigner | cls.nobody
+
+    def assert_aged(self, partners, date_at, expected, interval_days=30):
+        result = partners._get_aged_receivable(date_at, interval_days)
+        self.assertEqual(
+            {partner.name: result[partner.id] for partner in partners},
+            {partner.name: amounts for partner, amounts in expected.items()},
+        )
+
+    def test_company_currency(self):
+        self.assertEqual(self.env.company.currency_id.name, "USD")
+        self.assertEqual(
+            self.invoice_eur_paid.line_ids.filtered("date_maturity").balance, 100.0
+        )
+
+    def test_buckets_at_each_boundary(self):
+        self.assert_aged(
+            self.ages,
+            DATE_AT,
+            {self.ages: aged(1025, 6, 24, 96, 384, 512)},
+        )
+
+    def test_interval_days(self):
+        self.assert_aged(
+            self.ages, DATE_AT, {self.ages: aged(1025, 30, 480, 512)}, interval_days=60
+        )
+
+    def test_payments_credit_note_draft_and_later_invoice(self):
+        """700 left of the invoice paid before the date, all 500 of the one
+        paid after it, the open credit note negative in its own bucket; the
+        draft and the invoice dated after the date do not count."""
+        self.assertEqual(self.invoice_paid_after.amount_residual, 300.0)
+        self.assert_aged(self.payer, DATE_AT, {self.payer: aged(p1=650, p2=500)})
+        # a month later the second payment counts and everything has aged
+        self.assert_aged(
+            self.payer,
+            date(2024, 7, 31),
+            {self.payer: aged(p1=7777, p2=650, p3=300)},
+        )
+
+    def test_second_currency_in_company_currency(self):
+        """150 USD open (300 EUR at 2); the EUR invoice paid at 2.5 before
+        the date is settled, exchange difference included, not before."""
+        self.assert_aged(self.foreigner, DATE_AT, {self.foreigner: aged(p1=150)})
+        self.assert_aged(
+            self.foreigner,
+            date(2024, 6, 28),
+            {self.foreigner: aged(p1=150, p2=100)},
+        )
+
+    def test_other_company(self):
+        self.assert_aged(
+            self.ages, DATE_AT, {self.ages: aged(1025, 6, 24, 96, 384, 512)}
+        )
+        self.assert_aged(
+            self.ages.with_company(self.other),
+            DATE_AT,
+            {self.ages: aged(not_due=2048)},
+        )
+
+    def test_all_partners_and_partner_without_receivable(self):
+        everyone = self.env["res.partner"]._get_aged_receivable(DATE_AT)
+        self.assertEqual(
+            set(everyone), set((self.ages | self.payer | self.foreigner).ids)
+        )
+        self.assertEqual(everyone[self.payer.id], aged(p1=650, p2=500))
+        self.assert_aged(self.nobody, DATE_AT, {self.nobody: aged()})
+        before_anything = self.customers._get_aged_receivable(date(2023, 12, 31))
+        self.assertEqual(set(before_anything), set(self.customers.ids))
+        self.assertEqual(before_anything[self.payer.id], aged())
+
+    def test_open_items(self):
+        items = self.payer._get_aged_receivable_items(DATE_AT)[self.payer.id]
+        self.assertEqual(
+            [
+                (
+                    i["name"],
+                    i["due_date"],
+                    i["days_overdue"],
+                    i["amount"],
+                    i["open_amount"],
+                )
+                for i in items
+            ],
+            [
+                (self.invoice_paid_after.name, date(2024, 5, 16), 45, 500.0, 500.0),
+                (self.invoice_paid_before.name, date(2024, 6, 20), 10, 1000.0, 700.0),
+                (items[2]["name"], date(2024, 6, 25), 5, -50.0, -50.0),
+            ],
+        )
+        self.assertTrue(items[2]["name"].startswith("RINV"))
+        self.assertEqual(
+            sum(i["open_amount"] for i in items),
+            self.payer._get_aged_receivable(DATE_AT)[self.payer.id]["total"],
+        )
+
+    def test_context_options(self):
+        partner = self.payer.with_context(
+            aged_date_at="2024-07-31", aged_interval_days=60
+        )
+        self.assertEqual(
+            partner._get_aged_receivable_options(), (date(2024, 7, 31), 60)
+        )
+        summary = partner._get_aged_receivable_summary()
+        self.assertEqual(summary["total"], 8727.0)
+        self.assertEqual(summary["date_at"], date(2024, 7, 31))
+
+    def test_recipient_invoice_address(self):
+        self.assertEqual(self.payer._get_document_email_partners(), self.payer)
+        billing = self.env["res.partner"].create(
+            {
+                "name": "Billing",
+                "type": "invoice",
+                "email": "billing@payer.example.com",
+                "parent_id": self.payer.id,
+            }
+        )
+        self.assertEqual(self.payer._get_document_email_partners(), billing)
+        self.payer.email = "payer@payer.example.com"
+        self.assertEqual(self.payer._get_document_email_partners(), self.payer)
+        self.assertEqual(self.payer._get_document_email_company(), self.env.company)

@@ -1,0 +1,200 @@
+from datetime import date
+
+from odoo.tests import tagged
+
+from .aged_common import DATE_AT, AgedReceivableMixin
+from .common import pdf_parts, pdf_text, real_smtp_delivery
+from .document_common import DocumentEmailCase
+
+
+@tagged("post_install", "-at_install")
+class TestAgedReceivableEmail(AgedReceivableMixin, DocumentEmailCase):
+    """Statements and confirmation letters from the Aged Receivables wizard,
+    rendered for real and delivered to a real SMTP server."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.company = cls.env.company
+        # else printing first asks an administrator to configure the layout
+        cls.company.external_report_layout_id = cls.env.ref(
+            "web.external_layout_standard"
+        )
+        cls.invoice_a = cls.create_receivable(cls.partner_a, 1234.5, 40)
+        cls.invoice_b = cls.create_receivable(
+            cls.partner_b, 678.25, -5, invoice_date=date(2024, 6, 20)
+        )
+        cls.create_receivable(cls.partner_b, 100, 95)
+
+    def open_aged(self, **values):
+        return self.env["account.aged.receivable.wizard"].create(
+            {"date_at": DATE_AT, "interval_days": 30, **values}
+        )
+
+    def open_email_wizard(self, action):
+        self.assertEqual(action["res_model"], "document.email.wizard")
+        return (
+            self.env["document.email.wizard"]
+            .with_context(**action["context"])
+            .create({})
+        )
+
+    def send_batch(self, wizard):
+        action = wizard.action_send()
+        result = self.env["document.email.result"].browse(action["res_id"])
+        self.assertEqual((result.pending_count, result.skipped_count), (2, 0))
+        with real_smtp_delivery():
+            self.env["mail.mail"].process_email_queue()
+
+    def received_pdf(self, address):
+        [received] = self.messages_to(address)
+        [(filename, content)] = pdf_parts(received["message"])
+        return received["message"], filename, pdf_text(content)
+
+    def test_list_one_row_per_customer(self):
+        aged = self.open_aged()
+        action = aged.action_list()
+        lines = self.env[action["res_model"]].search(action["domain"])
+        self.assertEqual(
+            {
+                line.partner_id: (
+                    line.not_due,
+                    line.period_2,
+                    line.period_4,
+                    line.total,
+                )
+                for line in lines
+            },
+            {
+                self.partner_a: (0.0, 1234.5, 0.0, 1234.5),
+                self.partner_b: (678.25, 0.0, 100.0, 778.25),
+            },
+        )
+        self.assertEqual(action["context"]["aged_date_at"], "2024-06-30")
+        # the header buttons act on the selected rows, or on every row
+        lines = lines.with_context(**action["context"])
+        report = lines.browse().action_statement()
+        self.assertEqual(report["type"], "ir.actions.report")
+        self.assertEqual(report["context"]["active_ids"], lines.partner_id.ids)
+        self.assertEqual(report["context"]["aged_date_at"], "2024-06-30")
+        first = lines.filtered(lambda line: line.partner_id == self.partner_a)
+        self.assertEqual(
+            first.action_letter()["context"]["active_ids"], self.partner_a.ids
+        )
+
+    def test_statements_by_email_one_per_customer(self):
+        aged = self.open_aged(send_by_email=True)
+        action = aged.action_list()
+        lines = self.env[action["res_model"]].with_context(**action["context"])
+        wizard = self.open_email_wizard(lines.action_statement())
+        self.assertEqual(wizard.document_count, 2)
+        self.assertEqual(
+            wizard.report_id,
+            self.env.ref("account_document_email.action_report_aged_statement"),
+        )
+        self.assertEqual(
+            wizard.template_id,
+            self.env.ref("account_document_email.mail_template_aged_statement"),
+        )
+        self.send_batch(wizard)
+        message, filename, text = self.received_pdf("partner.a@customer.example.com")
+        self.assertEqual(filename, "Statement - partner_a.pdf")
+        self.assertIn("Statement of account at 06/30/2024", message["Subject"])
+        body = message.get_body(("html",)).get_content()
+        self.assertIn("1,234.50", body)
+        for expected in (
+            "Statement of Account",
+            "partner_a",
+            "06/30/2024",
+            self.invoice_a.name,
+            "05/21/2024",  # due date
+            "$ 1,234.50",
+            "31-60",
+        ):
+            self.assertIn(expected, text)
+        self.assertNotIn(self.invoice_b.name, text)
+        message, filename, text = self.received_pdf("partner.b@customer.example.com")
+        self.assertEqual(filename, "Statement - partner_b.pdf")
+        for expected in (self.invoice_b.name, "$ 678.25", "$ 100.00", "$ 778.25"):
+            self.assertIn(expected, text)
+        self.assertNotIn(self.invoice_a.name, text)
+        self.assertNotIn("1,234.50", text)
+        self.assertEqual(len(self.received()), 2)
+
+    def test_confirmation_letters_by_email(self):
+        aged = self.open_aged(send_by_email=True, partner_ids=self.partner_b.ids)
+        wizard = self.open_email_wizard(aged.action_letter())
+        # a single customer: the letter is rendered in the wizard already
+        self.assertEqual(
+            wizard.template_id,
+            self.env.ref("account_document_email.mail_template_aged_letter"),
+        )
+        self.assertIn("Balance confirmation at 06/30/2024", wizard.subject)
+        self.assertIn("billing@company.example.com", wizard.body)
+        self.assertEqual(
+            wizard.attachment_ids.name, "Balance Confirmation - partner_b.pdf"
+        )
+        with real_smtp_delivery():
+            wizard.action_send()
+        _message, _filename, text = self.received_pdf("partner.b@customer.example.com")
+        for expected in (
+            "Confirmation of Balance",
+            self.company.name,
+            "06/30/2024",
+            "$ 778.25",
+            self.invoice_b.name,
+            "billing@company.example.com",
+        ):
+            self.assertIn(expected, text)
+        self.assertEqual(len(self.received()), 1)
+
+    def test_letters_for_every_customer_by_email(self):
+        wizard = self.open_email_wizard(
+            self.open_aged(send_by_email=True).action_letter()
+        )
+        self.assertEqual(wizard.document_count, 2)
+        self.send_batch(wizard)
+        _message, _filename, text_a = self.received_pdf(
+            "partner.a@customer.example.com"
+        )
+        _message, _filename, text_b = self.received_pdf(
+            "partner.b@customer.example.com"
+        )
+        self.assertIn("$ 1,234.50", text_a)
+        self.assertNotIn("$ 778.25", text_a)
+        self.assertIn("$ 778.25", text_b)
+        self.assertNotIn("$ 1,234.50", text_b)
+
+    def test_print_statement_at_the_date(self):
+        """Without the email option: the report action carries the date; a
+        later date shows the amounts aged accordingly."""
+        action = self.open_aged(date_at="2024-08-31").action_statement()
+        self.assertEqual(
+            action["report_name"], "account_document_email.report_aged_statement"
+        )
+        report = self.env.ref("account_document_email.action_report_aged_statement")
+        content, _type = (
+            self.env["ir.actions.report"]
+            .with_context(**action["context"])
+            ._render_qweb_pdf(report, self.partner_a.ids)
+        )
+        text = pdf_text(content)
+        self.assertIn("08/31/2024", text)
+        self.assertIn("102", text)  # days overdue at the later date
+        self.assertIn("91-120", text)
+
+
+@tagged("post_install", "-at_install")
+class TestAgedReceivableTour(AgedReceivableMixin, DocumentEmailCase):
+    def test_tour_send_statements_from_the_list(self):
+        customer_a = self.create_customer(
+            "Tour Customer A", email="tour.a@customer.example.com"
+        )
+        customer_b = self.create_customer(
+            "Tour Customer B", email="tour.b@customer.example.com"
+        )
+        self.create_receivable(customer_a, 1234.5, 40)
+        self.create_receivable(customer_b, 678.25, 5)
+        self.start_tour(
+            "/odoo", "account_document_email_aged_receivable", login=self.env.user.login
+        )

@@ -22,10 +22,19 @@
         "views/res_config_settings_views.xml",
         "views/account_move_views.xml",
         "views/sale_order_views.xml",
+        "report/report_payment_advice.xml",
+        "views/account_payment_views.xml",
+        "wizards/account_payment_register_views.xml",
+        "wizards/print_prenumbered_checks_views.xml",
     ],
     "demo": [
         "demo/res_company_demo.xml",
     ],
+    "assets": {
+        "web.assets_tests": [
+            "account_document_email/static/tests/tours/*.js",
+        ],
+    },
     "installable": True,
     "application": False,
 }

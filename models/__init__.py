@@ -4,3 +4,4 @@ from . import res_company
 from . import res_config_settings
 from . import account_move
 from . import sale_order
+from . import account_payment

@@ -25,6 +25,10 @@
         "views/sale_order_views.xml",
         "report/aged_receivable_templates.xml",
         "wizards/account_aged_receivable_wizard_views.xml",
+        "report/report_payment_advice.xml",
+        "views/account_payment_views.xml",
+        "wizards/account_payment_register_views.xml",
+        "wizards/print_prenumbered_checks_views.xml",
     ],
     "demo": [
         "demo/res_company_demo.xml",

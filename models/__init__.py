@@ -6,3 +6,4 @@ from . import res_config_settings
 from . import account_move
 from . import sale_order
 from . import res_partner
+from . import account_payment

@@ -103,6 +103,32 @@ class DocumentEmailWizard(models.TransientModel):
         }
 
     @api.model
+    def _queue_for(self, records):
+        """Queue one email per document with its defaults, without the dialog
+        (e.g. right after printing cheques), and tell the user how it went."""
+        wizard = self.with_context(
+            active_model=records._name, active_ids=records.ids
+        ).create({"attachment_ids": [Command.clear()]})
+        action = wizard._send_batch(records)
+        result = self.env["document.email.result"].browse(action["res_id"])
+        message = self.env._("%(count)s emails queued.", count=result.pending_count)
+        if result.skipped_names:
+            message += " " + self.env._(
+                "Skipped, no recipient with an email: %(names)s",
+                names=result.skipped_names.replace("\n", ", "),
+            )
+        self.env.user._bus_send(
+            "simple_notification",
+            {
+                "title": self.env._("Send by email"),
+                "message": message,
+                "type": "warning" if result.skipped_names else "success",
+                "sticky": bool(result.skipped_names),
+            },
+        )
+        return wizard
+
+    @api.model
     def _documents_from_context(self):
         context = self.env.context
         ids = context.get("active_ids") or (
@@ -492,7 +518,9 @@ class DocumentEmailWizard(models.TransientModel):
     def _prepare_batch_values(self, documents):
         """{document: mail values or False when nobody has an email}."""
         rendered = self._render_batch(documents)
-        pdfs = self._render_pdfs(self.report_id, documents) if self.report_id else {}
+        pdfs = {}
+        for report, group in self._batch_reports(documents).items():
+            pdfs.update(self._render_pdfs(report, group) if report else {})
         result = {}
         for document in documents:
             partners = document._get_document_email_partners().filtered("email")
@@ -516,6 +544,13 @@ class DocumentEmailWizard(models.TransientModel):
                 document, partners, subject, body, attachments
             )
         return result
+
+    def _batch_reports(self, documents):
+        """{report: documents}: the report the user chose, or each document's
+        own default one (a receipt for one payment, an advice for the next)."""
+        if self.report_id != documents[:1]._get_document_email_reports()[:1]:
+            return {self.report_id: documents}
+        return documents.grouped(lambda d: d._get_document_email_reports()[:1])
 
     def _render_batch(self, documents):
         """{document id: (subject, body)} from the wizard's (possibly edited)

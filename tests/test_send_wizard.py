@@ -235,7 +235,7 @@ class TestSendWizard(DocumentEmailCase):
         [received] = self.messages_to("partner.b@customer.example.com")
         self.assert_pdf(pdf_parts(received["message"])[0][1])
         order.action_confirm()
-        self.assertTrue(self.open_wizard(order).subject.startswith("Order"))
+        self.assertTrue(self.open_wizard(order).subject.startswith("Sales Order"))
 
     # -- batch --------------------------------------------------------------
 

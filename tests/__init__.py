@@ -5,3 +5,4 @@ from . import test_reliability
 from . import test_aged_receivable
 from . import test_aged_receivable_email
 from . import test_payment_email
+from . import test_translation

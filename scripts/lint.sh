@@ -21,3 +21,4 @@ export PRETTIER_PLUGIN_XML="$LINT/node_modules/@prettier/plugin-xml/src/plugin.j
 export PRE_COMMIT_HOME="$LINT/pre-commit-cache"
 cd "$here"
 pre-commit run --all-files --show-diff-on-failure
+python3 "$here/scripts/gen_readme_rst.py" --check

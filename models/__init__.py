@@ -7,3 +7,4 @@ from . import account_move
 from . import sale_order
 from . import res_partner
 from . import account_payment
+from . import ir_actions_report

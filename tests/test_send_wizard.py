@@ -295,6 +295,29 @@ class TestSendWizard(DocumentEmailCase):
         )
         self.assertEqual(len(self.received()), 3)
 
+    def test_batch_rendered_in_several_calls_each_its_own_pdf(self):
+        """Batches of PDF_BATCH_SIZE documents per wkhtmltopdf call: every
+        email still carries its own document's PDF."""
+        self.env["ir.config_parameter"].set_param(
+            "account_document_email.pdf_batch_size", 1
+        )
+        invoice_b = self.init_invoice(
+            "out_invoice", partner=self.partner_b, amounts=[200.0], post=True
+        )
+        documents = self.invoice | invoice_b
+        pdfs = self.env["document.email.wizard"]._render_pdfs(
+            self.env.ref("account.account_invoices"), documents
+        )
+        from .common import pdf_text
+
+        for document in documents:
+            name, content = pdfs[document.id]
+            self.assertEqual(name, document.name.replace("/", "_") + ".pdf")
+            text = pdf_text(content)
+            self.assertIn(document.name, text)
+            other = (documents - document).name
+            self.assertNotIn(other, text)
+
     # -- bad input ------------------------------------------------------------
 
     def test_header_injection_never_adds_recipient(self):

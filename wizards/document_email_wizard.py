@@ -270,12 +270,12 @@ class DocumentEmailWizard(models.TransientModel):
 
     @api.model
     def _render_pdfs(self, report, documents):
-        """{document id: (file name, PDF bytes)}, rendered in one call when
-        the report can be split per document, with the user's rights."""
+        """{document id: (file name, PDF bytes)}, rendered in a few calls
+        (in parallel on several cores) when the report can be split per
+        document, with the user's rights."""
         report_ref = report.id
         reports = self.env["ir.actions.report"]
-        content, report_type = reports._pre_render_qweb_pdf(report_ref, documents.ids)
-        per_document = reports._get_splitted_report(report_ref, content, report_type)
+        per_document = reports._document_email_split_pdfs(report_ref, documents.ids)
         missing = [doc for doc in documents if doc.id not in per_document]
         for document in missing:
             content, report_type = reports._pre_render_qweb_pdf(

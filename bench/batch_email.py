@@ -1,0 +1,485 @@
+"""Batch email of posted invoices, end to end: this add-on versus Odoo's own
+batch "Send", and the add-on versus rendering the same PDFs alone.
+
+Run by hand (not in CI), with the Odoo venv's Python and its wkhtmltopdf on
+the PATH::
+
+    export PATH=/opt/ade/venv/bin:$PATH
+    python bench/batch_email.py [--invoices 200] [--http-port 8869]
+        [--addons /opt/ade/addons] [--skip-native] [--profile] [--keep]
+
+What it does, on a throwaway database (dropped at the end unless ``--keep``):
+
+1. installs the add-on, loads the generic chart of accounts, creates
+   ``invoices`` customers with an email and two identical sets of posted
+   invoices (one per contender, so both really render every PDF);
+2. starts an aiosmtpd sink on a free port of 127.0.0.1 (counting the
+   delivered messages and those carrying a PDF), points the company's own
+   SMTP settings and a default ir.mail_server at it, and starts Odoo's HTTP
+   server on ``--http-port`` for wkhtmltopdf to fetch the report assets
+   (``report.url``);
+3. times, after a warm-up render:
+
+   - ours: ``document.email.wizard`` on all invoices of set A,
+     ``action_send()``, then ``mail.mail.process_email_queue()`` until the
+     queue is empty;
+   - Odoo: ``account.move.send.batch.wizard`` on set B,
+     ``action_send_and_print()`` as the button does, then the cron
+     ``account.ir_cron_account_move_send`` (20 invoices a run, as scheduled)
+     until no invoice waits, then the mail queue until empty;
+   - rendering alone, on set A again: ``_render_qweb_pdf`` of the invoice
+     report on all ids in one call, and the wizard's own ``_render_pdfs``;
+
+   and prints each wall time, the delivered counts and the ratios against
+   the targets (ours <= 0.8x Odoo's; ours <= 1.15x rendering alone).
+
+``--profile`` runs our send under cProfile and prints the top functions.
+"""
+
+import argparse
+import cProfile
+import email
+import io
+import os
+import pstats
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+ODOO_SRC = os.environ.get("ODOO_SRC", "/opt/odoo18")
+ADE_HOME = os.environ.get("ADE_HOME", "/opt/ade")
+TARGET_VS_ODOO = 0.8
+TARGET_VS_RENDER = 1.15
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--invoices", type=int, default=200)
+    parser.add_argument("--lines", type=int, default=3, help="lines per invoice")
+    parser.add_argument("--http-port", type=int, default=8869)
+    parser.add_argument(
+        "--addons", default=os.environ.get("ADE_ADDONS", "/opt/ade/addons")
+    )
+    parser.add_argument("--db", default=f"ade_bench_mail_{int(time.time())}")
+    parser.add_argument("--skip-native", action="store_true")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--keep", action="store_true")
+    return parser.parse_args()
+
+
+def say(text):
+    sys.stdout.write(f"[bench] {text}\n")
+    sys.stdout.flush()
+
+
+def odoo_command(args):
+    return [
+        sys.executable,
+        f"{ODOO_SRC}/odoo-bin",
+        f"--addons-path={ODOO_SRC}/addons,{args.addons}",
+        f"--data-dir={ADE_HOME}/data",
+        "-d",
+        args.db,
+        "--log-level=warn",
+    ]
+
+
+def install(args):
+    say(f"installing account_document_email in {args.db}")
+    subprocess.run(["createdb", args.db], check=True)
+    subprocess.run(
+        odoo_command(args)
+        + ["-i", "account_document_email", "--without-demo=all", "--stop-after-init"],
+        check=True,
+        timeout=900,
+    )
+
+
+# ----------------------------------------------------------------------
+# SMTP sink
+# ----------------------------------------------------------------------
+
+
+class Sink:
+    """aiosmtpd handler: counts messages, and those with a PDF attached."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.messages = 0
+        self.with_pdf = 0
+
+    async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.content)
+        has_pdf = any(
+            part.get_content_type() == "application/pdf" for part in message.walk()
+        )
+        with self.lock:
+            self.messages += 1
+            self.with_pdf += has_pdf
+        return "250 OK"
+
+    def reset(self):
+        with self.lock:
+            self.messages = self.with_pdf = 0
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ----------------------------------------------------------------------
+# Odoo HTTP server (wkhtmltopdf fetches the report assets from it)
+# ----------------------------------------------------------------------
+
+
+def start_http(args):
+    url = f"http://127.0.0.1:{args.http_port}"
+    with socket.socket() as sock:
+        if sock.connect_ex(("127.0.0.1", args.http_port)) == 0:
+            raise SystemExit(f"port {args.http_port} is in use: pass --http-port")
+    process = subprocess.Popen(
+        odoo_command(args)
+        + [
+            f"--http-port={args.http_port}",
+            "--http-interface=127.0.0.1",
+            "--max-cron-threads=0",
+            f"--db-filter=^{args.db}$",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/web/health", timeout=5).close()
+        except urllib.error.HTTPError as error:
+            say(f"Odoo HTTP server answers {error.code}")
+        except OSError:
+            if process.poll() is not None:
+                raise SystemExit("the Odoo HTTP server stopped") from None
+            time.sleep(1)
+            continue
+        say(f"Odoo HTTP server on {url} (pid {process.pid})")
+        return process, url
+    process.kill()
+    raise SystemExit("the Odoo HTTP server did not answer within 120 s")
+
+
+def stop(process):
+    if process and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+# ----------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------
+
+
+def build_data(env, args, smtp_port, url):
+    company = env.company
+    if not env["account.account"].search_count(
+        [("account_type", "=", "asset_receivable")]
+    ):
+        env["account.chart.template"].try_loading("generic_coa", company)
+    company.write(
+        {
+            "email": "billing@bench.example.com",
+            "document_smtp_use_default": False,
+            "document_smtp_host": "127.0.0.1",
+            "document_smtp_port": smtp_port,
+            "document_smtp_encryption": "none",
+            "document_smtp_authentication": False,
+        }
+    )
+    env.ref("base.user_admin").partner_id.email = "admin@bench.example.com"
+    # Odoo's own default server, for the native path
+    env["ir.mail_server"].create(
+        {
+            "name": "bench sink",
+            "smtp_host": "127.0.0.1",
+            "smtp_port": smtp_port,
+            "smtp_encryption": "none",
+            "sequence": 1,
+        }
+    )
+    params = env["ir.config_parameter"]
+    for key in ("web.base.url", "report.url"):
+        params.set_param(key, url)
+    params.set_param("web.base.url.freeze", "True")
+    partners = env["res.partner"].create(
+        [
+            {"name": f"Bench Customer {n:04d}", "email": f"customer{n}@bench.example"}
+            for n in range(args.invoices)
+        ]
+    )
+    sets = []
+    for _label in ("A", "B"):
+        moves = env["account.move"].create(
+            [
+                {
+                    "move_type": "out_invoice",
+                    "partner_id": partner.id,
+                    "invoice_date": "2024-06-01",
+                    "invoice_line_ids": [
+                        (
+                            0,
+                            0,
+                            {
+                                "name": f"Service {line + 1}",
+                                "quantity": line + 1,
+                                "price_unit": 100.0 + 10 * line,
+                            },
+                        )
+                        for line in range(args.lines)
+                    ],
+                }
+                for partner in partners
+            ]
+        )
+        moves.action_post()
+        sets.append(moves)
+    env.cr.commit()
+    return sets
+
+
+# ----------------------------------------------------------------------
+# Contenders
+# ----------------------------------------------------------------------
+
+
+def drain_queue(env, deadline):
+    Mail = env["mail.mail"]
+    outgoing = [("state", "=", "outgoing")]
+    while Mail.search_count(outgoing):
+        if time.monotonic() > deadline:
+            raise SystemExit("the mail queue did not empty in time")
+        Mail.process_email_queue()
+        env.cr.commit()
+        env.invalidate_all()
+
+
+def send_ours(env, invoices, profile=False):
+    """As the list view's "Send by email" does: open the wizard, send, then
+    the mail queue (the cron the wizard triggers) until empty."""
+    # how long the wizard spends in its PDF rendering
+    wizard_class = env.registry["document.email.wizard"]
+    render_pdfs = wizard_class._render_pdfs
+    rendering = []
+
+    def timed_render_pdfs(self, report, documents):
+        begin = time.perf_counter()
+        try:
+            return render_pdfs(self, report, documents)
+        finally:
+            rendering.append(time.perf_counter() - begin)
+
+    wizard_class._render_pdfs = timed_render_pdfs
+    start = time.perf_counter()
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        profiler.enable()
+    wizard = (
+        env["document.email.wizard"]
+        .with_context(active_model="account.move", active_ids=invoices.ids)
+        .create({})
+    )
+    env.cr.commit()
+    action = wizard.action_send()
+    env.cr.commit()
+    queued = time.perf_counter()
+    assert action["res_model"] == "document.email.result", action
+    drain_queue(env, time.monotonic() + 1800)
+    if profiler:
+        profiler.disable()
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(35)
+        say("profile of our send (cumulative):\n" + out.getvalue())
+    end = time.perf_counter()
+    wizard_class._render_pdfs = render_pdfs
+    return end - start, {
+        "wizard + render + queue": queued - start,
+        "of which PDF rendering": sum(rendering),
+        "mail queue": end - queued,
+    }
+
+
+def send_native(env, invoices):
+    """As Odoo's "Send" button on several invoices does: the batch wizard's
+    action_send_and_print (which flags the invoices and triggers the cron),
+    then the cron until no invoice waits, then the mail queue."""
+    start = time.perf_counter()
+    wizard = (
+        env["account.move.send.batch.wizard"]
+        .with_context(active_model="account.move", active_ids=invoices.ids)
+        .create({})
+    )
+    env.cr.commit()
+    wizard.action_send_and_print()
+    env.cr.commit()
+    cron = env.ref("account.ir_cron_account_move_send")
+    Move = env["account.move"]
+    deadline = time.monotonic() + 1800
+    runs = 0
+    while Move.search_count([("sending_data", "!=", False)]):
+        if time.monotonic() > deadline:
+            raise SystemExit("the invoice sending cron did not finish in time")
+        cron.method_direct_trigger()
+        env.cr.commit()
+        env.invalidate_all()
+        runs += 1
+    cron_done = time.perf_counter()
+    drain_queue(env, deadline)
+    end = time.perf_counter()
+    return end - start, {
+        f"batch wizard + {runs} cron runs": cron_done - start,
+        "mail queue": end - cron_done,
+    }
+
+
+def render_alone(env, invoices):
+    report = env.ref("account.account_invoices")
+    timings = {}
+    start = time.perf_counter()
+    content, _type = env["ir.actions.report"]._render_qweb_pdf(
+        report.report_name, invoices.ids
+    )
+    timings["_render_qweb_pdf, one call"] = time.perf_counter() - start
+    assert content.startswith(b"%PDF"), "no PDF rendered"
+    start = time.perf_counter()
+    pdfs = env["document.email.wizard"]._render_pdfs(report, invoices)
+    timings["wizard's _render_pdfs"] = time.perf_counter() - start
+    assert len(pdfs) == len(invoices)
+    env.cr.rollback()
+    return timings
+
+
+def wait_delivered(sink, expected, timeout=30):
+    deadline = time.monotonic() + timeout
+    while sink.messages < expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return sink.messages, sink.with_pdf
+
+
+def check_delivered(sink, label, expected):
+    messages, with_pdf = wait_delivered(sink, expected)
+    say(f"  {label}: {messages} messages delivered to the sink, {with_pdf} with a PDF")
+    if messages != expected or with_pdf != expected:
+        raise SystemExit(f"{label}: expected {expected} messages with a PDF")
+
+
+def run(env, args, sink, sets):
+    ours_set, native_set = sets
+    n = len(ours_set)
+    say("warm-up render (report templates and assets)")
+    env["ir.actions.report"]._render_qweb_pdf(
+        "account.account_invoices", ours_set[:2].ids
+    )
+    env.cr.rollback()
+
+    sink.reset()
+    say(f"ours: document.email.wizard on {n} invoices, then the mail queue")
+    ours, ours_parts = send_ours(env, ours_set, profile=args.profile)
+    check_delivered(sink, "ours", n)
+
+    native = None
+    if not args.skip_native:
+        sink.reset()
+        say(f"Odoo: account.move.send.batch.wizard on {n} invoices, cron, mail queue")
+        native, native_parts = send_native(env, native_set)
+        check_delivered(sink, "Odoo", n)
+
+    say(f"rendering alone: the {n} invoice PDFs of the first set")
+    alone = render_alone(env, ours_set)
+
+    say("=" * 60)
+    say(f"{n} invoices, {args.lines} lines each; load: {load()}")
+    say(f"{'ours (document.email.wizard)':46}: {ours:6.1f} s")
+    for label, value in ours_parts.items():
+        say(f"{'  ' + label:46}: {value:6.1f} s")
+    if native is not None:
+        say(f"{'Odoo (account.move.send batch)':46}: {native:6.1f} s")
+        for label, value in native_parts.items():
+            say(f"{'  ' + label:46}: {value:6.1f} s")
+    for label, value in alone.items():
+        say(f"{'render alone, ' + label:46}: {value:6.1f} s")
+    if native is not None:
+        verdict("ratio ours / Odoo", ours / native, TARGET_VS_ODOO)
+    for label, value in alone.items():
+        verdict(f"overhead ours / {label}", ours / value, TARGET_VS_RENDER)
+
+
+def verdict(label, ratio, target):
+    state = "OK" if ratio <= target else "ABOVE TARGET"
+    say(f"{label:46}: {ratio:5.2f}x (target <= {target}x) {state}")
+
+
+def load():
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
+
+
+def main():
+    args = parse_args()
+    sys.path.insert(0, ODOO_SRC)
+    from aiosmtpd.controller import Controller
+
+    import odoo
+    from odoo import SUPERUSER_ID, api
+
+    say(f"load before: {load()}")
+    sink = Sink()
+    smtp_port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    say(f"SMTP sink on 127.0.0.1:{smtp_port}")
+    http = None
+    install(args)
+    try:
+        http, url = start_http(args)
+        odoo.tools.config.parse_config(
+            [
+                f"--addons-path={ODOO_SRC}/addons,{args.addons}",
+                f"--data-dir={ADE_HOME}/data",
+                "-d",
+                args.db,
+                "--log-level=warn",
+                # wkhtmltopdf's harmless Qt SSL warnings
+                "--log-handler=odoo.addons.base.models.ir_actions_report:ERROR",
+                # the sink's own per-command log
+                "--log-handler=mail.log:WARNING",
+            ]
+        )
+        registry = odoo.modules.registry.Registry(args.db)
+        with registry.cursor() as cr:
+            # the administrator, as in the user interface
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            env = env(user=env.ref("base.user_admin"))
+            start = time.perf_counter()
+            sets = build_data(env, args, smtp_port, url)
+            elapsed = time.perf_counter() - start
+            say(f"2 x {args.invoices} posted invoices in {elapsed:.0f} s")
+            run(env, args, sink, sets)
+    finally:
+        stop(http)
+        controller.stop()
+        if not args.keep:
+            odoo.sql_db.close_all()
+            subprocess.run(["dropdb", "--if-exists", args.db], check=False)
+            subprocess.run(
+                ["rm", "-rf", f"{ADE_HOME}/data/filestore/{args.db}"], check=False
+            )
+            say(f"dropped {args.db}")
+
+
+if __name__ == "__main__":
+    main()

@@ -42,6 +42,7 @@ import email
 import io
 import os
 import pstats
+import re
 import socket
 import subprocess
 import sys
@@ -111,20 +112,41 @@ class Sink:
         self.lock = threading.Lock()
         self.messages = 0
         self.with_pdf = 0
+        self.pdfs = []
 
     async def handle_DATA(self, server, session, envelope):
         message = email.message_from_bytes(envelope.content)
-        has_pdf = any(
-            part.get_content_type() == "application/pdf" for part in message.walk()
-        )
+        pdfs = [
+            part.get_payload(decode=True)
+            for part in message.walk()
+            if part.get_content_type() == "application/pdf"
+        ]
         with self.lock:
             self.messages += 1
-            self.with_pdf += has_pdf
+            self.with_pdf += bool(pdfs)
+            self.pdfs.append((str(message["Subject"]), pdfs[:1]))
         return "250 OK"
 
     def reset(self):
         with self.lock:
             self.messages = self.with_pdf = 0
+            self.pdfs = []
+
+    def mismatched(self):
+        """Messages whose PDF does not show the invoice named in the subject
+        (each PDF must be its own document's, batches split correctly)."""
+        wrong = []
+        for subject, pdfs in self.pdfs:
+            number = re.search(r"[A-Z]+/\d{4}/\d+", subject)
+            text = subprocess.run(
+                ["pdftotext", "-", "-"],
+                input=pdfs[0] if pdfs else b"",
+                capture_output=True,
+                check=False,
+            ).stdout.decode(errors="replace")
+            if not number or number.group(0) not in text:
+                wrong.append(subject)
+        return wrong
 
 
 def free_port():
@@ -375,6 +397,10 @@ def check_delivered(sink, label, expected):
     say(f"  {label}: {messages} messages delivered to the sink, {with_pdf} with a PDF")
     if messages != expected or with_pdf != expected:
         raise SystemExit(f"{label}: expected {expected} messages with a PDF")
+    wrong = sink.mismatched()
+    say(f"  {label}: {expected - len(wrong)} PDFs show the invoice of their subject")
+    if wrong:
+        raise SystemExit(f"{label}: PDFs of other documents in {wrong[:5]}")
 
 
 def run(env, args, sink, sets):

@@ -169,19 +169,24 @@ class IrMailServer(models.Model):
 
     @api.model
     def send_email(self, message, *args, smtp_session=None, **kwargs):
-        if self.env.context.get("document_email_auto_commit") and isinstance(
-            smtp_session, DocumentSMTPMixin
-        ):
-            self._document_mark_in_flight(message["Message-Id"])
+        if isinstance(smtp_session, DocumentSMTPMixin):
+            self._document_mark_in_flight(
+                message["Message-Id"],
+                commit=self.env.context.get("document_email_auto_commit"),
+            )
         return super().send_email(message, *args, smtp_session=smtp_session, **kwargs)
 
-    def _document_mark_in_flight(self, message_id):
-        """Before the queue hands a message to the server, commit that it is
-        being sent: a process killed now leaves it failed with this reason
-        instead of sending it again on the next run."""
+    def _document_mark_in_flight(self, message_id, commit=False):
+        """Before a message goes to the server, write that it is being sent
+        (Odoo keeps that write in memory until later): another process sending
+        the same email now waits or fails here instead of sending it too. The
+        queue (auto-commit) also commits it: a process killed now leaves the
+        email failed with this reason instead of sending it again."""
         mail = self.env["mail.mail"].sudo().search([("message_id", "=", message_id)])
         mail.failure_reason = self.env._(
             "Sending was interrupted: the email may have been delivered. Check with "
             "the recipient before sending it again."
         )
-        self.env.cr.commit()  # pylint: disable=invalid-commit
+        mail.flush_recordset(["state", "failure_reason"])
+        if commit:
+            self.env.cr.commit()  # pylint: disable=invalid-commit

@@ -5,7 +5,7 @@ usage: python queue_child.py CONFIG_JSON MODE
   MODE "create N PORT": queue N emails through a server at 127.0.0.1:PORT,
         commit, print their ids
   MODE "queue": run the mail queue (auto-commit, as the cron does)
-  MODE "send ID": send one email now, as the wizard does
+  MODE "send ID [ID...]": send these emails now, as the wizard does
 """
 
 import json
@@ -63,7 +63,7 @@ def main():
         elif mode == "queue":
             env["mail.mail"].process_email_queue()
         elif mode == "send":
-            env["mail.mail"].browse(int(args[0])).send(raise_exception=False)
+            env["mail.mail"].browse([int(i) for i in args]).send(raise_exception=False)
 
 
 if __name__ == "__main__":

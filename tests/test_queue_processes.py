@@ -116,7 +116,7 @@ class TestQueueProcesses(TransactionCase):
         with SMTPTestServer(handler=SlowHandler()) as server:
             ids = json.loads(self._run("create", "3", str(server.port)))
             self.addCleanup(self._cleanup, ids, server.port)
-            racers = [self._child("queue"), self._child("send", str(ids[0]))]
+            racers = [self._child("queue"), self._child("send", *map(str, ids))]
             threads = [threading.Thread(target=r.communicate) for r in racers]
             for thread in threads:
                 thread.start()

@@ -19,7 +19,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 import odoo
-from odoo.tests import tagged  # noqa: F401  (re-exported for the test modules)
 
 SMTP_USER = "docs@example.com"
 SMTP_PASS = "s3cret-Pa55-word"

@@ -3,7 +3,7 @@
 Run by hand (not in CI), with the Odoo venv's Python::
 
     /opt/ade/venv/bin/python bench/aged_receivables.py [--customers 1000]
-        [--items 20] [--addons /opt/ade/addons] [--keep]
+        [--items 20] [--addons /opt/ade/addons] [--oca DIR] [--keep]
 
 Installs the add-on in a new database, posts ``customers`` journal entries
 of ``items`` receivable lines each (due dates spread over a year, one
@@ -11,9 +11,17 @@ payment per customer dated after the report date), times the aged balance
 of every customer and of 100 of them, then copies the lines by SQL to reach
 10 times the data and times again. The database is dropped at the end
 unless ``--keep``.
+
+With ``--oca DIR`` (a folder holding OCA's ``account_financial_report``,
+``date_range`` and ``report_xlsx``, see bench/README.md), also installs
+``account_financial_report`` and, at each scale, times its Aged Partner
+Balance computation on the same data (the report's ``_get_report_values``
+for a wizard at the same date on the receivable accounts), prints the ratio
+ours / OCA and both grand totals, which must agree.
 """
 
 import argparse
+import json
 import os
 import random
 import subprocess
@@ -23,6 +31,7 @@ from datetime import date, timedelta
 
 ODOO_SRC = os.environ.get("ODOO_SRC", "/opt/odoo18")
 DATE_AT = date(2024, 6, 30)
+AGED_BUCKETS = ("not_due", "period_1", "period_2", "period_3", "period_4", "older")
 
 
 def parse_args():
@@ -32,6 +41,11 @@ def parse_args():
     parser.add_argument("--scale", type=int, default=10)
     parser.add_argument(
         "--addons", default=os.environ.get("ADE_ADDONS", "/opt/ade/addons")
+    )
+    parser.add_argument(
+        "--oca",
+        help="folder of OCA's account_financial_report, date_range and "
+        "report_xlsx: also time its Aged Partner Balance",
     )
     parser.add_argument("--db", default=f"ade_bench_{int(time.time())}")
     parser.add_argument("--keep", action="store_true")
@@ -43,19 +57,24 @@ def say(text):
     sys.stdout.flush()
 
 
+def addons_path(args):
+    return ",".join([f"{ODOO_SRC}/addons", args.addons] + [args.oca] * bool(args.oca))
+
+
 def install(args):
-    say(f"installing account_document_email in {args.db}")
+    modules = "account_document_email" + ",account_financial_report" * bool(args.oca)
+    say(f"installing {modules} in {args.db}")
     subprocess.run(["createdb", args.db], check=True)
     subprocess.run(
         [
             sys.executable,
             f"{ODOO_SRC}/odoo-bin",
-            f"--addons-path={ODOO_SRC}/addons,{args.addons}",
+            f"--addons-path={addons_path(args)}",
             f"--data-dir={os.environ.get('ADE_HOME', '/opt/ade')}/data",
             "-d",
             args.db,
             "-i",
-            "account_document_email",
+            modules,
             "--without-demo=all",
             "--stop-after-init",
             "--log-level=warn",
@@ -209,10 +228,46 @@ def timed(label, function, repeat=3):
         elapsed = time.perf_counter() - start
         best = elapsed if best is None else min(best, elapsed)
     say(f"{label}: {best * 1000:.0f} ms (best of {repeat})")
-    return result
+    return result, best
 
 
-def measure(env, title):
+def oca_aged_partner_balance(env):
+    """The values of OCA's Aged Partner Balance at DATE_AT on the receivable
+    accounts, as its PDF/HTML report computes them: the wizard's report
+    data, through JSON as the report action sends it, then the report
+    model's ``_get_report_values`` (the ORM cache emptied before each
+    run: its reads would otherwise come from the previous run's cache)."""
+    wizard = env["aged.partner.balance.report.wizard"].create(
+        {
+            "date_at": DATE_AT,
+            "receivable_accounts_only": True,
+            "account_ids": [
+                (
+                    6,
+                    0,
+                    env["account.account"]
+                    .search(
+                        [
+                            ("account_type", "=", "asset_receivable"),
+                            ("company_ids", "in", env.company.ids),
+                        ]
+                    )
+                    .ids,
+                )
+            ],
+        }
+    )
+    data = json.loads(json.dumps(wizard._prepare_report_data(), default=str))
+    report = env["report.account_financial_report.aged_partner_balance"]
+
+    def compute():
+        env.invalidate_all()  # a cold ORM cache, as in a report request
+        return report._get_report_values(wizard.ids, data)
+
+    return compute
+
+
+def measure(env, title, oca=False):
     partners = env["res.partner"]
     env.cr.execute(
         """SELECT count(*) FROM account_move_line line
@@ -220,11 +275,20 @@ def measure(env, title):
             WHERE account.account_type = 'asset_receivable'"""
     )
     say(f"{title}: {env.cr.fetchone()[0]} receivable lines")
-    result = timed(
+    result, ours = timed(
         "_get_aged_receivable, every customer",
         lambda: partners._get_aged_receivable(DATE_AT),
     )
     say(f"  {len(result)} customers in the result")
+    if oca:
+        values, theirs = timed(
+            "OCA aged partner balance (_get_report_values)",
+            oca_aged_partner_balance(env),
+        )
+        accounts = values["aged_partner_balance"]
+        say(f"  {sum(len(a['partners']) for a in accounts)} partners in OCA's result")
+        say(f"ratio ours / OCA: {ours / theirs:.2f}x")
+        compare_totals(env, result, accounts)
     sample = partners.browse(list(result)[:100])
     timed(
         "_get_aged_receivable, 100 customers",
@@ -234,6 +298,28 @@ def measure(env, title):
         "_get_aged_receivable_items, 100 customers",
         lambda: sample._get_aged_receivable_items(DATE_AT),
     )
+
+
+def compare_totals(env, result, accounts):
+    """Grand total and per-bucket totals of both (OCA: current, 1-30,
+    31-60, 61-90, 91-120, older days overdue, the same as ours at 30)."""
+    currency = env.company.currency_id
+    oca_keys = ("current", "30_days", "60_days", "90_days", "120_days", "older")
+    ours = [sum(r[bucket] for r in result.values()) for bucket in AGED_BUCKETS]
+    theirs = [sum(a[key] for a in accounts) for key in oca_keys]
+    ours_total = sum(r["total"] for r in result.values())
+    theirs_total = sum(a["residual"] for a in accounts)
+    say(f"grand total ours: {ours_total:,.2f}")
+    say(f"grand total OCA : {theirs_total:,.2f}")
+    agree = not currency.compare_amounts(ours_total, theirs_total) and all(
+        not currency.compare_amounts(a, b) for a, b in zip(ours, theirs, strict=True)
+    )
+    if agree:
+        say("totals agree (grand total and each age bucket)")
+    else:
+        say("TOTALS DIFFER by bucket:")
+        for bucket, a, b in zip(AGED_BUCKETS, ours, theirs, strict=True):
+            say(f"  {bucket:9}: ours {a:,.2f}  OCA {b:,.2f}")
 
 
 def main():
@@ -246,7 +332,7 @@ def main():
     try:
         odoo.tools.config.parse_config(
             [
-                f"--addons-path={ODOO_SRC}/addons,{args.addons}",
+                f"--addons-path={addons_path(args)}",
                 "-d",
                 args.db,
                 "--log-level=warn",
@@ -258,9 +344,10 @@ def main():
             start = time.perf_counter()
             build_data(env, args.customers, args.items)
             say(f"data built in {time.perf_counter() - start:.0f} s")
-            measure(env, f"{args.customers} customers x {args.items} items")
+            title = f"{args.customers} customers x {args.items} items"
+            measure(env, title, oca=bool(args.oca))
             scale_up(env, args.scale)
-            measure(env, f"x{args.scale}")
+            measure(env, f"x{args.scale}", oca=bool(args.oca))
     finally:
         if not args.keep:
             odoo.sql_db.close_all()

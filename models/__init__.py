@@ -1,6 +1,7 @@
 from . import document_email_mixin
 from . import ir_mail_server
 from . import mail_mail
+from . import mail_template
 from . import res_company
 from . import res_config_settings
 from . import account_move

@@ -513,6 +513,7 @@ class DocumentEmailWizard(models.TransientModel):
             self.subject,
             self.body,
             self.attachment_ids,
+            self.template_id._render_email_from(document)[document.id],
         )
 
     def _prepare_batch_values(self, documents):
@@ -527,7 +528,7 @@ class DocumentEmailWizard(models.TransientModel):
             if not partners:
                 result[document] = False
                 continue
-            subject, body = rendered[document.id]
+            subject, body, email_from = rendered[document.id]
             owner = {"res_model": document._name, "res_id": document.id}
             # each email owns its files, like a message posted on the document
             attachments = self.attachment_ids.sudo().copy(owner)
@@ -541,7 +542,7 @@ class DocumentEmailWizard(models.TransientModel):
                     )
                 )
             result[document] = self._prepare_mail_values(
-                document, partners, subject, body, attachments
+                document, partners, subject, body, attachments, email_from
             )
         return result
 
@@ -553,28 +554,31 @@ class DocumentEmailWizard(models.TransientModel):
         return documents.grouped(lambda d: d._get_document_email_reports()[:1])
 
     def _render_batch(self, documents):
-        """{document id: (subject, body)} from the wizard's (possibly edited)
-        template, or each document's own template when it differs."""
+        """{document id: (subject, body, sender)} from the wizard's (possibly
+        edited) template, or each document's own template when it differs;
+        one rendering per template, not per document."""
         result = {}
         by_template = documents.grouped(lambda d: d._get_document_email_template())
         for template, group in by_template.items():
             source = self if template == self.template_id else template
-            subject_field = "subject"
             body_field = "body" if source is self else "body_html"
-            subjects = source._render_field(subject_field, group.ids, compute_lang=True)
+            subjects = source._render_field("subject", group.ids, compute_lang=True)
             bodies = source._render_field(
                 body_field, group.ids, compute_lang=True, options={"post_process": True}
             )
+            senders = template._render_email_from(group)
             for res_id in group.ids:
-                result[res_id] = (one_line(subjects[res_id]), bodies[res_id])
+                result[res_id] = (
+                    one_line(subjects[res_id]),
+                    bodies[res_id],
+                    senders[res_id],
+                )
         return result
 
-    def _prepare_mail_values(self, document, partners, subject, body, attachments):
+    def _prepare_mail_values(
+        self, document, partners, subject, body, attachments, email_from
+    ):
         company = document._get_document_email_company()
-        template = self.template_id
-        email_from = False
-        if template.email_from:
-            email_from = template._render_field("email_from", document.ids)[document.id]
         return {
             "model": document._name,
             "res_id": document.id,
@@ -582,7 +586,7 @@ class DocumentEmailWizard(models.TransientModel):
             "subject": one_line(subject),
             "body_html": body,
             "body": body,
-            "email_from": one_line(email_from)
+            "email_from": email_from
             or self.env.user.email_formatted
             or company.email_formatted,
             "author_id": self.env.user.partner_id.id,

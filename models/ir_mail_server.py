@@ -1,10 +1,19 @@
+import contextvars
 import logging
 import smtplib
 import ssl
 
-from odoo import api, fields, models, modules
+from odoo import api, fields, models
+from odoo.tools import email_normalize, email_normalize_all
+from odoo.tools.mail import encapsulate_email
+
+from odoo.addons.base.models import ir_mail_server as core_ir_mail_server
 
 _logger = logging.getLogger(__name__)
+
+# (timeout, TLS context) while core's connect() opens a session for a
+# company's documents server; None for every other connection
+_DOCUMENT_TRANSPORT = contextvars.ContextVar("document_transport", default=None)
 
 
 class DocumentSMTPError(smtplib.SMTPException):
@@ -69,11 +78,38 @@ class DocumentSMTPMixin:
 
 
 class DocumentSMTP(DocumentSMTPMixin, smtplib.SMTP):
-    pass
+    tls_context = None
+
+    def starttls(self, *args, context=None, **kwargs):
+        return super().starttls(*args, context=context or self.tls_context, **kwargs)
 
 
 class DocumentSMTPSSL(DocumentSMTPMixin, smtplib.SMTP_SSL):
     pass
+
+
+class DocumentAwareSMTPConnection(core_ir_mail_server.SMTPConnection):
+    """Core's session wrapper; for a documents server only (inside its
+    connect()), the socket waits a bounded time and TLS verifies the
+    certificate before the password is sent. Core's connect() creates the
+    socket in this constructor, with neither, and offers no other hook."""
+
+    def __init__(self, server, port, encryption, context=None):
+        transport = _DOCUMENT_TRANSPORT.get()
+        if transport is None:
+            super().__init__(server, port, encryption, context=context)
+            return
+        timeout, verified = transport
+        if encryption == "ssl":
+            self.__obj__ = DocumentSMTPSSL(
+                server, port, timeout=timeout, context=context or verified
+            )
+        else:
+            self.__obj__ = DocumentSMTP(server, port, timeout=timeout)
+            self.__obj__.tls_context = context or verified
+
+
+core_ir_mail_server.SMTPConnection = DocumentAwareSMTPConnection
 
 
 class IrMailServer(models.Model):
@@ -112,77 +148,107 @@ class IrMailServer(models.Model):
         mail_server_id=None,
         allow_archived=False,
     ):
+        arguments = {
+            "host": host,
+            "port": port,
+            "user": user,
+            "password": password,
+            "encryption": encryption,
+            "smtp_from": smtp_from,
+            "ssl_certificate": ssl_certificate,
+            "ssl_private_key": ssl_private_key,
+            "smtp_debug": smtp_debug,
+            "mail_server_id": mail_server_id,
+            "allow_archived": allow_archived,
+        }
         server = self.sudo().browse(mail_server_id or [])
-        if (
-            not server.document_company_id
-            or not (server.active or allow_archived)
-            or modules.module.current_test
-        ):
-            return super().connect(
-                host=host,
-                port=port,
-                user=user,
-                password=password,
-                encryption=encryption,
-                smtp_from=smtp_from,
-                ssl_certificate=ssl_certificate,
-                ssl_private_key=ssl_private_key,
-                smtp_debug=smtp_debug,
-                mail_server_id=mail_server_id,
-                allow_archived=allow_archived,
-            )
-        return server._document_connect(smtp_from)
-
-    def _document_ssl_context(self):
-        if self.smtp_verify_certificate:
-            return ssl.create_default_context()
-        return ssl._create_unverified_context()
-
-    def _document_connect(self, smtp_from=None):
-        """A session with a verified certificate and a bounded wait, which
-        Odoo's own connect() does not offer."""
-        self.ensure_one()
-        context = self._document_ssl_context()
-        timeout = self.smtp_timeout or 30
-        smtp = None
+        if not server.document_company_id:
+            return super().connect(**arguments)
+        # core opens the session (debug, certificate, IDNA login, other
+        # modules' overrides); the transport underneath is ours
+        token = _DOCUMENT_TRANSPORT.set(server._document_transport())
         try:
-            if self.smtp_encryption == "ssl":
-                smtp = DocumentSMTPSSL(
-                    self.smtp_host, self.smtp_port, timeout=timeout, context=context
-                )
-            else:
-                smtp = DocumentSMTP(self.smtp_host, self.smtp_port, timeout=timeout)
-            if self.smtp_encryption == "starttls":
-                smtp.starttls(context=context)
-            if self.smtp_user:
-                self._smtp_login(smtp, self.smtp_user, self.smtp_pass or "")
-            smtp.ehlo_or_helo_if_needed()
+            connection = super().connect(**arguments)
         except (OSError, smtplib.SMTPException) as error:
-            if smtp:
-                smtp.close()
-            explained = self.document_company_id._document_smtp_explain(error)
+            explained = server.document_company_id._document_smtp_explain(error)
             raise DocumentSMTPError(explained) from error
-        smtp._init_document_state()
-        smtp.from_filter = self.from_filter
-        smtp.smtp_from = smtp_from
-        return smtp
+        finally:
+            _DOCUMENT_TRANSPORT.reset(token)
+        if connection is None:  # test mode: core connects to nothing
+            return None
+        session = connection.__obj__
+        session._init_document_state()
+        session.document_server_id = server.id
+        # the sender is aligned with the account per message
+        session.smtp_from = False
+        return session
+
+    def _document_transport(self):
+        """(timeout, TLS context) of the company's own server: a verified
+        certificate unless turned off, and a bounded wait."""
+        self.ensure_one()
+        if self.smtp_verify_certificate:
+            context = ssl.create_default_context()
+        else:
+            context = ssl._create_unverified_context()
+        return self.smtp_timeout or 30, context
+
+    def _find_mail_server(self, email_from, mail_servers=None):
+        """A company's documents server carries only the documents' emails
+        (which name it explicitly): never Odoo's choice for any other email."""
+        if mail_servers is None:
+            mail_servers = self.sudo().search([], order="sequence")
+        return super()._find_mail_server(
+            email_from, mail_servers.filtered(lambda s: not s.document_company_id)
+        )
+
+    def _document_aligned_sender(self, sender):
+        """The From this server's account may use: the sender itself when the
+        server accepts it (core's from_filter rule), else the sender's name
+        with the account's address, as core does for notifications."""
+        self.ensure_one()
+        if not sender or self._match_from_filter(sender, self.from_filter):
+            return sender
+        account = self._get_test_email_from()
+        return encapsulate_email(sender, account) or sender
+
+    def _prepare_email_message(self, message, smtp_session):
+        if isinstance(smtp_session, DocumentSMTPMixin):
+            server = self.sudo().browse(smtp_session.document_server_id)
+            self._document_align_sender(message, server)
+        return super()._prepare_email_message(message, smtp_session)
+
+    @api.model
+    def _document_align_sender(self, message, server):
+        """From becomes an address the server may send as; the original
+        sender goes into Reply-To so that replies still reach them."""
+        sender = message["From"]
+        aligned = server._document_aligned_sender(sender)
+        if aligned == sender:
+            return
+        message.replace_header("From", aligned)
+        reply_to = message["Reply-To"]
+        if email_normalize(sender) not in email_normalize_all(reply_to or ""):
+            reply_to = ", ".join(filter(None, [sender, reply_to]))
+            del message["Reply-To"]
+            message["Reply-To"] = reply_to
 
     @api.model
     def send_email(self, message, *args, smtp_session=None, **kwargs):
-        if isinstance(smtp_session, DocumentSMTPMixin):
+        mail_id = self.env.context.get("document_email_mail_id")
+        if isinstance(smtp_session, DocumentSMTPMixin) and mail_id:
             self._document_mark_in_flight(
-                message["Message-Id"],
+                self.env["mail.mail"].sudo().browse(mail_id),
                 commit=self.env.context.get("document_email_auto_commit"),
             )
         return super().send_email(message, *args, smtp_session=smtp_session, **kwargs)
 
-    def _document_mark_in_flight(self, message_id, commit=False):
+    def _document_mark_in_flight(self, mail, commit=False):
         """Before a message goes to the server, write that it is being sent
         (Odoo keeps that write in memory until later): another process sending
         the same email now waits or fails here instead of sending it too. The
         queue (auto-commit) also commits it: a process killed now leaves the
         email failed with this reason instead of sending it again."""
-        mail = self.env["mail.mail"].sudo().search([("message_id", "=", message_id)])
         mail.failure_reason = self.env._(
             "Sending was interrupted: the email may have been delivered. Check with "
             "the recipient before sending it again."

@@ -37,15 +37,6 @@ class MailMail(models.Model):
             )
         return results
 
-    def send(self, auto_commit=False, raise_exception=False, post_send_callback=None):
-        # tells send_email whether each mail's state is committed before sending
-        mails = self.with_context(document_email_auto_commit=auto_commit)
-        return super(MailMail, mails).send(
-            auto_commit=auto_commit,
-            raise_exception=raise_exception,
-            post_send_callback=post_send_callback,
-        )
-
     def _send(
         self,
         auto_commit=False,
@@ -55,25 +46,40 @@ class MailMail(models.Model):
         mail_server=False,
         post_send_callback=None,
     ):
-        result = super()._send(
-            auto_commit=auto_commit,
-            raise_exception=raise_exception,
-            smtp_session=smtp_session,
-            alias_domain_id=alias_domain_id,
-            mail_server=mail_server,
-            post_send_callback=post_send_callback,
-        )
-        if isinstance(smtp_session, DocumentSMTPMixin):
-            for mail in self.exists():
-                refused = smtp_session.refused_by_message.get(mail.message_id)
-                if mail.state == "sent" and refused:
-                    mail._document_partial_refusal(refused)
-                elif (
-                    mail.state == "exception"
-                    and smtp_session.temporary_by_message.get(mail.message_id)
-                ):
-                    mail._document_schedule_retry()
-        return result
+        arguments = {
+            "auto_commit": auto_commit,
+            "raise_exception": raise_exception,
+            "smtp_session": smtp_session,
+            "alias_domain_id": alias_domain_id,
+            "mail_server": mail_server,
+            "post_send_callback": post_send_callback,
+        }
+        if not isinstance(smtp_session, DocumentSMTPMixin):
+            return super()._send(**arguments)
+        # a company's documents server: one email at a time, so that what
+        # happens while sending is known to belong to this email only
+        for mail in self:
+            smtp_session._init_document_state()
+            sending = mail.with_context(
+                document_email_mail_id=mail.id,
+                document_email_auto_commit=auto_commit,
+            )
+            super(MailMail, sending)._send(**arguments)
+            mail._document_after_send(smtp_session)
+        return True
+
+    def _document_after_send(self, smtp_session):
+        """What the session saw of this email: recipients refused while the
+        message was accepted, or a temporary refusal to try again later."""
+        if not self.exists():
+            return
+        refused = smtp_session.refused_by_message.get(self.message_id)
+        if self.state == "sent" and refused:
+            self._document_partial_refusal(refused)
+        elif self.state == "exception" and smtp_session.temporary_by_message.get(
+            self.message_id
+        ):
+            self._document_schedule_retry()
 
     def _document_partial_refusal(self, refused):
         """Delivered to some recipients only: say so, and mark the refused

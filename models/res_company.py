@@ -121,8 +121,8 @@ class ResCompany(models.Model):
             "smtp_authentication": "login",
             "smtp_user": user if authenticate else False,
             "smtp_pass": self.document_smtp_pass if authenticate else False,
-            # a from_filter keeps this server out of Odoo's fallback choice for
-            # other companies' mail
+            # the address the account sends as: any other sender is sent as
+            # "Name" <account> (core's from_filter rule)
             "from_filter": email_normalize(user) or self.email or False,
             "sequence": 50,
             "active": True,

@@ -110,6 +110,7 @@ class TestQueueProcesses(TransactionCase):
         # the one in flight when killed is kept, readable, never resent
         self.assertEqual(len(interrupted), 1)
         self.assertEqual(len(sent), 49)
+        self.assertEqual(len(delivered), 50, "each email delivered exactly once")
         self.assertEqual(set(delivered), sent | set(interrupted))
 
     def test_send_now_while_the_queue_runs(self):
@@ -117,13 +118,24 @@ class TestQueueProcesses(TransactionCase):
             ids = json.loads(self._run("create", "3", str(server.port)))
             self.addCleanup(self._cleanup, ids, server.port)
             racers = [self._child("queue"), self._child("send", *map(str, ids))]
-            threads = [threading.Thread(target=r.communicate) for r in racers]
+            outputs = [None] * len(racers)
+
+            def communicate(index):
+                outputs[index] = racers[index].communicate(timeout=300)
+
+            threads = [
+                threading.Thread(target=communicate, args=(i,))
+                for i in range(len(racers))
+            ]
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join(timeout=300)
             delivered = [m["message"]["Message-Id"] for m in server.messages]
-        self.assertEqual(len(delivered), len(set(delivered)), "one delivery each")
+        for racer, (_out, err) in zip(racers, outputs, strict=True):
+            self.assertEqual(racer.returncode, 0, err[-3000:])
+        self.assertEqual(len(delivered), 3, "each of the 3 emails delivered once")
+        self.assertEqual(len(set(delivered)), 3)
         mails = self._committed_mails(ids)
         self.assertEqual(
             {mid for state, _reason, mid in mails.values() if state == "sent"},

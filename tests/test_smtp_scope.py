@@ -31,7 +31,9 @@ class AccountOnlyHandler(RecordingHandler):
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if address != SMTP_USER:
-            return f"550 5.7.60 SendAsDenied; {SMTP_USER} not allowed to send as {address}"
+            return (
+                f"550 5.7.60 SendAsDenied; {SMTP_USER} not allowed to send as {address}"
+            )
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
@@ -233,7 +235,9 @@ class TestSenderAccepted(TransactionCase):
         )
 
     def test_sender_becomes_the_account_reply_to_the_salesperson(self):
-        with SMTPTestServer("starttls", auth=True, handler=AccountOnlyHandler()) as smtp:
+        with SMTPTestServer(
+            "starttls", auth=True, handler=AccountOnlyHandler()
+        ) as smtp:
             self.company.write(smtp.company_values())
             server = self.company.document_mail_server_id
             mail = self._mail(
@@ -253,7 +257,9 @@ class TestSenderAccepted(TransactionCase):
         )
 
     def test_sender_the_account_accepts_is_kept(self):
-        with SMTPTestServer("starttls", auth=True, handler=AccountOnlyHandler()) as smtp:
+        with SMTPTestServer(
+            "starttls", auth=True, handler=AccountOnlyHandler()
+        ) as smtp:
             self.company.write(smtp.company_values())
             server = self.company.document_mail_server_id
             mail = self._mail(f'"Docs" <{SMTP_USER}>', mail_server_id=server.id)

@@ -55,7 +55,8 @@ def choices(env):
         asked = servers._find_mail_server(sender)
         queued = servers._find_mail_server(sender, everyone)
         result[str(sender)] = [
-            [server.name if server else None, email] for server, email in (asked, queued)
+            [server.name if server else None, email]
+            for server, email in (asked, queued)
         ]
     return result
 

@@ -1,3 +1,6 @@
+import idna
+from aiosmtpd.smtp import AuthResult
+
 from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tests import TransactionCase, new_test_user, tagged
 
@@ -284,6 +287,29 @@ class TestSmtpConnection(TransactionCase):
             received = server.messages[0]
         self.assertEqual(received["rcpt_tos"], ["someone@customer.example.com"])
         self.assertIn("Test email from", received["message"]["Subject"])
+
+    def test_core_session_options_kept(self):
+        """The company's server opens its session through core's connect():
+        the server's debug flag holds and an account on an internationalised
+        domain logs in IDNA-encoded, over a verified-or-not TLS of our own."""
+        logins = []
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            logins.append(auth_data.login.decode())
+            return AuthResult(success=True, handled=False)
+
+        server = SMTPTestServer("starttls", auth=True)
+        server._authenticator = authenticator
+        server.start()
+        self.addCleanup(server.stop)
+        self._configure(server, smtp_user="docs@exämple.com")
+        self.env.company.document_mail_server_id.smtp_debug = True
+        with real_smtp_delivery():
+            session = self.env.company._document_smtp_connect()
+        self.assertEqual(session.debuglevel, 1)
+        self.assertEqual(session.timeout, 30)
+        session.quit()
+        self.assertEqual(logins, [f"docs@{idna.encode('exämple.com').decode()}"])
 
     def test_test_email_needs_an_address(self):
         settings = self.env["res.config.settings"].create(

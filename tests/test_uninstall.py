@@ -94,7 +94,9 @@ class TestUninstall(TransactionCase):
         self._odoo("-i", "account_document_email")
         mail_ids = json.dumps(self._child("configure"))
         configured = self._child("state", mail_ids)
-        self.assertEqual(configured["company"]["document_smtp_host"], "smtp.acme.example")
+        self.assertEqual(
+            configured["company"]["document_smtp_host"], "smtp.acme.example"
+        )
         names = {server["name"] for server in configured["servers"]}
         self.assertEqual(names, {"Hand-made", "My Company (documents)"})
         self.assertEqual(configured["mails"]["queued"][0], "outgoing")
@@ -111,7 +113,9 @@ class TestUninstall(TransactionCase):
         self.assertEqual(after["servers"], hand_made, "ours gone, hand-made kept")
         self.assertEqual(after["choices"], before)
         state, reason, server, notifications = after["mails"]["queued"]
-        self.assertEqual((state, server, notifications), ("exception", None, ["exception"]))
+        self.assertEqual(
+            (state, server, notifications), ("exception", None, ["exception"])
+        )
         self.assertIn("was uninstalled", reason)
         self.assertEqual(after["mails"]["sent"], ["sent", False, None, ["sent"]])
 

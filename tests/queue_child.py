@@ -6,6 +6,9 @@ usage: python queue_child.py CONFIG_JSON MODE
         commit, print their ids
   MODE "queue": run the mail queue (auto-commit, as the cron does)
   MODE "send ID [ID...]": send these emails now, as the wizard does
+Both run again after a concurrent update, as Odoo does with a request (and
+the cron on its next run): the one that loses the race on an email fails
+there before sending it.
 """
 
 import json
@@ -13,6 +16,7 @@ import sys
 
 import odoo
 from odoo import SUPERUSER_ID, api
+from odoo.service.model import retrying
 
 
 def main():
@@ -61,9 +65,10 @@ def main():
             )
             sys.stdout.write(json.dumps(mails.ids))
         elif mode == "queue":
-            env["mail.mail"].process_email_queue()
+            retrying(env["mail.mail"].process_email_queue, env)
         elif mode == "send":
-            env["mail.mail"].browse([int(i) for i in args]).send(raise_exception=False)
+            mails = env["mail.mail"].browse([int(i) for i in args])
+            retrying(lambda: mails.send(raise_exception=False), env)
 
 
 if __name__ == "__main__":

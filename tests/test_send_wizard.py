@@ -1,3 +1,5 @@
+from email.utils import getaddresses
+
 from odoo import Command
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import tagged
@@ -93,9 +95,14 @@ class TestSendWizard(DocumentEmailCase):
         self.assertIsNone(message["Bcc"])
         self.assertNotIn("archive@company.example.com", message.as_string())
         self.assertIn(self.invoice.name, message["Subject"])
-        # From: the template's rendered sender (the salesperson)
-        self.assertIn(self.invoice.invoice_user_id.email, message["From"])
-        self.assertNotIn("{{", message["From"])
+        # From: the salesperson's name with the address the server sends as
+        # (its from_filter, the company email here); Reply-To: the salesperson
+        salesperson = self.invoice.invoice_user_id
+        self.assertEqual(
+            getaddresses([str(message["From"])]),
+            [(salesperson.name, "billing@company.example.com")],
+        )
+        self.assertIn(salesperson.email, message["Reply-To"])
         [(filename, content)] = pdf_parts(message)
         self.assertEqual(filename, self.invoice.name.replace("/", "_") + ".pdf")
         self.assert_pdf(content)

@@ -92,8 +92,9 @@ class TestRights(DocumentEmailCase):
                         model.default_get(["res_ids", "attachment_ids", "body"])
                     with self.assertRaises(AccessError):
                         model.create({})
-            with self.subTest(user=user.login, path="queued"), self.assertRaises(
-                AccessError
+            with (
+                self.subTest(user=user.login, path="queued"),
+                self.assertRaises(AccessError),
             ):
                 self.as_user(user)["document.email.wizard"]._queue_for(
                     payment.with_user(user)
@@ -162,7 +163,9 @@ class TestRights(DocumentEmailCase):
         }
 
         def bound(user, model):
-            bindings = self.env["ir.actions.actions"].with_user(user).get_bindings(model)
+            bindings = (
+                self.env["ir.actions.actions"].with_user(user).get_bindings(model)
+            )
             return {
                 kind
                 for kind in ("action", "report")
@@ -313,7 +316,11 @@ class TestRights(DocumentEmailCase):
         self.addCleanup(server_b.stop)
         company_b.write(server_b.company_values())
         customer_b = self.env["res.partner"].create(
-            {"name": "Cliente Beta", "email": "cliente@beta.example.com", "lang": "es_ES"}
+            {
+                "name": "Cliente Beta",
+                "email": "cliente@beta.example.com",
+                "lang": "es_ES",
+            }
         )
         invoice_b = self.init_invoice(
             "out_invoice",
@@ -343,7 +350,9 @@ class TestRights(DocumentEmailCase):
             .with_context(active_model="account.move", active_ids=invoice_b.ids)
             .create({})
         )
-        self.assertEqual(wizard.subject, f"Factura {invoice_b.name} de {company_b.name}")
+        self.assertEqual(
+            wizard.subject, f"Factura {invoice_b.name} de {company_b.name}"
+        )
         text = pdf_text(wizard.attachment_ids.raw)
         self.assertIn(company_b.name, text, "B's letterhead")
         self.assertNotIn(company_a.name, text)
@@ -491,8 +500,10 @@ class TestRights(DocumentEmailCase):
             {
                 f"{invoices[bad].name}: not a valid email address for Bad Address",
                 f"{invoices[half].name}: not a valid email address for Half Good",
-                f"{invoices[self.partner_no_email].name}: no recipient with an "
-                "email address",
+                (
+                    f"{invoices[self.partner_no_email].name}: no recipient with "
+                    "an email address"
+                ),
             },
         )
         mails = self.env["mail.mail"].search(
@@ -541,9 +552,9 @@ class TestRights(DocumentEmailCase):
         self.assertEqual(wizard.attachment_ids.name, "Statement - partner_a.pdf")
 
     def test_batch_confirmation_says_queued(self):
-        arch = self.env["document.email.wizard"].get_views([(False, "form")])[
-            "views"
-        ]["form"]["arch"]
+        arch = self.env["document.email.wizard"].get_views([(False, "form")])["views"][
+            "form"
+        ]["arch"]
         confirms = {
             button.get("invisible"): button.get("confirm")
             for button in etree.fromstring(arch).xpath("//button[@name='action_send']")

@@ -1,4 +1,5 @@
 from odoo import models
+from odoo.exceptions import AccessError
 
 
 class DocumentEmailMixin(models.AbstractModel):
@@ -9,6 +10,30 @@ class DocumentEmailMixin(models.AbstractModel):
 
     _name = "document.email.mixin"
     _description = "Document Sendable by Email"
+
+    def _get_document_email_group(self):
+        """The group (xmlid) whose members may email these documents."""
+        return "account.group_account_invoice"
+
+    def _get_document_email_refusal(self):
+        """Why this document cannot be emailed from here, or False."""
+        self.ensure_one()
+        return False
+
+    def _check_document_email_access(self):
+        """Raise AccessError unless the user may email (or print the
+        statement of) these documents: the group of the document type and
+        read access on each document."""
+        if not self.env.su and not self.env.user.has_group(
+            self._get_document_email_group()
+        ):
+            raise AccessError(
+                self.env._(
+                    "You are not allowed to send %(documents)s by email.",
+                    documents=self.env["ir.model"]._get(self._name).name,
+                )
+            )
+        self.check_access("read")
 
     def _get_document_email_partners(self):
         """Who gets the email by default."""

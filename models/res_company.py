@@ -28,16 +28,23 @@ SMTP_FIELDS = (
 class ResCompany(models.Model):
     _inherit = "res.company"
 
+    # admin-only like the account and password: whoever may change them may
+    # send the password to any host
     document_smtp_use_default = fields.Boolean(
         string="Use the default outgoing mail service",
         default=True,
+        groups="base.group_system",
         help="The company has no server of its own: Odoo's usual outgoing "
         "server selection applies.",
     )
-    document_smtp_host = fields.Char(string="SMTP Server")
-    document_smtp_port = fields.Integer(string="SMTP Port", default=587)
+    document_smtp_host = fields.Char(string="SMTP Server", groups="base.group_system")
+    document_smtp_port = fields.Integer(
+        string="SMTP Port", default=587, groups="base.group_system"
+    )
     document_smtp_authentication = fields.Boolean(
-        string="Server requires authentication", default=True
+        string="Server requires authentication",
+        default=True,
+        groups="base.group_system",
     )
     document_smtp_user = fields.Char(string="SMTP Account", groups="base.group_system")
     document_smtp_pass = fields.Char(string="SMTP Password", groups="base.group_system")
@@ -46,10 +53,12 @@ class ResCompany(models.Model):
         string="SMTP Encryption",
         default="starttls",
         required=True,
+        groups="base.group_system",
     )
     document_smtp_verify_certificate = fields.Boolean(
         string="Verify the server's TLS certificate",
         default=True,
+        groups="base.group_system",
         help="Refuse servers whose certificate is self-signed, expired or for "
         "another host. Turn off only for a server you trust.",
     )

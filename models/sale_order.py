@@ -5,6 +5,9 @@ class SaleOrder(models.Model):
     _name = "sale.order"
     _inherit = ["sale.order", "document.email.mixin"]
 
+    def _get_document_email_group(self):
+        return "sales_team.group_sale_salesman"
+
     def _get_document_email_template_xmlid(self):
         return "account_document_email.mail_template_sale_order"
 

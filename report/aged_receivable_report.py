@@ -11,6 +11,8 @@ class ReportAgedStatement(models.AbstractModel):
     @api.model
     def _get_report_values(self, docids, data=None):
         partners = self.env["res.partner"].browse(docids)
+        # the figures come from SQL: only those allowed to send statements
+        partners._check_document_email_access()
         date_at, interval_days = partners._get_aged_receivable_options()
         return {
             "doc_ids": docids,

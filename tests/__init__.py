@@ -9,3 +9,4 @@ from . import test_queue_processes
 from . import test_translation
 from . import test_smtp_scope
 from . import test_uninstall
+from . import test_rights

@@ -267,7 +267,9 @@ class TestSendWizard(DocumentEmailCase):
         self.assertEqual(action["res_model"], "document.email.result")
         result = self.env["document.email.result"].browse(action["res_id"])
         self.assertEqual((result.pending_count, result.skipped_count), (3, 1))
-        self.assertEqual(result.skipped_names, lonely.name)
+        self.assertEqual(
+            result.skipped_names, f"{lonely.name}: no recipient with an email address"
+        )
         self.assertIn(lonely.name, result.summary)
         mails = self.env["mail.mail"].search(
             [("model", "=", "account.move"), ("res_id", "in", documents.ids)]

@@ -1,4 +1,5 @@
 import json
+import re
 import smtplib
 
 from odoo import Command, api, fields, models
@@ -17,6 +18,22 @@ def valid_address(text):
     if not local or "." not in domain.strip(".") or any(c.isspace() for c in address):
         return False
     return address
+
+
+def split_addresses(text):
+    """Each address of an email field holding one or several ("a@x.com,
+    b@x.com"), normalized; False for any that is not valid."""
+    return [
+        valid_address(part) for part in re.split(r"[,;]", text or "") if part.strip()
+    ]
+
+
+def safe_file_name(name):
+    """A file name any mail client and file system accepts."""
+    return (
+        re.sub(r'[\\/:*?"<>|\x00-\x1f\x7f]', "_", one_line(name)).strip(" .")
+        or "document"
+    )
 
 
 def ascii_domain(address):
@@ -87,6 +104,9 @@ class DocumentEmailWizard(models.TransientModel):
     def _action_open(self, records, context=None):
         """The wizard on these records; ``context`` adds keys the documents
         read when rendered (e.g. the date of a statement)."""
+        self.with_context(**(context or {}))._browse_documents(
+            records._name, records.ids
+        )
         return {
             "type": "ir.actions.act_window",
             "name": self.env._("Send by email"),
@@ -114,8 +134,8 @@ class DocumentEmailWizard(models.TransientModel):
         message = self.env._("%(count)s emails queued.", count=result.pending_count)
         if result.skipped_names:
             message += " " + self.env._(
-                "Skipped, no recipient with an email: %(names)s",
-                names=result.skipped_names.replace("\n", ", "),
+                "Skipped: %(names)s",
+                names=result.skipped_names.replace("\n", "; "),
             )
         self.env.user._bus_send(
             "simple_notification",
@@ -143,6 +163,9 @@ class DocumentEmailWizard(models.TransientModel):
         values = super().default_get(fields_list)
         if not values.get("res_ids"):
             values.update(self._documents_from_context())
+        if values.get("res_ids"):
+            # refuse before the dialog renders anything
+            self._browse_documents(values.get("res_model"), values["res_ids"])
         return values
 
     @api.model_create_multi
@@ -150,9 +173,51 @@ class DocumentEmailWizard(models.TransientModel):
         for vals in vals_list:
             if not vals.get("res_ids"):
                 vals.update(self._documents_from_context())
-            # refuse documents the user may not read before anything exists
+            # refuse documents the user may not send before anything exists
             self._browse_documents(vals.get("res_model"), vals.get("res_ids"))
-        return super().create(vals_list)
+        wizards = super().create(vals_list)
+        for wizard in wizards:
+            # the files of the dialog (its PDF, the user's uploads) live and
+            # die with it
+            wizard._get_own_uploads().filtered(lambda a: not a.res_id).write(
+                {"res_id": wizard.id}
+            )
+        return wizards
+
+    def unlink(self):
+        """Cancelled or vacuumed: the files still on the dialog go too."""
+        self.env["ir.attachment"].sudo().search(
+            [("res_model", "=", self._name), ("res_id", "in", self.ids)]
+        ).unlink()
+        return super().unlink()
+
+    @api.autovacuum
+    def _gc_document_email_attachments(self):
+        """Files of dialogs closed before being saved (rendered or uploaded
+        while the dialog was open), once older than a day, as core does for
+        the composer's."""
+        limit = fields.Datetime.subtract(fields.Datetime.now(), days=1)
+        self.env["ir.attachment"].sudo().search(
+            [
+                ("res_model", "=", self._name),
+                ("res_id", "=", 0),
+                ("create_date", "<", limit),
+            ]
+        ).unlink()
+
+    def _get_own_uploads(self):
+        """Files this user uploaded (or the dialog rendered) in this dialog:
+        sending moves them onto the document, as core's composer does; any
+        other file is copied."""
+        self.ensure_one()
+        uid = self.env.uid
+        return self.attachment_ids.sudo().filtered(
+            lambda a: (
+                a.res_model == self._name
+                and a.res_id in (0, self._origin.id or 0)
+                and a.create_uid.id == uid
+            )
+        )
 
     @api.model
     def _browse_documents(self, model, res_ids):
@@ -167,7 +232,12 @@ class DocumentEmailWizard(models.TransientModel):
             )
         ids = json.loads(res_ids) if isinstance(res_ids, str) else list(res_ids)
         records = self.env[model].browse(ids).exists()
-        records.check_access("read")
+        records._check_document_email_access()
+        refusals = list(
+            filter(None, map(type(records)._get_document_email_refusal, records))
+        )
+        if refusals:
+            raise UserError("\n".join(refusals))
         return records
 
     def _get_documents(self):
@@ -217,11 +287,14 @@ class DocumentEmailWizard(models.TransientModel):
     def _compute_subject(self):
         single = self.filtered(lambda w: w.template_id and w.document_count == 1)
         for wizard in single:
-            res_id = wizard._get_documents().id
+            document = wizard._get_documents()
+            template = wizard.template_id.with_company(
+                document._get_document_email_company()
+            )
             wizard.subject = one_line(
-                wizard.template_id._render_field(
-                    "subject", [res_id], compute_lang=True
-                )[res_id]
+                template._render_field("subject", document.ids, compute_lang=True)[
+                    document.id
+                ]
             )
         return super(DocumentEmailWizard, self - single)._compute_subject()
 
@@ -229,13 +302,16 @@ class DocumentEmailWizard(models.TransientModel):
     def _compute_body(self):
         single = self.filtered(lambda w: w.template_id and w.document_count == 1)
         for wizard in single:
-            res_id = wizard._get_documents().id
-            wizard.body = wizard.template_id._render_field(
+            document = wizard._get_documents()
+            template = wizard.template_id.with_company(
+                document._get_document_email_company()
+            )
+            wizard.body = template._render_field(
                 "body_html",
-                [res_id],
+                document.ids,
                 compute_lang=True,
                 options={"post_process": True},
-            )[res_id]
+            )[document.id]
         return super(DocumentEmailWizard, self - single)._compute_body()
 
     @api.depends("report_id", "res_ids")
@@ -243,9 +319,12 @@ class DocumentEmailWizard(models.TransientModel):
         """The document's PDF, rendered now so the user sees it; other files
         the user added stay. Several documents get their own PDF when sent."""
         for wizard in self:
-            added = wizard.attachment_ids.filtered(
-                lambda a: a.description != "document_email_pdf"
+            previous = wizard.attachment_ids.filtered(
+                lambda a: a.description == "document_email_pdf"
             )
+            added = wizard.attachment_ids - previous
+            # the PDF it replaces was rendered for this dialog only
+            (previous & wizard._get_own_uploads()).unlink()
             documents = wizard._get_documents()
             pdf = self.env["ir.attachment"]
             if len(documents) == 1 and wizard.report_id:
@@ -258,7 +337,7 @@ class DocumentEmailWizard(models.TransientModel):
                         "raw": content,
                         "mimetype": "application/pdf",
                         "res_model": self._name,
-                        "res_id": 0,
+                        "res_id": wizard._origin.id or 0,
                         "description": "document_email_pdf",
                     }
                 )
@@ -272,9 +351,21 @@ class DocumentEmailWizard(models.TransientModel):
     def _render_pdfs(self, report, documents):
         """{document id: (file name, PDF bytes)}, rendered in a few calls
         (in parallel on several cores) when the report can be split per
-        document, with the user's rights."""
+        document, with the user's rights and each document's company (its
+        letterhead)."""
+        result = {}
+        by_company = documents.grouped(lambda d: d._get_document_email_company())
+        for company, group in by_company.items():
+            result.update(
+                self.with_company(company)._render_company_pdfs(report, group)
+            )
+        return result
+
+    @api.model
+    def _render_company_pdfs(self, report, documents):
         report_ref = report.id
         reports = self.env["ir.actions.report"]
+        documents = documents.with_env(self.env)
         per_document = reports._document_email_split_pdfs(report_ref, documents.ids)
         missing = [doc for doc in documents if doc.id not in per_document]
         for document in missing:
@@ -284,19 +375,40 @@ class DocumentEmailWizard(models.TransientModel):
             per_document.update(
                 reports._get_splitted_report(report_ref, content, report_type)
             )
+        langs = self._document_langs(documents)
         return {
-            document.id: (self._pdf_name(report, document), per_document[document.id])
+            document.id: (
+                self._pdf_name(report, document, langs[document.id]),
+                per_document[document.id],
+            )
             for document in documents
         }
 
     @api.model
-    def _pdf_name(self, report, document):
-        name = document.display_name
+    def _document_langs(self, documents):
+        """{document id: the language its email is written in}."""
+        result = dict.fromkeys(documents.ids, self.env.lang)
+        by_template = documents.grouped(lambda d: d._get_document_email_template())
+        for template, group in by_template.items():
+            if template:
+                langs = template._render_lang(group.ids)
+                result.update(
+                    {res_id: langs[res_id] or self.env.lang for res_id in group.ids}
+                )
+        return result
+
+    @api.model
+    def _pdf_name(self, report, document, lang=None):
+        """The report's file name in the recipient's language ("Estado de
+        cuenta - ..."), safe as a file name."""
+        report = report.with_context(lang=lang or self.env.lang)
+        document = document.with_context(lang=lang or self.env.lang)
+        name = "%s - %s" % (report.name, document.display_name)
         if report.print_report_name:
             name = safe_eval(
                 report.print_report_name, {"object": document, "time": time}
             )
-        return "%s.pdf" % one_line(name).replace("/", "_")
+        return "%s.pdf" % safe_file_name(name)
 
     # ------------------------------------------------------------------
     # Checks
@@ -329,9 +441,17 @@ class DocumentEmailWizard(models.TransientModel):
             )
         return addresses
 
+    @api.model
+    def _invalid_recipients(self, partners):
+        """Partners whose email field holds no address, or one not valid."""
+        return partners.filtered(
+            lambda p: not split_addresses(p.email) or not all(split_addresses(p.email))
+        )
+
     def _recipient_addresses(self, partners):
-        """Formatted To addresses; every partner must have a valid email."""
-        invalid = partners.filtered(lambda p: not valid_address(p.email))
+        """Formatted To addresses, every address of each partner's email field;
+        every partner must have only valid ones."""
+        invalid = self._invalid_recipients(partners)
         if invalid:
             raise UserError(
                 self.env._(
@@ -340,8 +460,9 @@ class DocumentEmailWizard(models.TransientModel):
                 )
             )
         return [
-            formataddr((one_line(p.name), ascii_domain(valid_address(p.email))))
-            for p in partners
+            formataddr((one_line(partner.name), ascii_domain(address)))
+            for partner in partners
+            for address in split_addresses(partner.email)
         ]
 
     def _check_send_input(self):
@@ -473,18 +594,18 @@ class DocumentEmailWizard(models.TransientModel):
     def _send_batch(self, documents):
         """One queued email per document; the result screen shows what became
         of each."""
-        values_list, skipped = [], self.env[documents._name]
+        values_list, skipped = [], []
         for document, values in self._prepare_batch_values(documents).items():
-            if values:
-                values_list.append(values)
+            if isinstance(values, str):
+                skipped.append(f"{document.display_name}: {values}")
             else:
-                skipped |= document
+                values_list.append(values)
         mails = self._create_mails(values_list)
         self.env.ref("mail.ir_cron_mail_scheduler_action")._trigger()
         result = self.env["document.email.result"].create(
             {
                 "mail_ids": [Command.set(mails.ids)],
-                "skipped_names": "\n".join(skipped.mapped("display_name")),
+                "skipped_names": "\n".join(skipped),
             }
         )
         return result.action_refresh()
@@ -503,21 +624,39 @@ class DocumentEmailWizard(models.TransientModel):
         }
 
     def _prepare_single_values(self, document):
-        # the files now belong to the document, like a message posted on it
-        self.attachment_ids.sudo().write(
-            {"res_model": document._name, "res_id": document.id}
-        )
+        # the files now belong to the document, like a message posted on it:
+        # those uploaded in this dialog move, any other is copied
+        owner = {"res_model": document._name, "res_id": document.id}
+        own = self._get_own_uploads()
+        own.write(owner)
+        attachments = own | (self.attachment_ids.sudo() - own).copy(owner)
+        company = document._get_document_email_company()
         return self._prepare_mail_values(
             document,
             self.partner_ids,
             self.subject,
             self.body,
-            self.attachment_ids,
-            self.template_id._render_email_from(document)[document.id],
+            attachments,
+            self.template_id.with_company(company)._render_email_from(document)[
+                document.id
+            ],
         )
 
+    def _get_batch_skip_reason(self, document, partners):
+        """Why the batch skips this document (named with this reason on the
+        result), or False."""
+        if not partners:
+            return self.env._("no recipient with an email address")
+        invalid = self._invalid_recipients(partners)
+        if invalid:
+            return self.env._(
+                "not a valid email address for %(names)s",
+                names=", ".join(invalid.mapped("display_name")),
+            )
+        return False
+
     def _prepare_batch_values(self, documents):
-        """{document: mail values or False when nobody has an email}."""
+        """{document: mail values, or the reason (str) it is skipped}."""
         rendered = self._render_batch(documents)
         pdfs = {}
         for report, group in self._batch_reports(documents).items():
@@ -525,8 +664,9 @@ class DocumentEmailWizard(models.TransientModel):
         result = {}
         for document in documents:
             partners = document._get_document_email_partners().filtered("email")
-            if not partners:
-                result[document] = False
+            reason = self._get_batch_skip_reason(document, partners)
+            if reason:
+                result[document] = reason
                 continue
             subject, body, email_from = rendered[document.id]
             owner = {"res_model": document._name, "res_id": document.id}
@@ -558,10 +698,18 @@ class DocumentEmailWizard(models.TransientModel):
         edited) template, or each document's own template when it differs;
         one rendering per template, not per document."""
         result = {}
-        by_template = documents.grouped(lambda d: d._get_document_email_template())
-        for template, group in by_template.items():
-            source = self if template == self.template_id else template
-            body_field = "body" if source is self else "body_html"
+        by_template = documents.grouped(
+            lambda d: (
+                d._get_document_email_template(),
+                d._get_document_email_company(),
+            )
+        )
+        for (template, company), group in by_template.items():
+            edited = template == self.template_id
+            body_field = "body" if edited else "body_html"
+            # the document's company: its name, its server, its letterhead
+            template = template.with_company(company)
+            source = self.with_company(company) if edited else template
             subjects = source._render_field("subject", group.ids, compute_lang=True)
             bodies = source._render_field(
                 body_field, group.ids, compute_lang=True, options={"post_process": True}

@@ -41,6 +41,31 @@ class DocumentEmailMixin(models.AbstractModel):
             reports |= self.env.ref(xmlid, raise_if_not_found=False) or reports
         return reports
 
+    def _get_document_email_files(self, report):
+        """{document id: [attachment values (name, raw, mimetype)]}: the
+        files each document's email carries when ``report`` is the chosen
+        PDF; may raise a UserError before anything is sent."""
+        pdfs = self.env["document.email.wizard"]._render_pdfs(report, self)
+        return {
+            res_id: [{"name": name, "raw": raw, "mimetype": "application/pdf"}]
+            for res_id, (name, raw) in pdfs.items()
+        }
+
+    def _get_document_email_files_made_when_sent(self, report):
+        """Names of the files this document only makes when it is sent (the
+        dialog lists them instead of showing a rendered PDF)."""
+        self.ensure_one()
+        return []
+
+    def _get_document_email_alerts(self, report):
+        """Messages the dialog shows before sending (e.g. what is missing to
+        make an e-invoice)."""
+        return []
+
+    def _document_email_after_send(self):
+        """The emails of these documents are queued: mark them as sent."""
+        return
+
     def action_send_document_email(self):
         """Open the "Send by email" wizard on these documents."""
         return self.env["document.email.wizard"]._action_open(self)

@@ -73,6 +73,13 @@ class DocumentEmailWizard(models.TransientModel):
         store=True,
         readonly=False,
     )
+    document_files = fields.Char(
+        "Files made when sent",
+        compute="_compute_document_files",
+        help="The document's own files (e.g. an invoice's official PDF and "
+        "e-invoice), made the first time it is sent and attached to each email.",
+    )
+    document_alerts = fields.Text(compute="_compute_document_files")
     duplicate_warning = fields.Text(readonly=True)
     duplicate_confirmed = fields.Boolean()
     template_id = fields.Many2one(
@@ -239,6 +246,19 @@ class DocumentEmailWizard(models.TransientModel):
         return super(DocumentEmailWizard, self - single)._compute_body()
 
     @api.depends("report_id", "res_ids")
+    def _compute_document_files(self):
+        for wizard in self:
+            documents = wizard._get_documents()
+            names = (
+                documents._get_document_email_files_made_when_sent(wizard.report_id)
+                if len(documents) == 1
+                else []
+            )
+            wizard.document_files = ", ".join(names)
+            alerts = documents._get_document_email_alerts(wizard.report_id)
+            wizard.document_alerts = "\n".join(alerts)
+
+    @api.depends("report_id", "res_ids")
     def _compute_attachment_ids(self):
         """The document's PDF, rendered now so the user sees it; other files
         the user added stay. Several documents get their own PDF when sent."""
@@ -248,19 +268,24 @@ class DocumentEmailWizard(models.TransientModel):
             )
             documents = wizard._get_documents()
             pdf = self.env["ir.attachment"]
-            if len(documents) == 1 and wizard.report_id:
-                name, content = self._render_pdfs(wizard.report_id, documents)[
-                    documents.id
-                ]
+            if (
+                len(documents) == 1
+                and wizard.report_id
+                and not documents._get_document_email_files_made_when_sent(
+                    wizard.report_id
+                )
+            ):
+                files = documents._get_document_email_files(wizard.report_id)
                 pdf = self.env["ir.attachment"].create(
-                    {
-                        "name": name,
-                        "raw": content,
-                        "mimetype": "application/pdf",
-                        "res_model": self._name,
-                        "res_id": 0,
-                        "description": "document_email_pdf",
-                    }
+                    [
+                        dict(
+                            values,
+                            res_model=self._name,
+                            res_id=0,
+                            description="document_email_pdf",
+                        )
+                        for values in files[documents.id]
+                    ]
                 )
             wizard.attachment_ids = added | pdf
 
@@ -504,27 +529,41 @@ class DocumentEmailWizard(models.TransientModel):
 
     def _prepare_single_values(self, document):
         # the files now belong to the document, like a message posted on it
-        self.attachment_ids.sudo().write(
-            {"res_model": document._name, "res_id": document.id}
-        )
+        owner = {"res_model": document._name, "res_id": document.id}
+        self.attachment_ids.sudo().write(owner)
+        attachments = self.attachment_ids
+        if document._get_document_email_files_made_when_sent(self.report_id):
+            files = document._get_document_email_files(self.report_id)[document.id]
+            attachments |= (
+                self.env["ir.attachment"]
+                .sudo()
+                .create([dict(values, **owner) for values in files])
+            )
         return self._prepare_mail_values(
             document,
             self.partner_ids,
             self.subject,
             self.body,
-            self.attachment_ids,
+            attachments,
             self.template_id._render_email_from(document)[document.id],
         )
 
     def _prepare_batch_values(self, documents):
         """{document: mail values or False when nobody has an email}."""
         rendered = self._render_batch(documents)
-        pdfs = {}
+        partners_of = {
+            document: document._get_document_email_partners().filtered("email")
+            for document in documents
+        }
+        # files only for what is sent (an invoice's official PDF marks it sent)
+        sent = documents.filtered(lambda document: partners_of[document])
+        files = {}
         for report, group in self._batch_reports(documents).items():
-            pdfs.update(self._render_pdfs(report, group) if report else {})
+            if report and group & sent:
+                files.update((group & sent)._get_document_email_files(report))
         result = {}
         for document in documents:
-            partners = document._get_document_email_partners().filtered("email")
+            partners = partners_of[document]
             if not partners:
                 result[document] = False
                 continue
@@ -532,14 +571,11 @@ class DocumentEmailWizard(models.TransientModel):
             owner = {"res_model": document._name, "res_id": document.id}
             # each email owns its files, like a message posted on the document
             attachments = self.attachment_ids.sudo().copy(owner)
-            if document.id in pdfs:
-                name, content = pdfs[document.id]
+            if files.get(document.id):
                 attachments |= (
                     self.env["ir.attachment"]
                     .sudo()
-                    .create(
-                        dict(owner, name=name, raw=content, mimetype="application/pdf")
-                    )
+                    .create([dict(values, **owner) for values in files[document.id]])
                 )
             result[document] = self._prepare_mail_values(
                 document, partners, subject, body, attachments, email_from
@@ -621,4 +657,7 @@ class DocumentEmailWizard(models.TransientModel):
                 for partner in mail.partner_ids
             ]
         )
+        # as core's Send once the email is queued (e.g. the move counts as sent)
+        for model, group in mails.grouped("model").items():
+            self.env[model].browse(group.mapped("res_id"))._document_email_after_send()
         return mails

@@ -108,7 +108,9 @@ class AccountMove(models.Model):
             raise UserError("\n".join(errors))
 
     def _get_document_email_files(self, report):
-        official = self.filtered(lambda m: m._document_email_uses_official_files(report))
+        official = self.filtered(
+            lambda m: m._document_email_uses_official_files(report)
+        )
         others = self - official
         files = super(AccountMove, others)._get_document_email_files(report)
         official._document_email_make_official_files()
@@ -133,8 +135,10 @@ class AccountMove(models.Model):
         """Core's Send alerts for the files still to make; for one move, also
         the e-invoice errors core's Send would raise."""
         moves = self.filtered(
-            lambda m: m._document_email_uses_official_files(report)
-            and not m.invoice_pdf_report_id
+            lambda m: (
+                m._document_email_uses_official_files(report)
+                and not m.invoice_pdf_report_id
+            )
         )
         if not moves:
             return super()._get_document_email_alerts(report)

@@ -11,8 +11,9 @@ the PATH::
 What it does, on a throwaway database (dropped at the end unless ``--keep``):
 
 1. installs the add-on, loads the generic chart of accounts, creates
-   ``invoices`` customers with an email and two identical sets of posted
-   invoices (one per contender, so both really render every PDF);
+   ``invoices`` customers with an email and three identical sets of posted
+   invoices (one per contender, so both really render every PDF, and set C
+   whose official PDFs Odoo's own Print makes beforehand);
 2. starts an aiosmtpd sink on a free port of 127.0.0.1 (counting the
    delivered messages and those carrying a PDF), points the company's own
    SMTP settings and a default ir.mail_server at it, and starts Odoo's HTTP
@@ -519,7 +520,7 @@ def main():
             start = time.perf_counter()
             sets = build_data(env, args, smtp_port, url)
             elapsed = time.perf_counter() - start
-            say(f"2 x {args.invoices} posted invoices in {elapsed:.0f} s")
+            say(f"{len(sets)} x {args.invoices} posted invoices in {elapsed:.0f} s")
             run(env, args, sink, sets)
     finally:
         stop(http)

@@ -154,6 +154,11 @@ class AccountMove(models.Model):
                 messages.append(send._format_error_text(error))
         return messages
 
+    def _document_email_before_render(self):
+        # the token alone changes: no need to re-sync the invoice lines
+        moves = self.with_context(skip_invoice_sync=True)
+        return super(AccountMove, moves)._document_email_before_render()
+
     def _document_email_after_send(self):
         """As after core's Send: the move counts as sent."""
         self.filtered(lambda move: not move.is_move_sent).is_move_sent = True

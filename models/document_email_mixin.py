@@ -1,3 +1,5 @@
+import uuid
+
 from odoo import models
 
 
@@ -61,6 +63,15 @@ class DocumentEmailMixin(models.AbstractModel):
         """Messages the dialog shows before sending (e.g. what is missing to
         make an e-invoice)."""
         return []
+
+    def _document_email_before_render(self):
+        """Before the templates render these documents in one go: portal
+        documents get their access token here, not one by one from the
+        template's portal link while it renders."""
+        if "access_token" not in self._fields:
+            return
+        for document in self.filtered(lambda document: not document.access_token):
+            document.sudo().write({"access_token": str(uuid.uuid4())})
 
     def _document_email_after_send(self):
         """The emails of these documents are queued: mark them as sent."""

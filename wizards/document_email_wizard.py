@@ -594,6 +594,7 @@ class DocumentEmailWizard(models.TransientModel):
         edited) template, or each document's own template when it differs;
         one rendering per template, not per document."""
         result = {}
+        documents._document_email_before_render()
         by_template = documents.grouped(lambda d: d._get_document_email_template())
         for template, group in by_template.items():
             source = self if template == self.template_id else template

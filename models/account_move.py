@@ -1,4 +1,9 @@
 from odoo import models
+from odoo.exceptions import UserError
+
+# core's Send alerts the wizard already covers: it checks the recipients
+# itself (and lets the user type one), and reusing the existing PDF is the aim
+HANDLED_CORE_ALERTS = {"account_missing_email", "account_pdf_exist"}
 
 
 class AccountMove(models.Model):
@@ -45,3 +50,127 @@ class AccountMove(models.Model):
             "account.account_invoices_without_payment",
             journal_entry,
         ]
+
+    def _get_document_email_reports(self):
+        """Core's Send report first (the partner's invoice template, if any)."""
+        reports = super()._get_document_email_reports()
+        if not self._document_email_sent_as_core():
+            return reports
+        send = self.env["account.move.send"]
+        return send._get_default_pdf_report_id(self) | reports
+
+    # ------------------------------------------------------------------
+    # The official PDF and e-invoice files, as core's Send makes them
+    # ------------------------------------------------------------------
+
+    def _document_email_sent_as_core(self):
+        """Core's Send can send this move: a posted customer document."""
+        self.ensure_one()
+        return self.state == "posted" and self.is_sale_document(include_receipts=True)
+
+    def _document_email_uses_official_files(self, report):
+        """Sent with its official files: core's Send report was chosen."""
+        self.ensure_one()
+        send = self.env["account.move.send"]
+        return (
+            self._document_email_sent_as_core()
+            and report == send._get_default_pdf_report_id(self)
+        )
+
+    def _document_email_sending_data(self):
+        """{move: the settings core's Send collects for it, sending by email}."""
+        send = self.env["account.move.send"]
+        return {
+            move: {
+                "sending_methods": {"email"},
+                "invoice_edi_format": send._get_default_invoice_edi_format(move),
+                "extra_edis": send._get_default_extra_edis(move),
+                "pdf_report": send._get_default_pdf_report_id(move),
+                "author_user_id": self.env.user.id,
+                "author_partner_id": self.env.user.partner_id.id,
+            }
+            for move in self
+        }
+
+    def _document_email_core_alerts(self, moves_data):
+        alerts = self.env["account.move.send"]._get_alerts(self, moves_data)
+        return {
+            key: alert
+            for key, alert in alerts.items()
+            if key not in HANDLED_CORE_ALERTS
+        }
+
+    def _document_email_make_official_files(self):
+        """Core's Send generation of the official PDF and e-invoice files for
+        the moves that have none yet (a blocking alert or a generation error
+        is raised, so nothing is sent nor kept)."""
+        missing = self.filtered(lambda move: not move.invoice_pdf_report_id)
+        if not missing:
+            return
+        send = self.env["account.move.send"]
+        moves_data = missing._document_email_sending_data()
+        send._raise_danger_alerts(missing._document_email_core_alerts(moves_data))
+        send._generate_invoice_documents(moves_data)
+        errors = [
+            f"{move.display_name}: {send._format_error_text(data['error'])}"
+            for move, data in moves_data.items()
+            if data.get("error")
+        ]
+        if errors:
+            raise UserError("\n".join(errors))
+
+    def _get_document_email_files(self, report):
+        official = self.filtered(
+            lambda m: m._document_email_uses_official_files(report)
+        )
+        others = self - official
+        files = super(AccountMove, others)._get_document_email_files(report)
+        official._document_email_make_official_files()
+        send = self.env["account.move.send"]
+        for move in official:
+            files[move.id] = [
+                {"name": file.name, "raw": file.raw, "mimetype": file.mimetype}
+                for file in send._get_invoice_extra_attachments(move)
+            ]
+        return files
+
+    def _get_document_email_files_made_when_sent(self, report):
+        if not self._document_email_uses_official_files(report):
+            return super()._get_document_email_files_made_when_sent(report)
+        send = self.env["account.move.send"]
+        files = send._get_placeholder_mail_attachments_data(
+            self
+        ) + send._get_invoice_extra_attachments_data(self)
+        return [file["name"] for file in files]
+
+    def _get_document_email_alerts(self, report):
+        """Core's Send alerts for the files still to make; for one move, also
+        the e-invoice errors core's Send would raise."""
+        moves = self.filtered(
+            lambda m: (
+                m._document_email_uses_official_files(report)
+                and not m.invoice_pdf_report_id
+            )
+        )
+        if not moves:
+            return super()._get_document_email_alerts(report)
+        moves_data = moves._document_email_sending_data()
+        alerts = moves._document_email_core_alerts(moves_data)
+        messages = [alert["message"] for alert in alerts.values()]
+        if len(moves) == 1:
+            send = self.env["account.move.send"]
+            send._hook_invoice_document_before_pdf_report_render(
+                moves, moves_data[moves]
+            )
+            if error := moves_data[moves].get("error"):
+                messages.append(send._format_error_text(error))
+        return messages
+
+    def _document_email_before_render(self):
+        # the token alone changes: no need to re-sync the invoice lines
+        moves = self.with_context(skip_invoice_sync=True)
+        return super(AccountMove, moves)._document_email_before_render()
+
+    def _document_email_after_send(self):
+        """As after core's Send: the move counts as sent."""
+        self.filtered(lambda move: not move.is_move_sent).is_move_sent = True

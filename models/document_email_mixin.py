@@ -1,3 +1,5 @@
+import uuid
+
 from odoo import models
 from odoo.exceptions import AccessError
 
@@ -65,6 +67,40 @@ class DocumentEmailMixin(models.AbstractModel):
         for xmlid in self._get_document_email_report_xmlids():
             reports |= self.env.ref(xmlid, raise_if_not_found=False) or reports
         return reports
+
+    def _get_document_email_files(self, report):
+        """{document id: [attachment values (name, raw, mimetype)]}: the
+        files each document's email carries when ``report`` is the chosen
+        PDF; may raise a UserError before anything is sent."""
+        pdfs = self.env["document.email.wizard"]._render_pdfs(report, self)
+        return {
+            res_id: [{"name": name, "raw": raw, "mimetype": "application/pdf"}]
+            for res_id, (name, raw) in pdfs.items()
+        }
+
+    def _get_document_email_files_made_when_sent(self, report):
+        """Names of the files this document only makes when it is sent (the
+        dialog lists them instead of showing a rendered PDF)."""
+        self.ensure_one()
+        return []
+
+    def _get_document_email_alerts(self, report):
+        """Messages the dialog shows before sending (e.g. what is missing to
+        make an e-invoice)."""
+        return []
+
+    def _document_email_before_render(self):
+        """Before the templates render these documents in one go: portal
+        documents get their access token here, not one by one from the
+        template's portal link while it renders."""
+        if "access_token" not in self._fields:
+            return
+        for document in self.filtered(lambda document: not document.access_token):
+            document.sudo().write({"access_token": str(uuid.uuid4())})
+
+    def _document_email_after_send(self):
+        """The emails of these documents are queued: mark them as sent."""
+        return
 
     def action_send_document_email(self):
         """Open the "Send by email" wizard on these documents."""

@@ -13,3 +13,9 @@ class SaleOrder(models.Model):
 
     def _get_document_email_report_xmlids(self):
         return ["sale.action_report_saleorder", "sale.action_report_pro_forma_invoice"]
+
+    def _document_email_after_send(self):
+        """As core's mark_so_as_sent: an emailed quotation becomes "sent"."""
+        self.filtered(lambda order: order.state == "draft").with_context(
+            tracking_disable=True
+        ).write({"state": "sent"})

@@ -25,7 +25,7 @@ echo "[test] database $DB, log $LOG"
 "$VENV/bin/python" "$ODOO_SRC/odoo-bin" \
     --addons-path="$ODOO_SRC/addons,$ADE_ADDONS" \
     --data-dir="$ADE_HOME/data" \
-    -d "$DB" -i account_document_email \
+    -d "$DB" -i account_document_email,account_edi_ubl_cii,account_payment \
     --test-enable --test-tags "$TAGS" \
     --http-port="${TEST_HTTP_PORT:-8169}" --http-interface=127.0.0.1 \
     --stop-after-init --log-level=test --max-cron-threads=0 \

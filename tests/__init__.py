@@ -10,3 +10,4 @@ from . import test_translation
 from . import test_smtp_scope
 from . import test_uninstall
 from . import test_rights
+from . import test_core_send

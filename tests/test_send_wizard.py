@@ -29,10 +29,12 @@ class TestSendWizard(DocumentEmailCase):
             self.env.ref("account_document_email.mail_template_invoice"),
         )
         self.assertEqual(wizard.report_id, self.env.ref("account.account_invoices"))
-        self.assertEqual(len(wizard.attachment_ids), 1)
-        pdf = wizard.attachment_ids
-        self.assertEqual(pdf.name, self.invoice.name.replace("/", "_") + ".pdf")
-        self.assert_pdf(pdf.raw)
+        # the official PDF is listed, made when sent as core's Send makes it
+        self.assertFalse(wizard.attachment_ids)
+        self.assertEqual(
+            wizard.document_files, self.invoice.name.replace("/", "_") + ".pdf"
+        )
+        self.assertFalse(self.invoice.invoice_pdf_report_id)
 
     def test_prefill_in_partner_language(self):
         self.env["res.lang"]._activate_lang("es_ES")

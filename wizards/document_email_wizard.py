@@ -90,6 +90,13 @@ class DocumentEmailWizard(models.TransientModel):
         store=True,
         readonly=False,
     )
+    document_files = fields.Char(
+        "Files made when sent",
+        compute="_compute_document_files",
+        help="The document's own files (e.g. an invoice's official PDF and "
+        "e-invoice), made the first time it is sent and attached to each email.",
+    )
+    document_alerts = fields.Text(compute="_compute_document_files")
     duplicate_warning = fields.Text(readonly=True)
     duplicate_confirmed = fields.Boolean()
     template_id = fields.Many2one(
@@ -315,6 +322,19 @@ class DocumentEmailWizard(models.TransientModel):
         return super(DocumentEmailWizard, self - single)._compute_body()
 
     @api.depends("report_id", "res_ids")
+    def _compute_document_files(self):
+        for wizard in self:
+            documents = wizard._get_documents()
+            names = (
+                documents._get_document_email_files_made_when_sent(wizard.report_id)
+                if len(documents) == 1
+                else []
+            )
+            wizard.document_files = ", ".join(names)
+            alerts = documents._get_document_email_alerts(wizard.report_id)
+            wizard.document_alerts = "\n".join(alerts)
+
+    @api.depends("report_id", "res_ids")
     def _compute_attachment_ids(self):
         """The document's PDF, rendered now so the user sees it; other files
         the user added stay. Several documents get their own PDF when sent."""
@@ -327,19 +347,24 @@ class DocumentEmailWizard(models.TransientModel):
             (previous & wizard._get_own_uploads()).unlink()
             documents = wizard._get_documents()
             pdf = self.env["ir.attachment"]
-            if len(documents) == 1 and wizard.report_id:
-                name, content = self._render_pdfs(wizard.report_id, documents)[
-                    documents.id
-                ]
+            if (
+                len(documents) == 1
+                and wizard.report_id
+                and not documents._get_document_email_files_made_when_sent(
+                    wizard.report_id
+                )
+            ):
+                files = documents._get_document_email_files(wizard.report_id)
                 pdf = self.env["ir.attachment"].create(
-                    {
-                        "name": name,
-                        "raw": content,
-                        "mimetype": "application/pdf",
-                        "res_model": self._name,
-                        "res_id": wizard._origin.id or 0,
-                        "description": "document_email_pdf",
-                    }
+                    [
+                        dict(
+                            values,
+                            res_model=self._name,
+                            res_id=wizard._origin.id or 0,
+                            description="document_email_pdf",
+                        )
+                        for values in files[documents.id]
+                    ]
                 )
             wizard.attachment_ids = added | pdf
 
@@ -630,6 +655,13 @@ class DocumentEmailWizard(models.TransientModel):
         own = self._get_own_uploads()
         own.write(owner)
         attachments = own | (self.attachment_ids.sudo() - own).copy(owner)
+        if document._get_document_email_files_made_when_sent(self.report_id):
+            files = document._get_document_email_files(self.report_id)[document.id]
+            attachments |= (
+                self.env["ir.attachment"]
+                .sudo()
+                .create([dict(values, **owner) for values in files])
+            )
         company = document._get_document_email_company()
         return self._prepare_mail_values(
             document,
@@ -658,28 +690,35 @@ class DocumentEmailWizard(models.TransientModel):
     def _prepare_batch_values(self, documents):
         """{document: mail values, or the reason (str) it is skipped}."""
         rendered = self._render_batch(documents)
-        pdfs = {}
+        partners_of = {
+            document: document._get_document_email_partners().filtered("email")
+            for document in documents
+        }
+        reasons = {
+            document: self._get_batch_skip_reason(document, partners_of[document])
+            for document in documents
+        }
+        # files only for what is sent (an invoice's official PDF marks it sent)
+        sent = documents.filtered(lambda document: not reasons[document])
+        files = {}
         for report, group in self._batch_reports(documents).items():
-            pdfs.update(self._render_pdfs(report, group) if report else {})
+            if report and group & sent:
+                files.update((group & sent)._get_document_email_files(report))
         result = {}
         for document in documents:
-            partners = document._get_document_email_partners().filtered("email")
-            reason = self._get_batch_skip_reason(document, partners)
-            if reason:
-                result[document] = reason
+            partners = partners_of[document]
+            if reasons[document]:
+                result[document] = reasons[document]
                 continue
             subject, body, email_from = rendered[document.id]
             owner = {"res_model": document._name, "res_id": document.id}
             # each email owns its files, like a message posted on the document
             attachments = self.attachment_ids.sudo().copy(owner)
-            if document.id in pdfs:
-                name, content = pdfs[document.id]
+            if files.get(document.id):
                 attachments |= (
                     self.env["ir.attachment"]
                     .sudo()
-                    .create(
-                        dict(owner, name=name, raw=content, mimetype="application/pdf")
-                    )
+                    .create([dict(values, **owner) for values in files[document.id]])
                 )
             result[document] = self._prepare_mail_values(
                 document, partners, subject, body, attachments, email_from
@@ -698,6 +737,7 @@ class DocumentEmailWizard(models.TransientModel):
         edited) template, or each document's own template when it differs;
         one rendering per template, not per document."""
         result = {}
+        documents._document_email_before_render()
         by_template = documents.grouped(
             lambda d: (
                 d._get_document_email_template(),
@@ -769,4 +809,7 @@ class DocumentEmailWizard(models.TransientModel):
                 for partner in mail.partner_ids
             ]
         )
+        # as core's Send once the email is queued (e.g. the move counts as sent)
+        for model, group in mails.grouped("model").items():
+            self.env[model].browse(group.mapped("res_id"))._document_email_after_send()
         return mails

@@ -22,8 +22,8 @@ registry.category("web_tour.tours").add("account_document_email_invoice_tour", {
         ".modal .o_field_widget[name='body']:contains(Please find attached invoice)",
     },
     {
-      content: "The invoice PDF is attached",
-      trigger: ".modal .o_field_widget[name='attachment_ids']:contains(.pdf)",
+      content: "The invoice's official PDF is listed, made when sent",
+      trigger: ".modal .o_field_widget[name='document_files']:contains(.pdf)",
     },
     {
       content: "Send",

@@ -22,6 +22,7 @@ REQUEST_CONTEXT_KEYS = {
     "params",
     "uid",
 }
+QUEUE_JOB_CHANNEL = "root.document_email"
 CRON_XMLIDS = (
     "account_document_email.ir_cron_document_email_batch",
     "account_document_email.ir_cron_document_email_batch_2",
@@ -197,10 +198,49 @@ class DocumentEmailBatch(models.Model):
         return options
 
     def _trigger_processing(self):
+        """With OCA queue_job installed, one job per chunk on the channel
+        root.document_email (every server of the database takes them);
+        otherwise wake both scheduled jobs up."""
+        if "queue.job" in self.env:
+            self._enqueue_chunk_jobs()
+        else:
+            self._trigger_crons()
+
+    @api.model
+    def _trigger_crons(self):
         for xmlid in CRON_XMLIDS:
             cron = self.env.ref(xmlid, raise_if_not_found=False)
             if cron:
                 cron.sudo()._trigger()
+
+    def _enqueue_chunk_jobs(self):
+        size = self._get_chunk_size()
+        pending = self._count_pending()
+        for _index in range(-(-pending // size)):
+            self.sudo().with_delay(
+                channel=QUEUE_JOB_CHANNEL,
+                description=self.env._("Send by email: render and queue a chunk"),
+            )._job_process_chunk(size)
+
+    @api.model
+    def _job_process_chunk(self, size):
+        """queue_job: one chunk in the job's own transaction; the end of the
+        batch is checked by a job of its own, after this one commits."""
+        done = self._process_chunk(chunk_size=size, finish=False)
+        self.with_delay(
+            channel=QUEUE_JOB_CHANNEL,
+            identity_key="document_email_batch_finish",
+            description=self.env._("Send by email: finish batches"),
+        )._finish_batches(False)
+        return done
+
+    @api.model
+    def _get_chunk_size(self):
+        return int(
+            self.env["ir.config_parameter"]
+            .sudo()
+            .get_param("account_document_email.batch_chunk_size", CHUNK_SIZE)
+        )
 
     # ------------------------------------------------------------------
     # Processing (scheduled jobs)
@@ -217,7 +257,7 @@ class DocumentEmailBatch(models.Model):
         remaining = self._count_pending()
         self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
         if remaining:
-            self._trigger_processing()
+            self._trigger_crons()
 
     @api.model
     def _flush_states(self):
@@ -236,26 +276,20 @@ class DocumentEmailBatch(models.Model):
         return self.env.cr.fetchone()[0]
 
     @api.model
-    def _process_chunk(self, chunk_size=None, auto_commit=False):
+    def _process_chunk(self, chunk_size=None, auto_commit=False, finish=True):
         """Render and queue one chunk: the emails and the lines' new state
         are written in the same transaction, so a process killed at any point
         leaves the chunk either entirely queued or entirely pending."""
         # a system job: each chunk renders as its batch's user (with_user)
         batches = self.sudo()
-        size = chunk_size or int(
-            self.env["ir.config_parameter"]
-            .sudo()
-            .get_param("account_document_email.batch_chunk_size", CHUNK_SIZE)
-        )
-        lines = batches._lock_chunk(size)
-        if not lines:
+        lines = batches._lock_chunk(chunk_size or self._get_chunk_size())
+        if lines:
+            lines.batch_id._process_lines(lines)
+            if auto_commit:
+                self.env.cr.commit()
+        if finish:
+            # after the commit: a new transaction sees every worker's chunks
             batches._finish_batches(auto_commit)
-            return 0
-        lines.batch_id._process_lines(lines)
-        if auto_commit:
-            self.env.cr.commit()
-        # a new transaction sees every worker's committed chunks
-        batches._finish_batches(auto_commit)
         return len(lines)
 
     @api.model

@@ -94,6 +94,15 @@ def kill_in_create_mails(kill_at):
     DocumentEmailWizard._create_mails = _create_mails
 
 
+def without_report_assets():
+    """wkhtmltopdf fetches the report's CSS from the server Odoo runs on:
+    while the tests run, that server waits for the loading registry, so the
+    children point it at a closed port (a real PDF, without styles)."""
+    from odoo.addons.base.models.ir_actions_report import IrActionsReport
+
+    IrActionsReport._get_report_url = lambda self, layout=None: "http://127.0.0.1:9"
+
+
 def process_batches(registry, size):
     chunks = 0
     while True:
@@ -121,8 +130,9 @@ def main():
             "warn",
         ]
     )
-    registry = odoo.registry(config["db"])
+    registry = odoo.modules.registry.Registry(config["db"])
     if mode == "process":
+        without_report_assets()
         if len(args) > 1:
             kill_in_create_mails(int(args[1]))
         sys.stdout.write(json.dumps(process_batches(registry, int(args[0]))))

@@ -175,15 +175,20 @@ class TestDocumentEmailBatch(DocumentEmailCase):
             self.env["document.email.batch.line"].with_user(other).create(
                 {"batch_id": mine.id, "res_id": 1, "mail_id": someone_elses.id}
             )
+        theirs = (
+            self.env["document.email.batch"]
+            .with_user(other)
+            ._create_from_wizard(self.open_wizard(self.invoices), self.invoices)
+        )
+        self.assertEqual(Batch.search([]), theirs)
         manager = new_test_user(
             self.env,
             login="accounting.manager",
             groups="account.group_account_manager",
             company_id=self.env.company.id,
         )
-        self.assertEqual(
-            self.env["document.email.batch"].with_user(manager).search([]), mine
-        )
+        seen = self.env["document.email.batch"].with_user(manager).search([])
+        self.assertEqual(seen & (mine | theirs), mine | theirs, "managers see all")
 
     def test_retry_failed_only_this_batch(self):
         batch = self.send(self.invoices[:2])
@@ -216,3 +221,44 @@ class TestDocumentEmailBatch(DocumentEmailCase):
             counts.append(self.env.cr.sql_log_count - before)
         self.assertEqual(counts[0], counts[1], "independent of the batch size")
         self.assertLessEqual(counts[1], 3)
+
+
+@tagged("post_install", "-at_install")
+class TestBatchQueueJob(DocumentEmailCase):
+    """With OCA queue_job installed (scripts/setup.sh puts it in
+    /opt/ade/oca/odoo/addons), chunks become jobs on root.document_email."""
+
+    def setUp(self):
+        super().setUp()
+        if "queue.job" not in self.env:
+            self.skipTest("queue_job is not installed in this database")
+
+    def test_chunks_are_jobs_on_their_channel(self):
+        from odoo.addons.queue_job.tests.common import trap_jobs
+
+        invoices = self.env["account.move"]
+        for partner in (self.partner_a, self.partner_b, self.partner_a):
+            invoices |= self.init_invoice(
+                "out_invoice", partner=partner, amounts=[20.0], post=True
+            )
+        self.env["ir.config_parameter"].set_param(
+            "account_document_email.batch_chunk_size", 2
+        )
+        Batch = self.env["document.email.batch"]
+        with trap_jobs() as trap:
+            action = self.open_wizard(invoices).action_send()
+            batch = Batch.browse(action["res_id"])
+            trap.assert_jobs_count(2, only=Batch._job_process_chunk)
+            trap.assert_enqueued_job(
+                Batch._job_process_chunk,
+                args=(2,),
+                properties={"channel": "root.document_email"},
+            )
+            trap.perform_enqueued_jobs()  # the two chunks
+            trap.assert_jobs_count(1, only=Batch._finish_batches)
+            trap.perform_enqueued_jobs()  # the end of the batch
+        batch.invalidate_recordset()
+        self.assertEqual((batch.state, batch.queued_count), ("done", 3))
+        with real_smtp_delivery():
+            self.env["mail.mail"].process_email_queue()
+        self.assertEqual(len(self.received()), 3)

@@ -53,7 +53,7 @@ import urllib.request
 
 ODOO_SRC = os.environ.get("ODOO_SRC", "/opt/odoo18")
 ADE_HOME = os.environ.get("ADE_HOME", "/opt/ade")
-TARGET_VS_ODOO = 0.8
+TARGET_VS_ODOO = 0.5
 TARGET_VS_RENDER = 1.15
 
 
@@ -69,6 +69,7 @@ def parse_args():
     parser.add_argument("--skip-native", action="store_true")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--batch-worker", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -290,22 +291,60 @@ def drain_queue(env, deadline):
         env.invalidate_all()
 
 
-def send_ours(env, invoices, profile=False):
-    """As the list view's "Send by email" does: open the wizard, send, then
-    the mail queue (the cron the wizard triggers) until empty."""
-    # how long the wizard spends in its PDF rendering
-    wizard_class = env.registry["document.email.wizard"]
-    render_pdfs = wizard_class._render_pdfs
-    rendering = []
+def batch_worker(args):
+    """``--batch-worker``: one scheduled-job worker processing batches in
+    committed chunks until none is left; prints its peak RSS (MiB)."""
+    import resource
 
-    def timed_render_pdfs(self, report, documents):
-        begin = time.perf_counter()
-        try:
-            return render_pdfs(self, report, documents)
-        finally:
-            rendering.append(time.perf_counter() - begin)
+    sys.path.insert(0, ODOO_SRC)
+    import odoo
+    from odoo import SUPERUSER_ID, api
 
-    wizard_class._render_pdfs = timed_render_pdfs
+    odoo.tools.config.parse_config(
+        [
+            f"--addons-path={ODOO_SRC}/addons,{args.addons}",
+            f"--data-dir={ADE_HOME}/data",
+            "-d",
+            args.db,
+            "--log-level=warn",
+            "--log-handler=odoo.addons.base.models.ir_actions_report:ERROR",
+        ]
+    )
+    registry = odoo.modules.registry.Registry(args.db)
+    chunks = 0
+    while True:
+        with registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            if not env["document.email.batch"]._process_chunk(auto_commit=True):
+                break
+        chunks += 1
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    sys.stdout.write(f"{chunks} {peak:.0f}\n")
+
+
+def run_batch_workers(args, count=2):
+    """Two workers, as two cron threads (or two servers) would run."""
+    workers = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--batch-worker", "--db", args.db]
+            + ["--addons", args.addons],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _i in range(count)
+    ]
+    results = []
+    for worker in workers:
+        out, _err = worker.communicate(timeout=3600)
+        chunks, peak = out.split()
+        results.append((int(chunks), float(peak)))
+    return results
+
+
+def send_ours(env, invoices, args, profile=False):
+    """As the list view's "Send by email" does: open the wizard, send (the
+    request only records the batch), then two batch workers render and
+    queue it in chunks, then the mail queue until empty."""
     start = time.perf_counter()
     profiler = cProfile.Profile() if profile else None
     if profiler:
@@ -315,23 +354,26 @@ def send_ours(env, invoices, profile=False):
         .with_context(active_model="account.move", active_ids=invoices.ids)
         .create({})
     )
-    env.cr.commit()
     action = wizard.action_send()
     env.cr.commit()
-    queued = time.perf_counter()
-    assert action["res_model"] == "document.email.result", action
-    drain_queue(env, time.monotonic() + 1800)
+    requested = time.perf_counter()
+    assert action["res_model"] == "document.email.batch", action
     if profiler:
         profiler.disable()
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(35)
-        say("profile of our send (cumulative):\n" + out.getvalue())
+        say("profile of the request (cumulative):\n" + out.getvalue())
+    workers = run_batch_workers(args)
+    queued = time.perf_counter()
+    env.invalidate_all()
+    drain_queue(env, time.monotonic() + 1800)
     end = time.perf_counter()
-    wizard_class._render_pdfs = render_pdfs
+    say(f"  batch workers (chunks, peak RSS MiB): {workers}")
     return end - start, {
-        "wizard + render + queue": queued - start,
-        "of which PDF rendering": sum(rendering),
+        "request (wizard + send)": requested - start,
+        "batch workers: render + queue": queued - requested,
         "mail queue": end - queued,
+        "peak RSS of a batch worker (MiB)": max(peak for _c, peak in workers),
     }
 
 
@@ -414,7 +456,7 @@ def run(env, args, sink, sets):
 
     sink.reset()
     say(f"ours: document.email.wizard on {n} invoices, then the mail queue")
-    ours, ours_parts = send_ours(env, ours_set, profile=args.profile)
+    ours, ours_parts = send_ours(env, ours_set, args, profile=args.profile)
     check_delivered(sink, "ours", n)
 
     native = None
@@ -431,7 +473,8 @@ def run(env, args, sink, sets):
     say(f"{n} invoices, {args.lines} lines each; load: {load()}")
     say(f"{'ours (document.email.wizard)':46}: {ours:6.1f} s")
     for label, value in ours_parts.items():
-        say(f"{'  ' + label:46}: {value:6.1f} s")
+        unit = "" if "MiB" in label else " s"
+        say(f"{'  ' + label:46}: {value:6.1f}{unit}")
     if native is not None:
         say(f"{'Odoo (account.move.send batch)':46}: {native:6.1f} s")
         for label, value in native_parts.items():
@@ -456,6 +499,8 @@ def load():
 
 def main():
     args = parse_args()
+    if args.batch_worker:
+        return batch_worker(args)
     sys.path.insert(0, ODOO_SRC)
     from aiosmtpd.controller import Controller
 

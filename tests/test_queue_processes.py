@@ -175,6 +175,17 @@ class TestBatchProcesses(ChildProcessCase):
             cr.execute(
                 "DELETE FROM ir_mail_server WHERE name = %s", [f"queue test {port}"]
             )
+            saved = created["server"]
+            cr.execute(
+                "UPDATE ir_mail_server SET smtp_host = %s, smtp_port = %s, "
+                "smtp_encryption = %s WHERE id = %s",
+                [
+                    saved["smtp_host"],
+                    saved["smtp_port"],
+                    saved["smtp_encryption"],
+                    saved["id"],
+                ],
+            )
 
     def _committed_lines(self, batch_id):
         """{stage: count} and the emails of the batch's documents, committed."""

@@ -70,6 +70,11 @@ def parse_args():
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--batch-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--workers",
+        action="store_true",
+        help="also send set B's twin from a prefork server over XML-RPC",
+    )
     return parser.parse_args()
 
 
@@ -377,6 +382,75 @@ def send_ours(env, invoices, args, profile=False):
     }
 
 
+def send_prefork(env, invoices, args, sink):
+    """``--workers``: the request on a prefork server with the default limits
+    (2 HTTP workers, 2 cron workers, 120 s real / 60 s CPU), over XML-RPC as
+    the web client calls it; its cron workers do the rest. Returns the request
+    time and the time until the sink has every email."""
+    import xmlrpc.client
+
+    port = free_port()
+    server = subprocess.Popen(
+        odoo_command(args)
+        + [
+            f"--http-port={port}",
+            "--http-interface=127.0.0.1",
+            "--workers=2",
+            "--max-cron-threads=2",
+            "--limit-time-real=120",
+            "--limit-time-cpu=60",
+            f"--db-filter=^{args.db}$",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/web/health", timeout=5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("the prefork server did not start") from None
+                time.sleep(1)
+        common = xmlrpc.client.ServerProxy(f"{url}/xmlrpc/2/common")
+        uid = common.authenticate(args.db, "admin", "admin", {})
+        rpc = xmlrpc.client.ServerProxy(f"{url}/xmlrpc/2/object", allow_none=True)
+        context = {"active_model": "account.move", "active_ids": invoices.ids}
+        start = time.perf_counter()
+        wizard_id = rpc.execute_kw(
+            args.db,
+            uid,
+            "admin",
+            "document.email.wizard",
+            "create",
+            # set A was just sent: confirm sending it again
+            [{"duplicate_confirmed": True}],
+            {"context": context},
+        )
+        action = rpc.execute_kw(
+            args.db,
+            uid,
+            "admin",
+            "document.email.wizard",
+            "action_send",
+            [[wizard_id]],
+            {"context": context},
+        )
+        requested = time.perf_counter() - start
+        assert action["res_model"] == "document.email.batch", action
+        # the prefork server's cron workers render and queue, then send
+        deadline = time.monotonic() + 3600
+        while sink.messages < len(invoices) and time.monotonic() < deadline:
+            env.ref("mail.ir_cron_mail_scheduler_action")._trigger()
+            env.cr.commit()
+            time.sleep(2)
+        return requested, time.perf_counter() - start
+    finally:
+        stop(server)
+
+
 def send_native(env, invoices):
     """As Odoo's "Send" button on several invoices does: the batch wizard's
     action_send_and_print (which flags the invoices and triggers the cron),
@@ -465,6 +539,14 @@ def run(env, args, sink, sets):
         say(f"Odoo: account.move.send.batch.wizard on {n} invoices, cron, mail queue")
         native, native_parts = send_native(env, native_set)
         check_delivered(sink, "Odoo", n)
+
+    if args.workers:
+        sink.reset()
+        say(f"--workers: a prefork server, XML-RPC send of {n} invoices (set A again)")
+        request, total = send_prefork(env, ours_set, args, sink)
+        check_delivered(sink, "prefork", n)
+        say(f"{'prefork: request (XML-RPC create + send)':46}: {request:6.1f} s")
+        say(f"{'prefork: until all delivered':46}: {total:6.1f} s")
 
     say(f"rendering alone: the {n} invoice PDFs of the first set")
     alone = render_alone(env, ours_set)

@@ -217,7 +217,7 @@ class DocumentEmailBatch(models.Model):
         size = self._get_chunk_size()
         pending = self._count_pending()
         for _index in range(-(-pending // size)):
-            self.sudo().with_delay(
+            self.browse().sudo().with_delay(
                 channel=QUEUE_JOB_CHANNEL,
                 description=self.env._("Send by email: render and queue a chunk"),
             )._job_process_chunk(size)

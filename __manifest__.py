@@ -16,10 +16,12 @@
     ],
     "data": [
         "security/ir.model.access.csv",
+        "security/document_email_batch_security.xml",
         "data/mail_template_data.xml",
+        "data/ir_cron_data.xml",
         "report/report_journal_entry.xml",
         "wizards/document_email_wizard_views.xml",
-        "wizards/document_email_result_views.xml",
+        "views/document_email_batch_views.xml",
         "views/res_config_settings_views.xml",
         "views/account_move_views.xml",
         "views/sale_order_views.xml",

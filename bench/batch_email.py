@@ -58,7 +58,7 @@ import urllib.request
 
 ODOO_SRC = os.environ.get("ODOO_SRC", "/opt/odoo18")
 ADE_HOME = os.environ.get("ADE_HOME", "/opt/ade")
-TARGET_VS_ODOO = 0.8
+TARGET_VS_ODOO = 0.5
 TARGET_VS_RENDER = 1.15
 TARGET_VS_QUEUE = 1.5
 
@@ -75,6 +75,12 @@ def parse_args():
     parser.add_argument("--skip-native", action="store_true")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--batch-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--workers",
+        action="store_true",
+        help="also send set B's twin from a prefork server over XML-RPC",
+    )
     return parser.parse_args()
 
 
@@ -300,22 +306,60 @@ def drain_queue(env, deadline):
         env.invalidate_all()
 
 
-def send_ours(env, invoices, profile=False):
-    """As the list view's "Send by email" does: open the wizard, send, then
-    the mail queue (the cron the wizard triggers) until empty."""
-    # how long the wizard spends in its PDF rendering
-    wizard_class = env.registry["document.email.wizard"]
-    render_pdfs = wizard_class._render_pdfs
-    rendering = []
+def batch_worker(args):
+    """``--batch-worker``: one scheduled-job worker processing batches in
+    committed chunks until none is left; prints its peak RSS (MiB)."""
+    import resource
 
-    def timed_render_pdfs(self, report, documents):
-        begin = time.perf_counter()
-        try:
-            return render_pdfs(self, report, documents)
-        finally:
-            rendering.append(time.perf_counter() - begin)
+    sys.path.insert(0, ODOO_SRC)
+    import odoo
+    from odoo import SUPERUSER_ID, api
 
-    wizard_class._render_pdfs = timed_render_pdfs
+    odoo.tools.config.parse_config(
+        [
+            f"--addons-path={ODOO_SRC}/addons,{args.addons}",
+            f"--data-dir={ADE_HOME}/data",
+            "-d",
+            args.db,
+            "--log-level=warn",
+            "--log-handler=odoo.addons.base.models.ir_actions_report:ERROR",
+        ]
+    )
+    registry = odoo.modules.registry.Registry(args.db)
+    chunks = 0
+    while True:
+        with registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            if not env["document.email.batch"]._process_chunk(auto_commit=True):
+                break
+        chunks += 1
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    sys.stdout.write(f"{chunks} {peak:.0f}\n")
+
+
+def run_batch_workers(args, count=2):
+    """Two workers, as two cron threads (or two servers) would run."""
+    workers = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--batch-worker", "--db", args.db]
+            + ["--addons", args.addons],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _i in range(count)
+    ]
+    results = []
+    for worker in workers:
+        out, _err = worker.communicate(timeout=3600)
+        chunks, peak = out.split()
+        results.append((int(chunks), float(peak)))
+    return results
+
+
+def send_ours(env, invoices, args, profile=False):
+    """As the list view's "Send by email" does: open the wizard, send (the
+    request only records the batch), then two batch workers render and
+    queue it in chunks, then the mail queue until empty."""
     start = time.perf_counter()
     profiler = cProfile.Profile() if profile else None
     if profiler:
@@ -325,24 +369,96 @@ def send_ours(env, invoices, profile=False):
         .with_context(active_model="account.move", active_ids=invoices.ids)
         .create({})
     )
-    env.cr.commit()
     action = wizard.action_send()
     env.cr.commit()
-    queued = time.perf_counter()
-    assert action["res_model"] == "document.email.result", action
-    drain_queue(env, time.monotonic() + 1800)
+    requested = time.perf_counter()
+    assert action["res_model"] == "document.email.batch", action
     if profiler:
         profiler.disable()
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(35)
-        say("profile of our send (cumulative):\n" + out.getvalue())
+        say("profile of the request (cumulative):\n" + out.getvalue())
+    workers = run_batch_workers(args)
+    queued = time.perf_counter()
+    env.invalidate_all()
+    drain_queue(env, time.monotonic() + 1800)
     end = time.perf_counter()
-    wizard_class._render_pdfs = render_pdfs
+    say(f"  batch workers (chunks, peak RSS MiB): {workers}")
     return end - start, {
-        "wizard + render + queue": queued - start,
-        "of which PDF rendering": sum(rendering),
+        "request (wizard + send)": requested - start,
+        "batch workers: render + queue": queued - requested,
         "mail queue": end - queued,
+        "peak RSS of a batch worker (MiB)": max(peak for _c, peak in workers),
     }
+
+
+def send_prefork(env, invoices, args, sink):
+    """``--workers``: the request on a prefork server with the default limits
+    (2 HTTP workers, 2 cron workers, 120 s real / 60 s CPU), over XML-RPC as
+    the web client calls it; its cron workers do the rest. Returns the request
+    time and the time until the sink has every email."""
+    import xmlrpc.client
+
+    port = free_port()
+    server = subprocess.Popen(
+        odoo_command(args)
+        + [
+            f"--http-port={port}",
+            "--http-interface=127.0.0.1",
+            "--workers=2",
+            "--max-cron-threads=2",
+            "--limit-time-real=120",
+            "--limit-time-cpu=60",
+            f"--db-filter=^{args.db}$",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/web/health", timeout=5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("the prefork server did not start") from None
+                time.sleep(1)
+        common = xmlrpc.client.ServerProxy(f"{url}/xmlrpc/2/common")
+        uid = common.authenticate(args.db, "admin", "admin", {})
+        rpc = xmlrpc.client.ServerProxy(f"{url}/xmlrpc/2/object", allow_none=True)
+        context = {"active_model": "account.move", "active_ids": invoices.ids}
+        start = time.perf_counter()
+        wizard_id = rpc.execute_kw(
+            args.db,
+            uid,
+            "admin",
+            "document.email.wizard",
+            "create",
+            # set A was just sent: confirm sending it again
+            [{"duplicate_confirmed": True}],
+            {"context": context},
+        )
+        action = rpc.execute_kw(
+            args.db,
+            uid,
+            "admin",
+            "document.email.wizard",
+            "action_send",
+            [[wizard_id]],
+            {"context": context},
+        )
+        requested = time.perf_counter() - start
+        assert action["res_model"] == "document.email.batch", action
+        # the prefork server's cron workers render and queue, then send
+        deadline = time.monotonic() + 3600
+        while sink.messages < len(invoices) and time.monotonic() < deadline:
+            env.ref("mail.ir_cron_mail_scheduler_action")._trigger()
+            env.cr.commit()
+            time.sleep(2)
+        return requested, time.perf_counter() - start
+    finally:
+        stop(server)
 
 
 def send_native(env, invoices):
@@ -424,7 +540,7 @@ def run(env, args, sink, sets):
 
     sink.reset()
     say(f"ours: document.email.wizard on {n} invoices, then the mail queue")
-    ours, ours_parts = send_ours(env, ours_set, profile=args.profile)
+    ours, ours_parts = send_ours(env, ours_set, args, profile=args.profile)
     check_delivered(sink, "ours", n)
 
     native = None
@@ -433,6 +549,14 @@ def run(env, args, sink, sets):
         say(f"Odoo: account.move.send.batch.wizard on {n} invoices, cron, mail queue")
         native, native_parts = send_native(env, native_set)
         check_delivered(sink, "Odoo", n)
+
+    if args.workers:
+        sink.reset()
+        say(f"--workers: a prefork server, XML-RPC send of {n} invoices (set A again)")
+        request, total = send_prefork(env, ours_set, args, sink)
+        check_delivered(sink, "prefork", n)
+        say(f"{'prefork: request (XML-RPC create + send)':46}: {request:6.1f} s")
+        say(f"{'prefork: until all delivered':46}: {total:6.1f} s")
 
     say(f"rendering alone: the {n} invoice PDFs of the first set")
     alone = render_alone(env, ours_set)
@@ -450,7 +574,8 @@ def run(env, args, sink, sets):
     say(f"{n} invoices, {args.lines} lines each; load: {load()}")
     say(f"{'ours (document.email.wizard)':46}: {ours:6.1f} s")
     for label, value in ours_parts.items():
-        say(f"{'  ' + label:46}: {value:6.1f} s")
+        unit = "" if "MiB" in label else " s"
+        say(f"{'  ' + label:46}: {value:6.1f}{unit}")
     if native is not None:
         say(f"{'Odoo (account.move.send batch)':46}: {native:6.1f} s")
         for label, value in native_parts.items():
@@ -483,6 +608,8 @@ def load():
 
 def main():
     args = parse_args()
+    if args.batch_worker:
+        return batch_worker(args)
     sys.path.insert(0, ODOO_SRC)
     from aiosmtpd.controller import Controller
 

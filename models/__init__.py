@@ -9,3 +9,4 @@ from . import sale_order
 from . import res_partner
 from . import account_payment
 from . import ir_actions_report
+from . import document_email_batch

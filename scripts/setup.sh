@@ -90,7 +90,22 @@ say "wkhtmltopdf: $("$VENV/bin/wkhtmltopdf" --version)"
 mkdir -p "$ADE_ADDONS"
 ln -sfn "$here" "$ADE_ADDONS/account_document_email"
 
-# 6. PostgreSQL reachable ---------------------------------------------------
+# 6. OCA queue_job (optional at run time: batches become jobs when installed),
+#    from its PyPI wheel, outside the repository ----------------------------
+OCA_ADDONS=$ADE_HOME/oca/odoo/addons
+if [ ! -f "$OCA_ADDONS/queue_job/__manifest__.py" ]; then
+    say "downloading OCA queue_job 18.0.1.7.0 into $ADE_HOME/oca"
+    mkdir -p "$ADE_HOME/oca/wheels"
+    if "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps \
+        -d "$ADE_HOME/oca/wheels" "odoo-addon-queue_job==18.0.1.7.0"; then
+        "$VENV/bin/python" -m zipfile -e "$ADE_HOME"/oca/wheels/odoo_addon_queue_job-*.whl "$ADE_HOME/oca/"
+    else
+        say "queue_job could not be downloaded: batches will use scheduled jobs"
+    fi
+fi
+[ -f "$OCA_ADDONS/queue_job/__manifest__.py" ] && say "queue_job: $OCA_ADDONS/queue_job"
+
+# 7. PostgreSQL reachable ---------------------------------------------------
 if ! pg_isready -q 2>/dev/null; then
     if command -v pg_ctlcluster >/dev/null && [ -n "$(ls /etc/postgresql 2>/dev/null)" ]; then
         say "starting the local PostgreSQL cluster"

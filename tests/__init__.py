@@ -11,3 +11,4 @@ from . import test_smtp_scope
 from . import test_uninstall
 from . import test_rights
 from . import test_core_send
+from . import test_document_email_batch

@@ -29,6 +29,20 @@ class DocumentEmailCase(SMTPServerMixin, AccountTestInvoicingHttpCommon):
             .create(values)
         )
 
+    def send_in_background(self, wizard):
+        """Send from the wizard, then run the batch's scheduled job as the
+        scheduler would (without committing): the batch, processed."""
+        action = wizard.action_send()
+        self.assertEqual(action["res_model"], "document.email.batch")
+        batch = self.env["document.email.batch"].browse(action["res_id"])
+        self.process_batches()
+        return batch
+
+    def process_batches(self):
+        batches = self.env["document.email.batch"]
+        while batches._process_chunk():
+            pass
+
     def wizard_documents(self, wizard):
         return self.env[wizard.res_model].browse(json.loads(wizard.res_ids))
 

@@ -40,9 +40,8 @@ class TestAgedReceivableEmail(AgedReceivableMixin, DocumentEmailCase):
         )
 
     def send_batch(self, wizard):
-        action = wizard.action_send()
-        result = self.env["document.email.result"].browse(action["res_id"])
-        self.assertEqual((result.pending_count, result.skipped_count), (2, 0))
+        batch = self.send_in_background(wizard)
+        self.assertEqual((batch.queued_count, batch.skipped_count), (2, 0))
         with real_smtp_delivery():
             self.env["mail.mail"].process_email_queue()
 

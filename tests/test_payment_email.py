@@ -119,10 +119,13 @@ class TestPaymentEmail(DocumentEmailCase):
         result = checks.print_checks()
         self.assertEqual(result["report_name"], "cheque", "the cheques still print")
         self.assertEqual(payment.check_number, "004217")
-        mail = self.env["mail.mail"].search(
-            [("model", "=", "account.payment"), ("res_id", "=", payment.id)]
-        )
-        self.assertEqual(mail.state, "outgoing", "queued in the printing step")
+        domain = [("model", "=", "account.payment"), ("res_id", "=", payment.id)]
+        self.assertFalse(self.env["mail.mail"].search(domain), "in the background")
+        batch = self.env["document.email.batch"].search([], limit=1)
+        self.assertEqual(batch.line_ids.res_id, payment.id)
+        self.process_batches()
+        mail = self.env["mail.mail"].search(domain)
+        self.assertEqual(mail.state, "outgoing", "queued by the batch job")
         with real_smtp_delivery():
             self.env["mail.mail"].process_email_queue()
         self.assertEqual(mail.state, "sent")
@@ -312,10 +315,10 @@ class TestPaymentEmail(DocumentEmailCase):
             .create({})
         )
         self.assertEqual(wizard.document_count, 3)
-        action = wizard.action_send()
-        result = self.env["document.email.result"].browse(action["res_id"])
-        self.assertEqual((result.pending_count, result.skipped_count), (2, 1))
-        self.assertIn(lonely.name, result.skipped_names)
+        batch = self.send_in_background(wizard)
+        self.assertEqual((batch.queued_count, batch.skipped_count), (2, 1))
+        skipped = batch.line_ids.filtered(lambda line: line.state == "skipped")
+        self.assertEqual(skipped.document_name, lonely.display_name)
         with real_smtp_delivery():
             self.env["mail.mail"].process_email_queue()
         self.assertEqual(len(self.received()), 2)

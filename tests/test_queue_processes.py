@@ -43,8 +43,9 @@ class SlowHandler(RecordingHandler):
         return await super().handle_DATA(server, session, envelope)
 
 
-@tagged("post_install", "-at_install")
-class TestQueueProcesses(TransactionCase):
+class ChildProcessCase(TransactionCase):
+    """Runs tests/queue_child.py on this test database."""
+
     def _child(self, *args):
         settings = {
             "db": self.env.cr.dbname,
@@ -88,6 +89,9 @@ class TestQueueProcesses(TransactionCase):
                 "DELETE FROM ir_mail_server WHERE name = %s", [f"queue test {port}"]
             )
 
+
+@tagged("post_install", "-at_install")
+class TestQueueProcesses(ChildProcessCase):
     def test_killed_mid_batch_then_restarted(self):
         handler = KillingHandler(kill_at=20)
         with SMTPTestServer(handler=handler) as server:
@@ -141,3 +145,148 @@ class TestQueueProcesses(TransactionCase):
             {mid for state, _reason, mid in mails.values() if state == "sent"},
             set(delivered),
         )
+
+
+@tagged("post_install", "-at_install")
+class TestBatchProcesses(ChildProcessCase):
+    """The batch job in real processes: killed while rendering, killed while
+    queueing, and two workers at once; every document delivered exactly once
+    to a real SMTP server, none forgotten."""
+
+    def _batch(self, count, port):
+        created = json.loads(self._run("batch", str(count), str(port)))
+        self.addCleanup(self._cleanup_batch, created, port)
+        return created
+
+    def _cleanup_batch(self, created, port):
+        with self.registry.cursor() as cr:
+            orders = tuple(created["orders"])
+            cr.execute(
+                "DELETE FROM mail_message WHERE model = 'sale.order' AND res_id IN %s",
+                [orders],
+            )
+            cr.execute(
+                "DELETE FROM ir_attachment WHERE res_model = 'sale.order' "
+                "AND res_id IN %s",
+                [orders],
+            )
+            cr.execute(
+                "DELETE FROM document_email_batch WHERE id = %s", [created["batch"]]
+            )
+            cr.execute("DELETE FROM sale_order WHERE id IN %s", [orders])
+            cr.execute(
+                "DELETE FROM product_template WHERE id = %s", [created["product"]]
+            )
+            cr.execute(
+                "DELETE FROM mail_message WHERE model = 'res.partner' AND res_id IN %s",
+                [tuple(created["partners"])],
+            )
+            cr.execute(
+                "DELETE FROM res_partner WHERE id IN %s", [tuple(created["partners"])]
+            )
+            cr.execute(
+                "DELETE FROM ir_mail_server WHERE name = %s", [f"queue test {port}"]
+            )
+            saved = created["server"]
+            cr.execute(
+                "UPDATE ir_mail_server SET smtp_host = %s, smtp_port = %s, "
+                "smtp_encryption = %s WHERE id = %s",
+                [
+                    saved["smtp_host"],
+                    saved["smtp_port"],
+                    saved["smtp_encryption"],
+                    saved["id"],
+                ],
+            )
+
+    def _committed_lines(self, batch_id):
+        """{stage: count} and the emails of the batch's documents, committed."""
+        with self.registry.cursor() as cr:
+            cr.execute(
+                "SELECT stage, count(*) FROM document_email_batch_line "
+                "WHERE batch_id = %s GROUP BY stage",
+                [batch_id],
+            )
+            stages = dict(cr.fetchall())
+            cr.execute(
+                "SELECT count(*), count(l.id) FROM mail_mail m "
+                "JOIN mail_message msg ON msg.id = m.mail_message_id "
+                "LEFT JOIN document_email_batch_line l ON l.mail_id = m.id "
+                "WHERE msg.model = 'sale.order' AND msg.res_id IN "
+                "(SELECT res_id FROM document_email_batch_line WHERE batch_id = %s)",
+                [batch_id],
+            )
+            mails, linked = cr.fetchone()
+        return stages, mails, linked
+
+    def _assert_each_delivered_once(self, server, created):
+        delivered = sorted(rcpt for m in server.messages for rcpt in m["rcpt_tos"])
+        expected = sorted(
+            f"customer{n}@example.com" for n in range(len(created["orders"]))
+        )
+        self.assertEqual(delivered, expected, "each document once, none forgotten")
+        stages, mails, linked = self._committed_lines(created["batch"])
+        self.assertEqual(stages, {"queued": len(expected)})
+        self.assertEqual((mails, linked), (len(expected), len(expected)))
+
+    def _wait_for_wkhtmltopdf(self, child, batch_id, min_queued):
+        """Once a chunk is committed, the moment the child runs wkhtmltopdf."""
+        import time
+
+        import psutil
+
+        deadline = time.time() + 240
+        while time.time() < deadline and child.poll() is None:
+            stages, _mails, _linked = self._committed_lines(batch_id)
+            if stages.get("queued", 0) >= min_queued:
+                names = [
+                    p.name() for p in psutil.Process(child.pid).children(recursive=True)
+                ]
+                if any("wkhtmltopdf" in name for name in names):
+                    return True
+            time.sleep(0.05)
+        return False
+
+    def test_batch_killed_while_rendering_then_resumed(self):
+        with SMTPTestServer() as server:
+            created = self._batch(8, server.port)
+            child = self._child("process", "2")
+            rendering = self._wait_for_wkhtmltopdf(child, created["batch"], 2)
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(timeout=60)
+            self.assertTrue(rendering, "killed while wkhtmltopdf ran")
+            self.assertEqual(child.returncode, -signal.SIGKILL)
+            stages, mails, linked = self._committed_lines(created["batch"])
+            self.assertTrue(stages.get("pending"), "the killed chunk is still to do")
+            self.assertEqual(mails, stages["queued"], "no email without its line")
+            self.assertEqual(linked, mails)
+            self._run("process", "2")  # the next scheduled run resumes
+            self._run("queue")
+            self._assert_each_delivered_once(server, created)
+
+    def test_batch_killed_while_queueing_then_resumed(self):
+        with SMTPTestServer() as server:
+            created = self._batch(6, server.port)
+            child = self._child("process", "2", "2")
+            child.communicate(timeout=300)
+            self.assertEqual(child.returncode, -signal.SIGKILL)
+            stages, mails, linked = self._committed_lines(created["batch"])
+            # the first chunk committed; the second's emails vanished with it
+            self.assertEqual(stages, {"queued": 2, "pending": 4})
+            self.assertEqual((mails, linked), (2, 2))
+            self._run("process", "2")
+            self._run("queue")
+            self._assert_each_delivered_once(server, created)
+
+    def test_two_workers_share_a_batch(self):
+        with SMTPTestServer() as server:
+            created = self._batch(12, server.port)
+            workers = [self._child("process", "2") for _i in range(2)]
+            outputs = [worker.communicate(timeout=300) for worker in workers]
+            for worker, (_out, err) in zip(workers, outputs, strict=True):
+                self.assertEqual(worker.returncode, 0, err[-3000:])
+            chunks = [json.loads(out) for out, _err in outputs]
+            self.assertEqual(sum(chunks), 6)
+            self.assertTrue(all(chunks), f"both workers rendered chunks: {chunks}")
+            self._run("queue")
+            self._assert_each_delivered_once(server, created)

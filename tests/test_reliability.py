@@ -327,21 +327,23 @@ class TestReliability(DocumentEmailCase):
         )
         with SMTPTestServer(handler=handler) as server:
             self._point_at(server)
-            action = self.open_wizard(self.invoice | invoice_b | lonely).action_send()
-            result = self.env["document.email.result"].browse(action["res_id"])
+            batch = self.send_in_background(
+                self.open_wizard(self.invoice | invoice_b | lonely)
+            )
             with real_smtp_delivery():
                 self.env["mail.mail"].process_email_queue()
-            result.invalidate_recordset()
-            counts = (result.sent_count, result.failed_count, result.skipped_count)
+            batch.invalidate_recordset()
+            counts = (batch.sent_count, batch.failed_count, batch.skipped_count)
             self.assertEqual(counts, (1, 1, 1))
-            self.assertIn(invoice_b.name, result.summary)
-            self.assertIn("554", result.summary)
+            failed = batch.line_ids.filtered(lambda line: line.state == "failed")
+            self.assertEqual(failed.res_id, invoice_b.id)
+            self.assertIn("554", failed.failure_reason)
             handler.rcpt_replies.clear()
-            result.action_retry_failed()
+            batch.action_retry_failed()
             with real_smtp_delivery():
                 self.env["mail.mail"].process_email_queue()
-            result.invalidate_recordset()
-            self.assertEqual((result.sent_count, result.failed_count), (2, 0))
+            batch.invalidate_recordset()
+            self.assertEqual((batch.sent_count, batch.failed_count), (2, 0))
             received = sorted(m["rcpt_tos"][0] for m in server.messages)
             self.assertEqual(received, [self.partner_a.email, self.partner_b.email])
 

@@ -266,25 +266,37 @@ class TestSendWizard(DocumentEmailCase):
             wizard.attachment_ids, "each document's PDF is rendered when sending"
         )
         action = wizard.action_send()
-        self.assertEqual(action["res_model"], "document.email.result")
-        result = self.env["document.email.result"].browse(action["res_id"])
-        self.assertEqual((result.pending_count, result.skipped_count), (3, 1))
-        self.assertEqual(
-            result.skipped_names, f"{lonely.name}: no recipient with an email address"
+        self.assertEqual(action["res_model"], "document.email.batch")
+        batch = self.env["document.email.batch"].browse(action["res_id"])
+        mails = self.env["mail.mail"].search(
+            [("model", "=", "account.move"), ("res_id", "in", documents.ids)]
         )
-        self.assertIn(lonely.name, result.summary)
+        self.assertFalse(mails, "nothing rendered in the request")
+        self.assertEqual((batch.total_count, batch.pending_count), (4, 4))
+        self.assertEqual(batch.state, "processing")
+        self.process_batches()
+        batch.invalidate_recordset()
+        self.assertEqual(batch.state, "done")
+        self.assertEqual(
+            (batch.rendered_count, batch.queued_count, batch.skipped_count), (3, 3, 1)
+        )
+        skipped = batch.line_ids.filtered(lambda line: line.state == "skipped")
+        self.assertEqual(skipped.res_id, lonely.id)
+        self.assertEqual(skipped.document_name, lonely.display_name)
+        self.assertEqual(skipped.failure_reason, "no recipient with an email address")
         mails = self.env["mail.mail"].search(
             [("model", "=", "account.move"), ("res_id", "in", documents.ids)]
         )
         self.assertEqual(len(mails), 3)
+        self.assertEqual(batch.line_ids.mail_id, mails)
         self.assertEqual(
             set(mails.mapped("state")), {"outgoing"}, "queued, not sent in the request"
         )
         with real_smtp_delivery():
             self.env["mail.mail"].process_email_queue()
         self.assertEqual(set(mails.mapped("state")), {"sent"})
-        result.invalidate_recordset()  # as the Refresh button reloads it
-        self.assertEqual((result.sent_count, result.failed_count), (3, 0))
+        batch.invalidate_recordset()  # as the form reloads it
+        self.assertEqual((batch.sent_count, batch.failed_count), (3, 0))
         for document, address in (
             (self.invoice, "partner.a"),
             (invoice_b, "partner.b"),

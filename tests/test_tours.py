@@ -28,6 +28,7 @@ class TestTours(AgedReceivableMixin, DocumentEmailCase):
 
     def mails_of(self, records):
         self.env.invalidate_all()  # the browser worked in its own environment
+        self.process_batches()  # as the batch's scheduled job would
         return self.env["mail.mail"].search(
             [("model", "=", records._name), ("res_id", "in", records.ids)]
         )

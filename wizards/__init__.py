@@ -1,5 +1,4 @@
 from . import document_email_wizard
-from . import document_email_result
 from . import account_aged_receivable_wizard
 from . import account_payment_register
 from . import print_prenumbered_checks

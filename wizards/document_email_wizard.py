@@ -4,7 +4,7 @@ import smtplib
 
 from odoo import Command, api, fields, models
 from odoo.exceptions import UserError
-from odoo.tools import email_normalize, email_split, formataddr
+from odoo.tools import SQL, email_normalize, email_split, formataddr
 from odoo.tools.safe_eval import safe_eval, time
 
 
@@ -136,21 +136,17 @@ class DocumentEmailWizard(models.TransientModel):
         wizard = self.with_context(
             active_model=records._name, active_ids=records.ids
         ).create({"attachment_ids": [Command.clear()]})
-        action = wizard._send_batch(records)
-        result = self.env["document.email.result"].browse(action["res_id"])
-        message = self.env._("%(count)s emails queued.", count=result.pending_count)
-        if result.skipped_names:
-            message += " " + self.env._(
-                "Skipped: %(names)s",
-                names=result.skipped_names.replace("\n", "; "),
-            )
+        wizard._send_batch(records)
         self.env.user._bus_send(
             "simple_notification",
             {
                 "title": self.env._("Send by email"),
-                "message": message,
-                "type": "warning" if result.skipped_names else "success",
-                "sticky": bool(result.skipped_names),
+                "message": self.env._(
+                    "%(count)s emails are being prepared in the background; "
+                    "you will be notified when they are queued.",
+                    count=len(records),
+                ),
+                "type": "info",
             },
         )
         return wizard
@@ -527,38 +523,50 @@ class DocumentEmailWizard(models.TransientModel):
 
     def _recently_sent(self, documents):
         """Documents already emailed to the same recipients within the
-        duplicate window (minutes, system parameter, default 10)."""
+        duplicate window (minutes, system parameter, default 10): one query
+        for the whole batch."""
         window = int(
             self.env["ir.config_parameter"]
             .sudo()
             .get_param("account_document_email.duplicate_window_minutes", 10)
         )
         since = fields.Datetime.subtract(fields.Datetime.now(), minutes=window)
-        recent = (
-            self.env["mail.mail"]
-            .sudo()
-            .search(
-                [
-                    ("model", "=", documents._name),
-                    ("res_id", "in", documents.ids),
-                    ("state", "in", ("outgoing", "sent")),
-                    ("create_date", ">=", since),
-                ]
+        self.env["mail.mail"].flush_model(["state", "mail_message_id"])
+        self.env["mail.message"].flush_model(["model", "res_id", "partner_ids"])
+        self.env.cr.execute(
+            SQL(
+                """SELECT DISTINCT msg.res_id,
+                          ARRAY(SELECT rel.res_partner_id
+                                  FROM mail_message_res_partner_rel rel
+                                 WHERE rel.mail_message_id = msg.id
+                                 ORDER BY rel.res_partner_id)
+                     FROM mail_mail mail
+                     JOIN mail_message msg ON msg.id = mail.mail_message_id
+                    WHERE msg.model = %(model)s
+                      AND msg.res_id = ANY(%(ids)s)
+                      AND mail.state IN ('outgoing', 'sent')
+                      AND mail.create_date >= %(since)s""",
+                model=documents._name,
+                ids=documents.ids,
+                since=since,
             )
         )
-        repeated = documents.browse()
-        for document in documents:
-            partners = (
-                self.partner_ids
-                if len(documents) == 1
-                else document._get_document_email_partners().filtered("email")
-            )
-            if any(
-                mail.res_id == document.id and mail.partner_ids == partners
-                for mail in recent
-            ):
-                repeated |= document
-        return repeated
+        sent_to = {
+            (res_id, tuple(partners)) for res_id, partners in self.env.cr.fetchall()
+        }
+        if not sent_to:
+            return documents.browse()
+        return documents.filtered(
+            lambda document: self._recipients_key(document, documents) in sent_to
+        )
+
+    def _recipients_key(self, document, documents):
+        """(document id, its default recipients' ids, sorted)."""
+        if len(documents) == 1:
+            partners = self.partner_ids
+        else:
+            partners = document._get_document_email_partners().filtered("email")
+        return document.id, tuple(sorted(partners.ids))
 
     def _ask_duplicate_confirmation(self, repeated):
         self.duplicate_warning = self.env._(
@@ -617,23 +625,18 @@ class DocumentEmailWizard(models.TransientModel):
         return self._notify(message, "danger")
 
     def _send_batch(self, documents):
-        """One queued email per document; the result screen shows what became
-        of each."""
-        values_list, skipped = [], []
-        for document, values in self._prepare_batch_values(documents).items():
-            if isinstance(values, str):
-                skipped.append(f"{document.display_name}: {values}")
-            else:
-                values_list.append(values)
-        mails = self._create_mails(values_list)
-        self.env.ref("mail.ir_cron_mail_scheduler_action")._trigger()
-        result = self.env["document.email.result"].create(
-            {
-                "mail_ids": [Command.set(mails.ids)],
-                "skipped_names": "\n".join(skipped),
-            }
-        )
-        return result.action_refresh()
+        """Record the batch and return at once: scheduled jobs render and
+        queue one email per document (``document.email.batch``)."""
+        batch = self.env["document.email.batch"]._create_from_wizard(self, documents)
+        return {
+            "type": "ir.actions.act_window",
+            "name": self.env._("Send by email"),
+            "res_model": batch._name,
+            "res_id": batch.id,
+            "view_mode": "form",
+            "views": [(False, "form")],
+            "target": "new",
+        }
 
     def _notify(self, message, kind):
         return {

@@ -53,11 +53,12 @@ function envelopeSendSteps(partner, subject) {
   ];
 }
 
-// The batch result dialog: every email waiting in the queue, none skipped
+// The batch dialog: every document waiting for the background job, none
+// skipped or failed yet
 function batchResultSteps(count) {
   return [
     {
-      content: "The batch result opens",
+      content: "The batch opens",
       trigger: `.modal .o_form_view div[name='pending_count']:contains(${count})`,
     },
     {
@@ -67,7 +68,7 @@ function batchResultSteps(count) {
       trigger: ".modal .o_form_view div[name='failed_count']:contains(0)",
     },
     {
-      content: "Close the result",
+      content: "Close the batch",
       trigger: ".modal .modal-footer button:contains(Close)",
       run: "click",
     },

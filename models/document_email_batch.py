@@ -1,0 +1,579 @@
+import json
+import logging
+
+import psycopg2.errors
+
+from odoo import Command, api, fields, models, modules
+from odoo.exceptions import UserError
+from odoo.tools import SQL
+
+_logger = logging.getLogger(__name__)
+
+# documents rendered and queued per committed transaction
+CHUNK_SIZE = 50
+# context keys that belong to the request, not to the documents' rendering
+REQUEST_CONTEXT_KEYS = {
+    "active_id",
+    "active_ids",
+    "active_model",
+    "allowed_company_ids",
+    "bin_size",
+    "dialog_size",
+    "params",
+    "uid",
+}
+QUEUE_JOB_CHANNEL = "root.document_email"
+CRON_XMLIDS = (
+    "account_document_email.ir_cron_document_email_batch",
+    "account_document_email.ir_cron_document_email_batch_2",
+)
+
+
+class DocumentEmailBatch(models.Model):
+    """What the send wizard chose for many documents, processed in the
+    background in committed chunks (one email per document), with what
+    became of each document."""
+
+    _name = "document.email.batch"
+    _description = "Send by Email: Batch"
+    _order = "id desc"
+
+    name = fields.Char(required=True, readonly=True)
+    user_id = fields.Many2one(
+        "res.users",
+        string="Sent by",
+        required=True,
+        readonly=True,
+        index=True,
+        default=lambda self: self.env.user,
+    )
+    company_id = fields.Many2one(
+        "res.company",
+        required=True,
+        readonly=True,
+        default=lambda self: self.env.company,
+    )
+    res_model = fields.Char("Document Model", required=True, readonly=True)
+    template_id = fields.Many2one("mail.template", readonly=True)
+    report_id = fields.Many2one("ir.actions.report", string="PDF", readonly=True)
+    subject = fields.Char(readonly=True, help="The subject, when edited")
+    body = fields.Html(readonly=True, sanitize=False, help="The body, when edited")
+    email_cc = fields.Char("Cc", readonly=True)
+    email_bcc = fields.Char("Bcc", readonly=True)
+    attachment_ids = fields.Many2many(
+        "ir.attachment",
+        "document_email_batch_ir_attachment_rel",
+        "batch_id",
+        "attachment_id",
+        string="Attachments",
+        readonly=True,
+    )
+    options = fields.Json(readonly=True, help="Context the documents render with")
+    state = fields.Selection(
+        [
+            ("processing", "In progress"),
+            ("done", "Done"),
+            ("cancelled", "Cancelled"),
+        ],
+        default="processing",
+        required=True,
+        readonly=True,
+        index=True,
+    )
+    line_ids = fields.One2many("document.email.batch.line", "batch_id", readonly=True)
+    total_count = fields.Integer("Documents", compute="_compute_counts")
+    rendered_count = fields.Integer("Rendered", compute="_compute_counts")
+    queued_count = fields.Integer("Queued", compute="_compute_counts")
+    sent_count = fields.Integer("Sent", compute="_compute_counts")
+    failed_count = fields.Integer("Failed", compute="_compute_counts")
+    skipped_count = fields.Integer("Skipped", compute="_compute_counts")
+    cancelled_count = fields.Integer("Not sent", compute="_compute_counts")
+    pending_count = fields.Integer("To render", compute="_compute_counts")
+    progress = fields.Char(compute="_compute_counts")
+
+    @api.depends("line_ids.state")
+    def _compute_counts(self):
+        counts = {}
+        if self.ids:
+            groups = self.env["document.email.batch.line"]._read_group(
+                [("batch_id", "in", self.ids)],
+                ["batch_id", "state", "stage"],
+                ["__count"],
+            )
+            for batch, state, stage, count in groups:
+                by_state = counts.setdefault(batch.id, {})
+                by_state[state] = by_state.get(state, 0) + count
+                if stage == "queued":
+                    by_state["rendered"] = by_state.get("rendered", 0) + count
+        for batch in self:
+            by_state = counts.get(batch.id, {})
+            batch.total_count = sum(
+                count for state, count in by_state.items() if state != "rendered"
+            )
+            batch.rendered_count = by_state.get("rendered", 0)
+            batch.pending_count = by_state.get("pending", 0)
+            batch.queued_count = by_state.get("queued", 0)
+            batch.sent_count = by_state.get("sent", 0)
+            batch.failed_count = by_state.get("failed", 0)
+            batch.skipped_count = by_state.get("skipped", 0)
+            batch.cancelled_count = by_state.get("cancelled", 0)
+            batch.progress = self.env._(
+                "%(rendered)s of %(total)s rendered, %(queued)s queued, %(sent)s "
+                "sent, %(failed)s failed, %(skipped)s skipped",
+                rendered=batch.rendered_count,
+                total=batch.total_count,
+                queued=batch.queued_count,
+                sent=batch.sent_count,
+                failed=batch.failed_count,
+                skipped=batch.skipped_count,
+            )
+
+    # ------------------------------------------------------------------
+    # Recording (in the request: nothing is rendered)
+    # ------------------------------------------------------------------
+
+    @api.model
+    def _create_from_wizard(self, wizard, documents):
+        """The batch of these documents with what the wizard chose, one
+        pending line per document (inserted in one statement)."""
+        template = wizard.template_id
+        attachments = wizard.attachment_ids
+        batch = self.sudo().create(
+            {
+                "name": self.env._(
+                    "%(model)s: %(count)s documents",
+                    model=self.env["ir.model"]._get(documents._name).name,
+                    count=len(documents),
+                ),
+                "user_id": self.env.uid,
+                "company_id": self.env.company.id,
+                "res_model": documents._name,
+                "template_id": template.id,
+                "report_id": wizard.report_id.id,
+                "subject": wizard.subject
+                if wizard.subject != template.subject
+                else False,
+                "body": False if wizard.body_has_template_value else wizard.body,
+                "email_cc": wizard.email_cc,
+                "email_bcc": wizard.email_bcc,
+                "attachment_ids": [Command.set(attachments.ids)],
+                "options": self._get_rendering_options(),
+            }
+        )
+        # files uploaded in the dialog outlive it: they belong to the batch now
+        attachments.filtered(lambda a: a.res_model == wizard._name).sudo().write(
+            {"res_model": self._name, "res_id": batch.id}
+        )
+        self.env.cr.execute(
+            SQL(
+                """INSERT INTO document_email_batch_line
+                       (batch_id, res_id, sequence, stage, state, create_uid,
+                        create_date, write_uid, write_date)
+                   SELECT %(batch)s, doc.id, doc.seq, 'pending', 'pending',
+                          %(uid)s, now() at time zone 'UTC', %(uid)s,
+                          now() at time zone 'UTC'
+                     FROM unnest(%(ids)s::int[]) WITH ORDINALITY AS doc(id, seq)""",
+                batch=batch.id,
+                uid=self.env.uid,
+                ids=documents.ids,
+            )
+        )
+        batch.invalidate_recordset(["line_ids"])
+        batch._trigger_processing()
+        return batch.with_env(self.env)
+
+    @api.model
+    def _get_rendering_options(self):
+        """The context keys the documents read when rendered (e.g. the date
+        of a statement), without the request's own."""
+        options = {}
+        for key, value in self.env.context.items():
+            if key in REQUEST_CONTEXT_KEYS or key.startswith("default_"):
+                continue
+            try:
+                json.dumps(value)
+            except TypeError:
+                continue
+            options[key] = value
+        return options
+
+    def _trigger_processing(self):
+        """With OCA queue_job installed, one job per chunk on the channel
+        root.document_email (every server of the database takes them);
+        otherwise wake both scheduled jobs up."""
+        if "queue.job" in self.env:
+            self._enqueue_chunk_jobs()
+        else:
+            self._trigger_crons()
+
+    @api.model
+    def _trigger_crons(self):
+        for xmlid in CRON_XMLIDS:
+            cron = self.env.ref(xmlid, raise_if_not_found=False)
+            if cron:
+                cron.sudo()._trigger()
+
+    def _enqueue_chunk_jobs(self):
+        size = self._get_chunk_size()
+        pending = self._count_pending()
+        for _index in range(-(-pending // size)):
+            self.browse().sudo().with_delay(
+                channel=QUEUE_JOB_CHANNEL,
+                description=self.env._("Send by email: render and queue a chunk"),
+            )._job_process_chunk(size)
+
+    @api.model
+    def _job_process_chunk(self, size):
+        """queue_job: one chunk in the job's own transaction; the end of the
+        batch is checked by a job of its own, after this one commits."""
+        done = self._process_chunk(chunk_size=size, finish=False)
+        self.with_delay(
+            channel=QUEUE_JOB_CHANNEL,
+            identity_key="document_email_batch_finish",
+            description=self.env._("Send by email: finish batches"),
+        )._finish_batches(False)
+        return done
+
+    @api.model
+    def _get_chunk_size(self):
+        return int(
+            self.env["ir.config_parameter"]
+            .sudo()
+            .get_param("account_document_email.batch_chunk_size", CHUNK_SIZE)
+        )
+
+    # ------------------------------------------------------------------
+    # Processing (scheduled jobs)
+    # ------------------------------------------------------------------
+
+    @api.model
+    def _cron_process_batches(self, chunk_size=None):
+        """One chunk of one batch per call, committed; the scheduler calls
+        again while ``_notify_progress`` reports documents remaining, and
+        another worker takes other chunks in parallel (rows locked with SKIP
+        LOCKED)."""
+        auto_commit = not modules.module.current_test
+        done = self._process_chunk(chunk_size=chunk_size, auto_commit=auto_commit)
+        remaining = self._count_pending()
+        self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
+        if remaining:
+            self._trigger_crons()
+
+    @api.model
+    def _flush_states(self):
+        """The ORM's pending writes, before reading states in SQL."""
+        self.env["document.email.batch"].flush_model(["state"])
+        self.env["document.email.batch.line"].flush_model(["stage", "batch_id"])
+
+    @api.model
+    def _count_pending(self):
+        self._flush_states()
+        self.env.cr.execute(
+            """SELECT count(*) FROM document_email_batch_line l
+                 JOIN document_email_batch b ON b.id = l.batch_id
+                WHERE l.stage = 'pending' AND b.state = 'processing'"""
+        )
+        return self.env.cr.fetchone()[0]
+
+    @api.model
+    def _process_chunk(self, chunk_size=None, auto_commit=False, finish=True):
+        """Render and queue one chunk: the emails and the lines' new state
+        are written in the same transaction, so a process killed at any point
+        leaves the chunk either entirely queued or entirely pending."""
+        # a system job: each chunk renders as its batch's user (with_user)
+        batches = self.sudo()
+        lines = batches._lock_chunk(chunk_size or self._get_chunk_size())
+        if lines:
+            lines.batch_id._process_lines(lines)
+            if auto_commit:
+                # each chunk is its own transaction, as cron jobs commit theirs
+                self.env.cr.commit()  # pylint: disable=invalid-commit
+        if finish:
+            # after the commit: a new transaction sees every worker's chunks
+            batches._finish_batches(auto_commit)
+        return len(lines)
+
+    @api.model
+    def _lock_chunk(self, size):
+        """Pending lines of the oldest running batch, locked for this
+        transaction; those another worker holds are skipped."""
+        self._flush_states()
+        self.env.cr.execute(
+            """SELECT l.id, l.batch_id FROM document_email_batch_line l
+                 JOIN document_email_batch b ON b.id = l.batch_id
+                WHERE l.stage = 'pending' AND b.state = 'processing'
+                ORDER BY l.batch_id, l.sequence, l.id
+                LIMIT %s
+                  FOR NO KEY UPDATE OF l SKIP LOCKED""",
+            [size],
+        )
+        rows = self.env.cr.fetchall()
+        first_batch = rows and rows[0][1]
+        return self.env["document.email.batch.line"].browse(
+            line_id for line_id, batch_id in rows if batch_id == first_batch
+        )
+
+    def _rendering_env_wizard(self, documents):
+        """The send wizard as the user left it, as that user in the batch's
+        company, on these documents."""
+        self.ensure_one()
+        template = self.template_id
+        user_env = (
+            self.with_user(self.user_id)
+            .with_company(self.company_id)
+            .with_context(**(self.options or {}))
+            .env
+        )
+        return user_env["document.email.wizard"].create(
+            {
+                "res_model": self.res_model,
+                "res_ids": json.dumps(documents.ids),
+                "template_id": template.id,
+                "subject": self.subject or template.subject,
+                "body": self.body or template.body_html,
+                "report_id": self.report_id.id,
+                "email_cc": self.email_cc,
+                "email_bcc": self.email_bcc,
+                "partner_ids": [Command.clear()],
+                "attachment_ids": [Command.set(self.attachment_ids.ids)],
+            }
+        )
+
+    def _process_lines(self, lines):
+        """Render and queue the documents of these lines (all of this batch)."""
+        self.ensure_one()
+        by_res_id = {line.res_id: line for line in lines}
+        user_env = self.with_user(self.user_id).with_company(self.company_id).env
+        documents = user_env[self.res_model].browse(list(by_res_id)).exists()
+        gone = set(by_res_id) - set(documents.ids)
+        readable = documents._filtered_access("read")
+        for res_id in gone:
+            by_res_id[res_id]._skip(self.env._("The document no longer exists."))
+        for document in documents - readable:
+            by_res_id[document.id]._skip(
+                self.env._("%(user)s may no longer read it.", user=self.user_id.name)
+            )
+        if not readable:
+            return
+        try:
+            with self.env.cr.savepoint():
+                wizard = self._rendering_env_wizard(readable)
+                prepared = wizard._prepare_batch_values(readable)
+                to_queue = {
+                    doc: values
+                    for doc, values in prepared.items()
+                    if values and (isinstance(values, dict))
+                }
+                mails = wizard._create_mails(list(to_queue.values()))
+                wizard.sudo().unlink()
+        except (UserError, ValueError, psycopg2.errors.DataError) as error:
+            _logger.info("document email batch %s: chunk failed: %s", self.id, error)
+            for document in readable:
+                by_res_id[document.id]._fail(str(error))
+            return
+        for document, values in prepared.items():
+            if document not in to_queue:
+                by_res_id[document.id]._skip(
+                    values
+                    if isinstance(values, str)
+                    else self.env._("No recipient with an email.")
+                )
+        for (document, values), mail in zip(to_queue.items(), mails, strict=True):
+            partners = mail.partner_ids
+            by_res_id[document.id].write(
+                {
+                    "stage": "queued",
+                    "mail_id": mail.id,
+                    "partner_id": partners[:1].id,
+                    "email_to": values.get("email_to"),
+                    "reason": False,
+                }
+            )
+        self.env.ref("mail.ir_cron_mail_scheduler_action").sudo()._trigger()
+
+    @api.model
+    def _finish_batches(self, auto_commit):
+        """Batches with nothing left to render: done, and their user told."""
+        self._flush_states()
+        self.env.cr.execute(
+            """SELECT b.id FROM document_email_batch b
+                WHERE b.state = 'processing' AND NOT EXISTS (
+                      SELECT 1 FROM document_email_batch_line l
+                       WHERE l.batch_id = b.id AND l.stage = 'pending')
+                  FOR NO KEY UPDATE SKIP LOCKED"""
+        )
+        batches = self.browse(row[0] for row in self.env.cr.fetchall())
+        for batch in batches:
+            batch.state = "done"
+            batch._notify_user()
+        if batches and auto_commit:
+            self.env.cr.commit()  # pylint: disable=invalid-commit
+
+    def _notify_user(self):
+        self.ensure_one()
+        self.invalidate_recordset()
+        problems = self.skipped_count + self.failed_count
+        self.user_id._bus_send(
+            "simple_notification",
+            {
+                "title": self.env._("Send by email"),
+                "message": self.env._(
+                    "%(name)s: %(queued)s emails queued, %(skipped)s skipped, "
+                    "%(failed)s failed, %(cancelled)s not sent.",
+                    name=self.name,
+                    queued=self.rendered_count,
+                    skipped=self.skipped_count,
+                    failed=self.failed_count,
+                    cancelled=self.cancelled_count,
+                ),
+                "type": "warning" if problems else "success",
+                "sticky": bool(problems),
+            },
+        )
+
+    # ------------------------------------------------------------------
+    # User actions
+    # ------------------------------------------------------------------
+
+    def action_cancel(self):
+        """Stop the batch: documents not yet queued stay unsent; a chunk
+        being rendered right now still gets queued (its rows are locked)."""
+        self.check_access("read")
+        batches = self.sudo().filtered(lambda b: b.state == "processing")
+        self._flush_states()
+        self.env.cr.execute(
+            """SELECT id FROM document_email_batch_line
+                WHERE batch_id IN %s AND stage = 'pending'
+                  FOR NO KEY UPDATE SKIP LOCKED""",
+            [tuple(batches.ids or [0])],
+        )
+        pending = (
+            self.env["document.email.batch.line"]
+            .sudo()
+            .browse(row[0] for row in self.env.cr.fetchall())
+        )
+        pending.write(
+            {"stage": "cancelled", "reason": self.env._("Cancelled before sending.")}
+        )
+        batches.write({"state": "cancelled"})
+        return True
+
+    def action_retry_failed(self):
+        """Queue again the failed emails of this batch only, and render again
+        the documents whose rendering failed."""
+        self.check_access("read")
+        failed = self.sudo().line_ids.filtered(lambda line: line.state == "failed")
+        mails = failed.mail_id.filtered(lambda m: m.state in ("exception", "cancel"))
+        mails.action_retry()
+        if mails:
+            self.env.ref("mail.ir_cron_mail_scheduler_action").sudo()._trigger()
+        unrendered = failed.filtered(lambda line: not line.mail_id)
+        unrendered.write({"stage": "pending", "reason": False})
+        if unrendered:
+            unrendered.batch_id.write({"state": "processing"})
+            self._trigger_processing()
+        return True
+
+
+class DocumentEmailBatchLine(models.Model):
+    """One document of a batch: what became of it, and its email."""
+
+    _name = "document.email.batch.line"
+    _description = "Send by Email: Batch Document"
+    _order = "batch_id, sequence, id"
+
+    batch_id = fields.Many2one(
+        "document.email.batch", required=True, ondelete="cascade", index=True
+    )
+    user_id = fields.Many2one(related="batch_id.user_id")
+    sequence = fields.Integer(default=10)
+    res_model = fields.Char(related="batch_id.res_model")
+    res_id = fields.Integer("Document ID", required=True)
+    document_name = fields.Char("Document", compute="_compute_document_name")
+    partner_id = fields.Many2one("res.partner", string="Recipient", readonly=True)
+    email_to = fields.Char("To", readonly=True)
+    mail_id = fields.Many2one(
+        "mail.mail",
+        string="Email",
+        readonly=True,
+        index="btree_not_null",
+        ondelete="set null",
+    )
+    # where the batch processing left it; ``state`` adds what the queue did
+    stage = fields.Selection(
+        [
+            ("pending", "To render"),
+            ("queued", "Queued"),
+            ("skipped", "Skipped"),
+            ("error", "Not rendered"),
+            ("cancelled", "Not sent"),
+        ],
+        default="pending",
+        required=True,
+        readonly=True,
+        index=True,
+    )
+    state = fields.Selection(
+        [
+            ("pending", "To render"),
+            ("queued", "Queued"),
+            ("sent", "Sent"),
+            ("failed", "Failed"),
+            ("skipped", "Skipped"),
+            ("cancelled", "Not sent"),
+        ],
+        compute="_compute_state",
+        store=True,
+        readonly=True,
+    )
+    reason = fields.Char(readonly=True)
+    failure_reason = fields.Text(compute="_compute_failure_reason")
+
+    @api.depends("stage", "mail_id.state")
+    def _compute_state(self):
+        by_mail_state = {
+            "sent": "sent",
+            "received": "sent",
+            "exception": "failed",
+            "cancel": "failed",
+        }
+        for line in self:
+            if line.stage == "error":
+                line.state = "failed"
+            elif line.stage == "queued":
+                line.state = by_mail_state.get(line.sudo().mail_id.state, "queued")
+            else:
+                line.state = line.stage
+
+    @api.depends("res_id", "res_model")
+    def _compute_document_name(self):
+        for model, lines in self.grouped("res_model").items():
+            documents = self.env[model].browse(lines.mapped("res_id"))
+            names = {
+                doc.id: doc.display_name for doc in documents._filtered_access("read")
+            }
+            for line in lines:
+                line.document_name = names.get(line.res_id, f"{model},{line.res_id}")
+
+    @api.depends("mail_id.failure_reason", "reason")
+    def _compute_failure_reason(self):
+        # the email of the user's own batch line (record rules on the line)
+        for line in self:
+            line.failure_reason = line.reason or line.sudo().mail_id.failure_reason
+
+    def _skip(self, reason):
+        self.write({"stage": "skipped", "reason": reason})
+
+    def _fail(self, reason):
+        self.write({"stage": "error", "reason": reason})
+
+    def action_open_document(self):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "res_model": self.res_model,
+            "res_id": self.res_id,
+            "view_mode": "form",
+            "views": [(False, "form")],
+            "target": "current",
+        }

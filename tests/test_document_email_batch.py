@@ -1,0 +1,264 @@
+"""Batches sent in the background (document.email.batch): the request only
+records them; scheduled jobs render and queue them in committed chunks (the
+real-process cases are in test_queue_processes.py)."""
+
+import json
+import time
+
+from odoo.exceptions import AccessError
+from odoo.tests import new_test_user, tagged
+
+from .common import real_smtp_delivery
+from .document_common import DocumentEmailCase
+
+
+@tagged("post_install", "-at_install")
+class TestDocumentEmailBatch(DocumentEmailCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.invoices = cls.invoice = cls.init_invoice(
+            "out_invoice", partner=cls.partner_a, amounts=[100.0], post=True
+        )
+        for partner, amount in (
+            (cls.partner_b, 200.0),
+            (cls.partner_a, 300.0),
+            (cls.partner_b, 400.0),
+        ):
+            cls.invoices |= cls.init_invoice(
+                "out_invoice", partner=partner, amounts=[amount], post=True
+            )
+
+    def send(self, documents, **values):
+        action = self.open_wizard(documents, **values).action_send()
+        self.assertEqual(action["res_model"], "document.email.batch")
+        return self.env["document.email.batch"].browse(action["res_id"])
+
+    def mails_of(self, documents):
+        return self.env["mail.mail"].search(
+            [("model", "=", documents._name), ("res_id", "in", documents.ids)]
+        )
+
+    def set_chunk_size(self, size):
+        self.env["ir.config_parameter"].set_param(
+            "account_document_email.batch_chunk_size", size
+        )
+
+    def test_request_only_records_the_batch(self):
+        crons = self.env.ref(
+            "account_document_email.ir_cron_document_email_batch"
+        ) | self.env.ref("account_document_email.ir_cron_document_email_batch_2")
+        self.env["ir.cron.trigger"].search([("cron_id", "in", crons.ids)]).unlink()
+        batch = self.send(self.invoices, email_cc="boss@customer.example.com")
+        self.assertFalse(self.mails_of(self.invoices), "nothing rendered")
+        self.assertFalse(
+            self.env["ir.attachment"].search(
+                [
+                    ("res_model", "=", "account.move"),
+                    ("res_id", "in", self.invoices.ids),
+                ]
+            )
+        )
+        self.assertEqual(batch.user_id, self.env.user)
+        self.assertEqual(batch.company_id, self.env.company)
+        self.assertEqual(batch.email_cc, "boss@customer.example.com")
+        self.assertEqual(batch.line_ids.mapped("res_id"), self.invoices.ids)
+        self.assertEqual(set(batch.line_ids.mapped("state")), {"pending"})
+        self.assertIn("0 of 4 rendered", batch.progress)
+        triggers = self.env["ir.cron.trigger"].search([("cron_id", "in", crons.ids)])
+        self.assertEqual(triggers.cron_id, crons, "both workers woken up")
+        # processed as its user: the edited Cc reaches every email
+        self.process_batches()
+        mails = self.mails_of(self.invoices)
+        self.assertEqual(len(mails), 4)
+        self.assertEqual(set(mails.mapped("email_cc")), {"boss@customer.example.com"})
+        self.assertEqual(batch.line_ids.mail_id, mails)
+
+    def test_five_thousand_documents_recorded_under_two_seconds(self):
+        documents = self.env["account.move"].browse(
+            list(range(1, 5001))
+        )  # the ids only: no document is read when recording
+        wizard = self.open_wizard(self.invoices)
+        self.assertFalse(wizard.attachment_ids, "no PDF rendered for a batch")
+        start = time.perf_counter()
+        batch = self.env["document.email.batch"]._create_from_wizard(wizard, documents)
+        batch.line_ids.invalidate_recordset()
+        elapsed = time.perf_counter() - start
+        self.assertEqual(batch.total_count, 5000)
+        self.assertLess(elapsed, 2.0)
+
+    def test_chunks_committed_progress_and_notification(self):
+        self.set_chunk_size(2)
+        batch = self.send(self.invoices)
+        batches = self.env["document.email.batch"]
+        self.assertEqual(batches._process_chunk(), 2)
+        batch.invalidate_recordset()
+        self.assertEqual((batch.rendered_count, batch.pending_count), (2, 2))
+        self.assertEqual(batch.state, "processing")
+        self.assertEqual(batches._process_chunk(), 2)
+        self.assertEqual(batches._process_chunk(), 0)
+        batch.invalidate_recordset()
+        self.assertEqual(batch.state, "done")
+        self.env.cr.precommit.run()  # the bus notification is written on commit
+        notes = (
+            self.env["bus.bus"]
+            .sudo()
+            .search(
+                [
+                    ("message", "like", "simple_notification"),
+                    ("message", "like", batch.name),
+                ]
+            )
+        )
+        self.assertEqual(len(notes), 1)
+        payload = json.loads(notes.message)["payload"]
+        self.assertIn("4 emails queued, 0 skipped", payload["message"])
+        self.assertEqual(
+            json.loads(notes.channel),
+            [self.env.cr.dbname, "res.partner", self.env.user.partner_id.id],
+            "to the user who sent it",
+        )
+
+    def test_cancel_keeps_what_is_not_queued_unsent(self):
+        self.set_chunk_size(1)
+        batch = self.send(self.invoices)
+        self.env["document.email.batch"]._process_chunk()
+        batch.action_cancel()
+        self.process_batches()
+        batch.invalidate_recordset()
+        self.assertEqual(batch.state, "cancelled")
+        self.assertEqual((batch.queued_count, batch.cancelled_count), (1, 3))
+        self.assertEqual(len(self.mails_of(self.invoices)), 1)
+        cancelled = batch.line_ids.filtered(lambda line: line.state == "cancelled")
+        self.assertEqual(cancelled.mapped("res_id"), self.invoices[1:].ids)
+        self.assertEqual(
+            set(cancelled.mapped("failure_reason")), {"Cancelled before sending."}
+        )
+        with real_smtp_delivery():
+            self.env["mail.mail"].process_email_queue()
+        self.assertEqual(len(self.received()), 1)
+
+    def test_rows_open_their_documents(self):
+        batch = self.send(self.invoices)
+        action = batch.line_ids[1].action_open_document()
+        self.assertEqual(
+            (action["res_model"], action["res_id"]),
+            ("account.move", self.invoices[1].id),
+        )
+        self.assertEqual(batch.line_ids[1].document_name, self.invoices[1].display_name)
+
+    def test_batches_belong_to_their_user(self):
+        mine = self.send(self.invoices)
+        self.process_batches()
+        other = new_test_user(
+            self.env,
+            login="other.clerk",
+            groups="account.group_account_invoice",
+            company_id=self.env.company.id,
+        )
+        Batch = self.env["document.email.batch"].with_user(other)
+        self.assertFalse(Batch.search([]), "another user's batches are hidden")
+        self.assertFalse(
+            self.env["document.email.batch.line"].with_user(other).search([])
+        )
+        with self.assertRaises(AccessError):
+            mine.with_user(other).read(["name"])
+        with self.assertRaises(AccessError):
+            mine.with_user(other).action_retry_failed()
+        with self.assertRaises(AccessError):
+            mine.with_user(other).action_cancel()
+        # nobody creates a batch (or a line) on emails of their choice
+        someone_elses = self.mails_of(self.invoices)[:1]
+        with self.assertRaises(AccessError):
+            Batch.create({"name": "x", "res_model": "account.move"})
+        with self.assertRaises(AccessError):
+            self.env["document.email.batch.line"].with_user(other).create(
+                {"batch_id": mine.id, "res_id": 1, "mail_id": someone_elses.id}
+            )
+        theirs = (
+            self.env["document.email.batch"]
+            .with_user(other)
+            ._create_from_wizard(self.open_wizard(self.invoices), self.invoices)
+        )
+        self.assertEqual(Batch.search([]), theirs)
+        manager = new_test_user(
+            self.env,
+            login="accounting.manager",
+            groups="account.group_account_manager",
+            company_id=self.env.company.id,
+        )
+        seen = self.env["document.email.batch"].with_user(manager).search([])
+        self.assertEqual(seen & (mine | theirs), mine | theirs, "managers see all")
+
+    def test_retry_failed_only_this_batch(self):
+        batch = self.send(self.invoices[:2])
+        other_batch = self.send(self.invoices[2:])
+        self.process_batches()
+        all_mails = self.mails_of(self.invoices)
+        all_mails.write({"state": "exception", "failure_reason": "550 no"})
+        batch.invalidate_recordset()
+        self.assertEqual(batch.failed_count, 2)
+        self.assertEqual(set(batch.line_ids.mapped("failure_reason")), {"550 no"})
+        batch.action_retry_failed()
+        self.assertEqual(set(batch.line_ids.mail_id.mapped("state")), {"outgoing"})
+        batch.invalidate_recordset()
+        self.assertEqual((batch.failed_count, batch.queued_count), (0, 2))
+        self.assertEqual(
+            set(other_batch.line_ids.mail_id.mapped("state")),
+            {"exception"},
+            "the other batch's emails are untouched",
+        )
+
+    def test_duplicate_check_is_one_query(self):
+        self.send(self.invoices)
+        self.process_batches()
+        wizard = self.open_wizard(self.invoices)
+        counts = []
+        for documents in (self.invoices[:2], self.invoices):
+            documents.partner_id.mapped("email")  # read before counting
+            before = self.env.cr.sql_log_count
+            self.assertEqual(wizard._recently_sent(documents), documents)
+            counts.append(self.env.cr.sql_log_count - before)
+        self.assertEqual(counts[0], counts[1], "independent of the batch size")
+        self.assertLessEqual(counts[1], 3)
+
+
+@tagged("post_install", "-at_install")
+class TestBatchQueueJob(DocumentEmailCase):
+    """With OCA queue_job installed (scripts/setup.sh puts it in
+    /opt/ade/oca/odoo/addons), chunks become jobs on root.document_email."""
+
+    def setUp(self):
+        super().setUp()
+        if "queue.job" not in self.env:
+            self.skipTest("queue_job is not installed in this database")
+
+    def test_chunks_are_jobs_on_their_channel(self):
+        from odoo.addons.queue_job.tests.common import trap_jobs
+
+        invoices = self.env["account.move"]
+        for partner in (self.partner_a, self.partner_b, self.partner_a):
+            invoices |= self.init_invoice(
+                "out_invoice", partner=partner, amounts=[20.0], post=True
+            )
+        self.env["ir.config_parameter"].set_param(
+            "account_document_email.batch_chunk_size", 2
+        )
+        Batch = self.env["document.email.batch"]
+        with trap_jobs() as trap:
+            action = self.open_wizard(invoices).action_send()
+            batch = Batch.browse(action["res_id"])
+            trap.assert_jobs_count(2, only=Batch._job_process_chunk)
+            trap.assert_enqueued_job(
+                Batch._job_process_chunk,
+                args=(2,),
+                properties={"channel": "root.document_email"},
+            )
+            trap.perform_enqueued_jobs()  # the two chunks
+            trap.assert_jobs_count(1, only=Batch._finish_batches)
+            trap.perform_enqueued_jobs()  # the end of the batch
+        batch.invalidate_recordset()
+        self.assertEqual((batch.state, batch.queued_count), ("done", 3))
+        with real_smtp_delivery():
+            self.env["mail.mail"].process_email_queue()
+        self.assertEqual(len(self.received()), 3)

@@ -472,9 +472,9 @@ class TestRights(DocumentEmailCase):
         invoice_2 = self.init_invoice(
             "out_invoice", partner=self.partner_a, amounts=[5.0], post=True
         )
-        self.open_wizard(
-            self.invoice | invoice_2, duplicate_confirmed=True
-        ).action_send()
+        self.send_in_background(
+            self.open_wizard(self.invoice | invoice_2, duplicate_confirmed=True)
+        )
         mail = self.env["mail.mail"].search(
             [("model", "=", "account.move"), ("res_id", "=", invoice_2.id)]
         )
@@ -493,10 +493,10 @@ class TestRights(DocumentEmailCase):
             for partner in (bad, half, self.partner_no_email, self.partner_b)
         }
         documents = self.invoice.browse([inv.id for inv in invoices.values()])
-        action = self.open_wizard(documents).action_send()
-        result = self.env[action["res_model"]].browse(action["res_id"])
+        batch = self.send_in_background(self.open_wizard(documents))
+        skipped = batch.line_ids.filtered(lambda line: line.state == "skipped")
         self.assertEqual(
-            set(result.skipped_names.split("\n")),
+            {f"{line.document_name}: {line.failure_reason}" for line in skipped},
             {
                 f"{invoices[bad].name}: not a valid email address for Bad Address",
                 f"{invoices[half].name}: not a valid email address for Half Good",

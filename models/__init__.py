@@ -9,3 +9,6 @@ from . import sale_order
 from . import res_partner
 from . import account_payment
 from . import ir_actions_report
+from . import res_company_statement
+from . import res_config_settings_statement
+from . import mail_mail_statement

@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 from odoo import api, fields, models
 from odoo.tools import SQL
 
@@ -12,13 +14,40 @@ class ResPartner(models.Model):
     _name = "res.partner"
     _inherit = ["res.partner", "document.email.mixin"]
 
+    statement_frequency = fields.Selection(
+        [
+            ("company", "As the company"),
+            ("monthly", "Monthly"),
+            ("weekly", "Weekly"),
+            ("never", "Never"),
+        ],
+        string="Scheduled Statements",
+        default="company",
+        required=True,
+        help="How often this customer receives a statement of account by email.",
+    )
+    statement_next_date = fields.Date(
+        "Next Statement",
+        company_dependent=True,
+        copy=False,
+        help="Moves on only once the statement of this date has been sent.",
+    )
+    statement_contact = fields.Boolean(
+        "Receives Statements",
+        help="Scheduled statements of the company go to the contacts marked "
+        "so, instead of its invoice addresses.",
+    )
+
     # ------------------------------------------------------------------
     # Send by email: customer statement or receivables confirmation letter
     # ------------------------------------------------------------------
 
     def _get_document_email_partners(self):
-        """The customer, or its invoice address when only that has an email."""
+        """The customer, or its invoice address when only that has an email;
+        a scheduled statement's recipients in a statement run."""
         self.ensure_one()
+        if self.env.context.get("document_statement_run"):
+            return self._get_statement_recipients()
         if self.email:
             return self
         invoice_contacts = self.child_ids.filtered(
@@ -363,10 +392,8 @@ class ResPartner(models.Model):
         result = {}
         for row in self.env.cr.dictfetchall():
             currency = self.env["res.currency"].browse(row["currency_id"])
-            activity = (
-                result.setdefault(row["partner_id"], {}).setdefault(
-                    currency, {"opening": 0.0, "lines": [], "closing": 0.0}
-                )
+            activity = result.setdefault(row["partner_id"], {}).setdefault(
+                currency, {"opening": 0.0, "lines": [], "closing": 0.0}
             )
             amount = float(row["amount"])
             activity["closing"] = currency.round(activity["closing"] + amount)
@@ -386,3 +413,152 @@ class ResPartner(models.Model):
             partner.id: result.get(partner.commercial_partner_id.id, {})
             for partner in self
         }
+
+    # ------------------------------------------------------------------
+    # Scheduled statements
+    # ------------------------------------------------------------------
+
+    def _get_statement_recipients(self):
+        """The contacts marked for statements, else the invoice addresses,
+        else the customer; only those with an email."""
+        self.ensure_one()
+        contacts = self.child_ids.filtered("email")
+        return (
+            contacts.filtered("statement_contact")
+            or contacts.filtered(lambda c: c.type == "invoice")
+            or self.filtered("email")
+        )
+
+    def _get_statement_frequency(self):
+        """ "monthly", "weekly" or False (no statements) in the current
+        company: the company's schedule turns statements on, the customer
+        may opt out or choose their own frequency."""
+        self.ensure_one()
+        schedule = self.env.company.statement_schedule
+        if schedule == "off" or self.statement_frequency == "never":
+            return False
+        if self.statement_frequency in ("monthly", "weekly"):
+            return self.statement_frequency
+        return schedule
+
+    def _get_statement_due_date(self, today):
+        """This customer's next statement date: the one kept on the partner
+        (not moved on until a statement is sent), or the first scheduled
+        date from ``today``."""
+        self.ensure_one()
+        frequency = self._get_statement_frequency()
+        if not frequency:
+            return False
+        return self.statement_next_date or self.env.company._get_statement_date_after(
+            today - timedelta(days=1), frequency
+        )
+
+    def _statement_sent(self, statement_date):
+        """The statement of ``statement_date`` was sent (or rightly skipped):
+        the next one is due at the following scheduled date."""
+        for partner in self:
+            frequency = partner._get_statement_frequency()
+            if not frequency or (
+                partner.statement_next_date
+                and partner.statement_next_date > statement_date
+            ):
+                continue
+            partner.statement_next_date = self.env.company._get_statement_date_after(
+                statement_date, frequency
+            )
+
+    @api.model
+    def _get_statement_customers(self):
+        """The customers of the current company who receive statements: the
+        partners of its posted receivable items, not opted out."""
+        groups = self.env["account.move.line"]._read_group(
+            [
+                ("company_id", "=", self.env.company.id),
+                ("account_type", "=", RECEIVABLE),
+                ("parent_state", "=", "posted"),
+                ("partner_id", "!=", False),
+            ],
+            ["partner_id"],
+        )
+        customers = self.browse([partner.id for [partner] in groups])
+        return customers.commercial_partner_id.filtered(
+            lambda p: p.statement_frequency != "never"
+        )
+
+    @api.model
+    def _cron_send_statements(self):
+        today = fields.Date.context_today(self)
+        companies = self.env["res.company"].search(
+            [("statement_schedule", "!=", "off")]
+        )
+        for company in companies:
+            self.with_company(company)._send_due_statements(today)
+
+    @api.model
+    def _send_due_statements(self, today):
+        """Queue the statements due on or before ``today`` in the current
+        company: customers whose statement email is still waiting are left
+        alone, those with nothing owed are skipped (their date moves on)
+        unless the company asks for them, the others are sent, grouped by
+        statement date. A customer's date moves on only when the email is
+        sent; a failed one is due again at the next run."""
+        company = self.env.company
+        due = {}
+        for partner in self._get_statement_customers():
+            statement_date = partner._get_statement_due_date(today)
+            if statement_date and statement_date <= today:
+                key = (statement_date, partner._get_statement_frequency())
+                due[key] = due.get(key, self.browse()) | partner
+        waiting = self.env["mail.mail"].search(
+            [
+                ("document_statement_company_id", "=", company.id),
+                ("model", "=", "res.partner"),
+                ("state", "=", "outgoing"),
+            ]
+        )
+        waiting_ids = set(waiting.mapped("res_id"))
+        for (statement_date, frequency), partners in sorted(due.items()):
+            partners = partners.filtered(lambda p: p.id not in waiting_ids)
+            if not company.statement_include_zero:
+                balances = partners._get_aged_balance_by_currency(statement_date)
+                owing_nothing = partners.browse(
+                    partner_id
+                    for partner_id, amounts in balances.items()
+                    if not any(a["total"] for a in amounts.values())
+                )
+                owing_nothing._statement_sent(statement_date)
+                partners -= owing_nothing
+            if partners:
+                # pinned: a failed send is due again at the next run
+                partners.filtered(
+                    lambda p: not p.statement_next_date
+                ).statement_next_date = statement_date
+                partners._send_statements(statement_date, frequency)
+
+    def _get_statement_context(self, statement_date, frequency):
+        """What the statement's report and template read: the date, the
+        amounts by currency, the period's activity when the company asks."""
+        company = self.env.company
+        context = {
+            "aged_date_at": fields.Date.to_string(statement_date),
+            "aged_interval_days": 30,
+            "aged_account_type": RECEIVABLE,
+            "aged_by_currency": True,
+            "aged_document": "statement",
+            "document_statement_run": True,
+            "document_statement_date": fields.Date.to_string(statement_date),
+        }
+        if company.statement_include_activity:
+            context["aged_activity_from"] = fields.Date.to_string(
+                company._get_statement_period_start(statement_date, frequency)
+            )
+        return context
+
+    def _send_statements(self, statement_date, frequency):
+        """Queue one statement email per customer. The one place the run
+        hands its emails over (to move to the batch model)."""
+        return (
+            self.env["document.email.wizard"]
+            .with_context(**self._get_statement_context(statement_date, frequency))
+            ._queue_for(self)
+        )

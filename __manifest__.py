@@ -35,6 +35,7 @@
     ],
     "demo": [
         "demo/res_company_demo.xml",
+        "demo/aged_receivable_demo.xml",
     ],
     "assets": {
         "web.assets_tests": [

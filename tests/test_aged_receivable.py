@@ -2,7 +2,7 @@ from datetime import date
 
 from lxml import etree
 
-from odoo.tests import tagged
+from odoo.tests import TransactionCase, tagged
 
 from odoo.addons.account.tests.common import AccountTestInvoicingCommon
 
@@ -262,8 +262,7 @@ class TestAgedReceivable(AgedReceivableMixin, AccountTestInvoicingCommon):
         )
         wizard.action_list()
         rows = {
-            (line.partner_id, line.currency_id): line.total
-            for line in wizard.line_ids
+            (line.partner_id, line.currency_id): line.total for line in wizard.line_ids
         }
         usd = self.env.company.currency_id
         self.assertEqual(
@@ -366,3 +365,58 @@ class TestAgedReceivable(AgedReceivableMixin, AccountTestInvoicingCommon):
         self.assertEqual(
             (in_eur[self.eur]["opening"], in_eur[self.eur]["closing"]), (200.0, 300.0)
         )
+
+
+@tagged("post_install", "-at_install")
+class TestAgedReceivableDemo(TransactionCase):
+    """The demo database shows a real picture: every bucket has money, one
+    customer is billed in euros, payables too."""
+
+    def test_demo_covers_every_bucket(self):
+        danube = self.env.ref(
+            "account_document_email.demo_aged_customer_danube", raise_if_not_found=False
+        )
+        if not danube:
+            self.skipTest("installed without demo data")
+        partners = self.env["res.partner"].with_company(
+            self.env.ref("base.main_company")
+        )
+        today = date.today()
+        demo = partners.browse(
+            [
+                self.env.ref(f"account_document_email.demo_aged_customer_{name}").id
+                for name in ("andes", "baltic", "cordillera", "danube")
+            ]
+        )
+        balances = demo._get_aged_balance(today)
+        for bucket in ("not_due", "period_1", "period_2", "period_3", "period_4"):
+            self.assertTrue(
+                any(amounts[bucket] > 0 for amounts in balances.values()), bucket
+            )
+        self.assertTrue(any(amounts["older"] > 0 for amounts in balances.values()))
+        # the partial payment of Andes' oldest invoice is reconciled with it
+        andes = self.env.ref("account_document_email.demo_aged_customer_andes")
+        self.assertEqual(
+            balances[andes.id],
+            {
+                "not_due": 1200.0,
+                "period_1": 850.0,
+                "period_2": 1300.0,
+                "period_3": 0.0,
+                "period_4": 0.0,
+                "older": 0.0,
+                "total": 3350.0,
+            },
+        )
+        eur = self.env.ref("base.EUR")
+        self.assertEqual(
+            demo.browse(danube.id)._get_aged_balance_by_currency(today)[danube.id][eur][
+                "total"
+            ],
+            3700.0,
+        )
+        vendor = self.env.ref("account_document_email.demo_aged_vendor_eastern")
+        payables = partners.browse(vendor.id)._get_aged_balance(
+            today, 30, "liability_payable"
+        )
+        self.assertEqual(payables[vendor.id]["total"], 3900.0)

@@ -136,4 +136,3 @@ class ReportAgedBalance(models.AbstractModel):
             }
             tables.append((currency, rows, totals))
         return tables
-

@@ -79,9 +79,7 @@ class AccountAgedReceivableWizard(models.TransientModel):
                 dict(amounts, partner_id=partner_id, currency_id=currency.id)
             )
             for partner_id, by_currency in aged.items()
-            for currency, amounts in (
-                by_currency.items() or [(company_currency, {})]
-            )
+            for currency, amounts in (by_currency.items() or [(company_currency, {})])
         ]
 
     def _get_title(self):

@@ -29,9 +29,9 @@ class MailMail(models.Model):
             lambda m: m.document_statement_date and m.state == "sent"
         ):
             partner = self.env["res.partner"].browse(mail.res_id).exists()
-            partner.with_company(
-                mail.document_statement_company_id
-            )._statement_sent(mail.document_statement_date)
+            partner.with_company(mail.document_statement_company_id)._statement_sent(
+                mail.document_statement_date
+            )
         return super()._postprocess_sent_message(
             success_pids, failure_reason=failure_reason, failure_type=failure_type
         )

@@ -46,7 +46,11 @@ def setup(env, port, report_url):
                 "invoice_date": fields.Date.context_today(env.user),
                 "invoice_line_ids": [
                     Command.create(
-                        {"name": "Service", "price_unit": 100.0 * (n + 1), "tax_ids": []}
+                        {
+                            "name": "Service",
+                            "price_unit": 100.0 * (n + 1),
+                            "tax_ids": [],
+                        }
                     )
                 ],
             }

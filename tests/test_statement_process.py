@@ -61,9 +61,7 @@ class TestStatementProcess(TransactionCase):
             first = len(server.messages)
             self._run("run")  # the next run, the same day
             delivered = [m["message"]["Message-Id"] for m in server.messages]
-            recipients = [
-                address for m in server.messages for address in m["rcpt_tos"]
-            ]
+            recipients = [address for m in server.messages for address in m["rcpt_tos"]]
             pdfs = [pdf_parts(m["message"]) for m in server.messages]
         self.assertEqual(len(delivered), first, "the second run sent nothing")
         self.assertTrue(all(len(parts) == 1 for parts in pdfs), "one PDF each")

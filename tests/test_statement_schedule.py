@@ -44,12 +44,16 @@ class TestStatementSchedule(AgedReceivableMixin, DocumentEmailCase):
         )
         cls.create_receivable(cls.opted_out, 200, 10)
         cls.weekly = cls.create_customer(
-            "Weekly Ltd", email="weekly@customer.example.com", statement_frequency="weekly"
+            "Weekly Ltd",
+            email="weekly@customer.example.com",
+            statement_frequency="weekly",
         )
         cls.create_receivable(cls.weekly, 400, 3)
 
     def run_statements(self, today=RUN):
-        before = self.env["mail.mail"].search([("document_statement_date", "!=", False)])
+        before = self.env["mail.mail"].search(
+            [("document_statement_date", "!=", False)]
+        )
         self.Partner._send_due_statements(today)
         return (
             self.env["mail.mail"].search([("document_statement_date", "!=", False)])

@@ -31,9 +31,13 @@
         "views/account_payment_views.xml",
         "wizards/account_payment_register_views.xml",
         "wizards/print_prenumbered_checks_views.xml",
+        "data/statement_cron_data.xml",
+        "views/res_config_settings_statement_views.xml",
+        "views/res_partner_views.xml",
     ],
     "demo": [
         "demo/res_company_demo.xml",
+        "demo/aged_receivable_demo.xml",
     ],
     "assets": {
         "web.assets_tests": [

@@ -1,4 +1,5 @@
-"""Time ``res.partner._get_aged_receivable`` on a throwaway database.
+"""Time ``res.partner._get_aged_receivable`` (and the options of the aged
+balance screen) on a throwaway database.
 
 Run by hand (not in CI), with the Odoo venv's Python::
 
@@ -289,6 +290,7 @@ def measure(env, title, oca=False):
         say(f"  {sum(len(a['partners']) for a in accounts)} partners in OCA's result")
         say(f"ratio ours / OCA: {ours / theirs:.2f}x")
         compare_totals(env, result, accounts)
+    measure_options(env, result)
     sample = partners.browse(list(result)[:100])
     timed(
         "_get_aged_receivable, 100 customers",
@@ -297,6 +299,40 @@ def measure(env, title, oca=False):
     timed(
         "_get_aged_receivable_items, 100 customers",
         lambda: sample._get_aged_receivable_items(DATE_AT),
+    )
+
+
+def measure_options(env, result):
+    """The issue #14 options on: amounts in the partner's currency, the
+    screen (wizard rows, every customer, by currency) and its aged balance
+    printout's values, payables (no vendor data: the query's cost alone)."""
+    partners = env["res.partner"]
+    by_currency, _seconds = timed(
+        "_get_aged_balance_by_currency (partner's currency), every customer",
+        lambda: partners._get_aged_balance_by_currency(DATE_AT, 30, by_currency=True),
+    )
+    totals = sum(
+        a["total"] for amounts in by_currency.values() for a in amounts.values()
+    )
+    same = not env.company.currency_id.compare_amounts(
+        totals, sum(r["total"] for r in result.values())
+    )
+    say(f"  by currency total {totals:,.2f} {'agrees' if same else 'DIFFERS'}")
+    wizard = env["account.aged.receivable.wizard"].create(
+        {"date_at": DATE_AT, "interval_days": 30, "by_currency": True}
+    )
+    timed(
+        "screen: wizard.action_list() by currency, every customer", wizard.action_list
+    )
+    say(f"  {len(wizard.line_ids)} rows on screen")
+    report = env["report.account_document_email.report_aged_balance"]
+    timed(
+        "aged balance printout values (_get_report_values)",
+        lambda: report._get_report_values(wizard.ids),
+    )
+    timed(
+        "_get_aged_balance payables, every vendor",
+        lambda: partners._get_aged_balance(DATE_AT, 30, "liability_payable"),
     )
 
 

@@ -10,3 +10,6 @@ from . import res_partner
 from . import account_payment
 from . import ir_actions_report
 from . import document_email_batch
+from . import res_company_statement
+from . import res_config_settings_statement
+from . import mail_mail_statement

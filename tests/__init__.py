@@ -12,3 +12,5 @@ from . import test_uninstall
 from . import test_rights
 from . import test_core_send
 from . import test_document_email_batch
+from . import test_statement_schedule
+from . import test_statement_process

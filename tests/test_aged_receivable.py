@@ -1,6 +1,8 @@
 from datetime import date
 
-from odoo.tests import tagged
+from lxml import etree
+
+from odoo.tests import TransactionCase, tagged
 
 from odoo.addons.account.tests.common import AccountTestInvoicingCommon
 
@@ -190,3 +192,231 @@ class TestAgedReceivable(AgedReceivableMixin, AccountTestInvoicingCommon):
         self.payer.email = "payer@payer.example.com"
         self.assertEqual(self.payer._get_document_email_partners(), self.payer)
         self.assertEqual(self.payer._get_document_email_company(), self.env.company)
+
+    # ------------------------------------------------------------------
+    # Payables, contacts, currencies, activity (issue #14)
+    # ------------------------------------------------------------------
+
+    def test_payables_positive_and_apart_from_receivables(self):
+        vendor = self.create_customer("Vendor SA")
+        for days, amount in ((0, 100), (31, 200), (121, 400)):
+            self.create_receivable(vendor, amount, days, move_type="in_invoice")
+        self.create_receivable(vendor, 30, 31, move_type="in_refund")
+        self.create_receivable(vendor, 5, 1)  # a sale to the vendor
+        self.assertEqual(
+            vendor._get_aged_balance(DATE_AT, 30, "liability_payable")[vendor.id],
+            aged(not_due=100, p2=170, older=400),
+        )
+        self.assertEqual(
+            vendor._get_aged_balance(DATE_AT, 30, "asset_receivable")[vendor.id],
+            aged(p1=5),
+        )
+        self.assertEqual(vendor._get_aged_receivable(DATE_AT)[vendor.id], aged(p1=5))
+        everyone = self.env["res.partner"]._get_aged_balance(
+            DATE_AT, 30, "liability_payable"
+        )
+        self.assertEqual(set(everyone), {vendor.id})
+        items = vendor._get_aged_balance_items(DATE_AT, "liability_payable")
+        self.assertEqual(
+            sorted(i["open_amount"] for i in items[vendor.id]), [-30.0, 100, 200, 400]
+        )
+
+    def test_contact_stands_for_its_company(self):
+        contact = self.env["res.partner"].create(
+            {"name": "Jane", "parent_id": self.ages.id, "type": "contact"}
+        )
+        expected = aged(1025, 6, 24, 96, 384, 512)
+        self.assertEqual(contact._get_aged_receivable(DATE_AT)[contact.id], expected)
+        self.assertEqual(
+            len(contact._get_aged_receivable_items(DATE_AT)[contact.id]), 11
+        )
+        wizard = self.env["account.aged.receivable.wizard"].create(
+            {"date_at": DATE_AT, "partner_ids": contact.ids}
+        )
+        wizard._onchange_partner_ids()
+        self.assertEqual(wizard.partner_ids, self.ages)
+        wizard.partner_ids = contact
+        wizard.action_list()
+        self.assertEqual(wizard.line_ids.partner_id, self.ages)
+        self.assertEqual(wizard.line_ids.total, expected["total"])
+        self.assertEqual(wizard._get_partners(), self.ages)
+
+    def test_in_the_partners_currency(self):
+        """300 EUR open at the date; 200 EUR more before the payment."""
+        by_currency = self.foreigner._get_aged_balance_by_currency(DATE_AT)
+        self.assertEqual(by_currency, {self.foreigner.id: {self.eur: aged(p1=300)}})
+        self.assertEqual(
+            self.foreigner._get_aged_balance_by_currency(date(2024, 6, 28)),
+            {self.foreigner.id: {self.eur: aged(p1=300, p2=200)}},
+        )
+        items = self.foreigner._get_aged_balance_items(
+            date(2024, 6, 28), by_currency=True
+        )[self.foreigner.id]
+        self.assertEqual(
+            [(i["currency"], i["amount"], i["open_amount"]) for i in items],
+            [(self.eur, 200.0, 200.0), (self.eur, 300.0, 300.0)],
+        )
+        # one row per partner and currency on screen
+        wizard = self.env["account.aged.receivable.wizard"].create(
+            {"date_at": DATE_AT, "by_currency": True}
+        )
+        wizard.action_list()
+        rows = {
+            (line.partner_id, line.currency_id): line.total for line in wizard.line_ids
+        }
+        usd = self.env.company.currency_id
+        self.assertEqual(
+            rows,
+            {
+                (self.ages, usd): 2047.0,
+                (self.payer, usd): 1150.0,
+                (self.foreigner, self.eur): 300.0,
+            },
+        )
+        wizard.by_currency = False
+        wizard.action_list()
+        self.assertEqual(
+            wizard.line_ids.filtered(
+                lambda line: line.partner_id == self.foreigner
+            ).total,
+            150.0,
+        )
+
+    def test_list_headings_show_day_ranges(self):
+        lines = self.env["account.aged.receivable.line"]
+
+        def headings(**context):
+            arch = lines.with_context(**context).get_views([(False, "list")])
+            return [
+                (node.get("name"), node.get("string"))
+                for node in etree.fromstring(arch["views"]["list"]["arch"]).xpath(
+                    "//field"
+                )
+                if node.get("name") != "currency_id"
+            ]
+
+        self.assertEqual(
+            headings(aged_interval_days=30),
+            [
+                ("partner_id", "Customer"),
+                ("not_due", "Not due"),
+                ("period_1", "1-30"),
+                ("period_2", "31-60"),
+                ("period_3", "61-90"),
+                ("period_4", "91-120"),
+                ("older", "Over 120"),
+                ("total", None),
+            ],
+        )
+        self.assertEqual(
+            headings(aged_interval_days=15, aged_account_type="liability_payable"),
+            [
+                ("partner_id", "Vendor"),
+                ("not_due", "Not due"),
+                ("period_1", "1-15"),
+                ("period_2", "16-30"),
+                ("period_3", "31-45"),
+                ("period_4", "46-60"),
+                ("older", "Over 60"),
+                ("total", None),
+            ],
+        )
+
+    def test_row_opens_the_open_items_at_the_date(self):
+        wizard = self.env["account.aged.receivable.wizard"].create(
+            {"date_at": DATE_AT, "partner_ids": self.payer.ids}
+        )
+        wizard.action_list()
+        action = wizard.line_ids.action_open_items()
+        self.assertEqual(action["res_model"], "account.move.line")
+        lines = self.env["account.move.line"].search(action["domain"])
+        # the invoice paid after the date is still open at it
+        self.assertEqual(
+            lines.move_id,
+            self.invoice_paid_after
+            | self.invoice_paid_before
+            | lines.move_id.filtered(lambda m: m.move_type == "out_refund"),
+        )
+        self.assertEqual(len(lines), 3)
+        self.assertEqual(
+            set(lines.mapped("account_id.account_type")), {"asset_receivable"}
+        )
+
+    def test_period_activity(self):
+        activity = self.payer._get_balance_activity(date(2024, 6, 1), DATE_AT)[
+            self.payer.id
+        ]
+        [(currency, values)] = activity.items()
+        self.assertEqual(currency, self.env.company.currency_id)
+        self.assertEqual(values["opening"], 500.0)
+        self.assertEqual(
+            sorted((line["kind"], line["amount"]) for line in values["lines"]),
+            [("credit_note", -50.0), ("invoice", 1000.0), ("payment", -300.0)],
+        )
+        self.assertEqual(values["closing"], 1150.0)
+        self.assertEqual(
+            values["closing"],
+            self.payer._get_aged_receivable(DATE_AT)[self.payer.id]["total"],
+        )
+        in_eur = self.foreigner._get_balance_activity(
+            date(2024, 6, 1), DATE_AT, by_currency=True
+        )[self.foreigner.id]
+        self.assertEqual(list(in_eur), [self.eur])
+        self.assertEqual(
+            (in_eur[self.eur]["opening"], in_eur[self.eur]["closing"]), (200.0, 300.0)
+        )
+
+
+@tagged("post_install", "-at_install")
+class TestAgedReceivableDemo(TransactionCase):
+    """The demo database shows a real picture: every bucket has money, one
+    customer is billed in euros, payables too."""
+
+    def test_demo_covers_every_bucket(self):
+        danube = self.env.ref(
+            "account_document_email.demo_aged_customer_danube", raise_if_not_found=False
+        )
+        if not danube:
+            self.skipTest("installed without demo data")
+        partners = self.env["res.partner"].with_company(
+            self.env.ref("base.main_company")
+        )
+        today = date.today()
+        demo = partners.browse(
+            [
+                self.env.ref(f"account_document_email.demo_aged_customer_{name}").id
+                for name in ("andes", "baltic", "cordillera", "danube")
+            ]
+        )
+        balances = demo._get_aged_balance(today)
+        for bucket in ("not_due", "period_1", "period_2", "period_3", "period_4"):
+            self.assertTrue(
+                any(amounts[bucket] > 0 for amounts in balances.values()), bucket
+            )
+        self.assertTrue(any(amounts["older"] > 0 for amounts in balances.values()))
+        # the partial payment of Andes' oldest invoice is reconciled with it
+        andes = self.env.ref("account_document_email.demo_aged_customer_andes")
+        self.assertEqual(
+            balances[andes.id],
+            {
+                "not_due": 1200.0,
+                "period_1": 850.0,
+                "period_2": 1300.0,
+                "period_3": 0.0,
+                "period_4": 0.0,
+                "older": 0.0,
+                "total": 3350.0,
+            },
+        )
+        eur = self.env.ref("base.EUR")
+        self.assertEqual(
+            demo.browse(danube.id)._get_aged_balance_by_currency(today)[danube.id][eur][
+                "total"
+            ],
+            3700.0,
+        )
+        vendor = self.env.ref("account_document_email.demo_aged_vendor_eastern")
+        payables = partners.browse(vendor.id)._get_aged_balance(
+            today, 30, "liability_payable"
+        )
+        self.assertEqual(payables[vendor.id]["total"], 3900.0)

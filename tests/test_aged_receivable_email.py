@@ -182,6 +182,72 @@ class TestAgedReceivableEmail(AgedReceivableMixin, DocumentEmailCase):
         self.assertIn("102", text)  # days overdue at the later date
         self.assertIn("91-120", text)
 
+    def test_print_aged_balance_of_every_customer(self):
+        """The "Cartera por edades" printout: a row per customer, the day
+        ranges as headings, totals per bucket and per customer."""
+        aged = self.open_aged(interval_days=15)
+        action = aged.action_print_balance()
+        self.assertEqual(
+            action["report_name"], "account_document_email.report_aged_balance"
+        )
+        report = self.env.ref("account_document_email.action_report_aged_balance")
+        content, _type = self.env["ir.actions.report"]._render_qweb_pdf(
+            report, aged.ids
+        )
+        text = pdf_text(content)
+        for expected in (
+            "Aged Receivables",
+            "06/30/2024",
+            "Not due",
+            "1-15",
+            "31-45",
+            "46-60",
+            "Over 60",
+            "partner_a",
+            "partner_b",
+            "$ 1,234.50",  # partner_a, 31-45 and total
+            "$ 778.25",  # partner_b's total
+            # partner_b's row, then the totals row
+            "$ 678.25 $ 0.00 $ 0.00 $ 0.00 $ 0.00 $ 100.00 $ 778.25",
+            "$ 678.25 $ 0.00 $ 0.00 $ 1,234.50 $ 0.00 $ 100.00 $ 2,012.75",
+        ):
+            self.assertIn(expected, text)
+        # the list's header button prints the same
+        lines = aged.line_ids.with_context(aged_wizard_id=aged.id)
+        self.assertEqual(
+            lines.browse().action_print_balance()["report_name"],
+            "account_document_email.report_aged_balance",
+        )
+
+    def test_print_aged_payables(self):
+        vendor = self.create_customer("Vendor SA")
+        self.create_receivable(vendor, 321.0, 10, move_type="in_invoice")
+        aged = self.open_aged(account_type="liability_payable")
+        action = aged.action_print_balance()
+        self.assertEqual(aged.line_ids.partner_id, vendor)
+        report = self.env.ref("account_document_email.action_report_aged_balance")
+        text = pdf_text(
+            self.env["ir.actions.report"]._render_qweb_pdf(report, aged.ids)[0]
+        )
+        for expected in ("Aged Payables", "Vendor", "Vendor SA", "$ 321.00"):
+            self.assertIn(expected, text)
+        self.assertNotIn("partner_a", text)
+        self.assertEqual(action["type"], "ir.actions.report")
+        # the vendor's statement, from the same screen
+        statement = aged.action_statement()
+        content, _type = (
+            self.env["ir.actions.report"]
+            .with_context(**statement["context"])
+            ._render_qweb_pdf(
+                self.env.ref("account_document_email.action_report_aged_statement"),
+                vendor.ids,
+            )
+        )
+        text = pdf_text(content)
+        self.assertIn("Vendor", text)
+        self.assertIn("$ 321.00", text)
+        self.assertIn("1-30", text)
+
 
 @tagged("post_install", "-at_install")
 class TestAgedReceivableTour(AgedReceivableMixin, DocumentEmailCase):

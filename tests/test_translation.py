@@ -86,3 +86,18 @@ class TestTranslation(AgedReceivableMixin, AccountTestInvoicingCommon):
         )
         self.assertIn('string="Enviar de nuevo"', arch)
         self.assertIn('string="Enviar por correo electrónico"', arch)
+
+    def test_aged_list_headings_in_spanish(self):
+        lines = self.env["account.aged.receivable.line"].with_context(lang="es_ES")
+        for context, partner_heading in (
+            ({"aged_interval_days": 30}, "Cliente"),
+            (
+                {"aged_interval_days": 30, "aged_account_type": "liability_payable"},
+                "Proveedor",
+            ),
+        ):
+            arch = lines.with_context(**context).get_views([(False, "list")])["views"][
+                "list"
+            ]["arch"]
+            for heading in (partner_heading, "Por vencer", "31-60", "Más de 120"):
+                self.assertIn(f'string="{heading}"', arch)

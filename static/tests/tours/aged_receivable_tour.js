@@ -41,6 +41,13 @@ registry.category("web_tour.tours").add("account_document_email_aged_receivable"
       trigger: ".o_list_view .o_data_row:contains(Tour Customer B):contains(678.25)",
     },
     {
+      content: "Headings with the day ranges of the interval",
+      trigger: ".o_list_view th[data-name=period_2]:contains(31-60)",
+    },
+    {
+      trigger: ".o_list_view th[data-name=older]:contains(Over 120)",
+    },
+    {
       content: "The totals row",
       trigger: ".o_list_view tfoot:contains(1,912.75)",
     },
@@ -76,6 +83,17 @@ registry.category("web_tour.tours").add("account_document_email_aged_receivable"
     },
     {
       trigger: "body:not(:has(.modal))",
+    },
+    {
+      content: "A customer's row opens their open items",
+      trigger: ".o_list_view .o_data_row:contains(Tour Customer A) td[name=partner_id]",
+      run: "click",
+    },
+    {
+      trigger: ".o_breadcrumb:contains(Open items of Tour Customer A)",
+    },
+    {
+      trigger: ".o_list_view .o_data_row:contains(INV/):contains(1,234.50)",
     },
   ],
 });

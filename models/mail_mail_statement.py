@@ -1,0 +1,37 @@
+from odoo import api, fields, models
+
+
+class MailMail(models.Model):
+    """A scheduled statement's email moves its customer's next statement
+    date on once it is sent, and only then."""
+
+    _inherit = "mail.mail"
+
+    document_statement_date = fields.Date(
+        "Statement Date", readonly=True, index="btree_not_null"
+    )
+    document_statement_company_id = fields.Many2one("res.company", readonly=True)
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        # set only by res.partner._send_statements, for its own emails
+        statement_date = self.env.context.get("document_statement_date")
+        for vals in vals_list if statement_date else []:
+            if vals.get("model") == "res.partner":
+                vals["document_statement_date"] = statement_date
+                vals["document_statement_company_id"] = self.env.company.id
+        return super().create(vals_list)
+
+    def _postprocess_sent_message(
+        self, success_pids, failure_reason=False, failure_type=None
+    ):
+        for mail in self.filtered(
+            lambda m: m.document_statement_date and m.state == "sent"
+        ):
+            partner = self.env["res.partner"].browse(mail.res_id).exists()
+            partner.with_company(mail.document_statement_company_id)._statement_sent(
+                mail.document_statement_date
+            )
+        return super()._postprocess_sent_message(
+            success_pids, failure_reason=failure_reason, failure_type=failure_type
+        )

@@ -1,0 +1,105 @@
+"""Runs the scheduled statements job in a separate process, as the cron
+would, for tests/test_statement_process.py.
+
+usage: python statement_child.py CONFIG_JSON MODE
+  MODE "setup PORT REPORT_URL": customers with open invoices in the main
+        company, whose statements are due today (weekly, today's weekday),
+        sent through a server at 127.0.0.1:PORT, their PDFs' assets taken
+        from REPORT_URL; commit, print the customers' ids
+  MODE "run": the scheduled job then the mail queue, as the crons do
+  MODE "cleanup IDS_JSON": remove what "setup" and "run" left
+"""
+
+import json
+import sys
+
+import odoo
+from odoo import SUPERUSER_ID, Command, api, fields
+
+
+def setup(env, port, report_url):
+    env["ir.config_parameter"].set_param("report.url", report_url)
+    company = env.company
+    company.write(
+        {
+            "document_smtp_use_default": False,
+            "document_smtp_host": "127.0.0.1",
+            "document_smtp_port": port,
+            "document_smtp_encryption": "none",
+            "document_smtp_authentication": False,
+            "email": "billing@company.example.com",
+            "statement_schedule": "weekly",
+            "statement_weekday": str(fields.Date.context_today(env.user).weekday()),
+        }
+    )
+    customers = env["res.partner"].create(
+        [
+            {"name": f"Process Customer {n}", "email": f"process{n}@example.com"}
+            for n in range(3)
+        ]
+    )
+    invoices = env["account.move"].create(
+        [
+            {
+                "move_type": "out_invoice",
+                "partner_id": customer.id,
+                "invoice_date": fields.Date.context_today(env.user),
+                "invoice_line_ids": [
+                    Command.create(
+                        {
+                            "name": "Service",
+                            "price_unit": 100.0 * (n + 1),
+                            "tax_ids": [],
+                        }
+                    )
+                ],
+            }
+            for n, customer in enumerate(customers)
+        ]
+    )
+    invoices.action_post()
+    return customers.ids
+
+
+def cleanup(env, ids):
+    customers = env["res.partner"].browse(ids)
+    env["mail.mail"].search(
+        [("model", "=", "res.partner"), ("res_id", "in", ids)]
+    ).unlink()
+    moves = env["account.move"].search([("partner_id", "in", ids)])
+    moves.button_draft()
+    moves.with_context(force_delete=True).unlink()
+    customers.unlink()
+    env.company.statement_schedule = "off"
+    env["ir.config_parameter"].set_param("report.url", False)
+
+
+def main():
+    config, mode, *args = json.loads(sys.argv[1]), sys.argv[2], *sys.argv[3:]
+    odoo.tools.config.parse_config(
+        [
+            "-d",
+            config["db"],
+            "--addons-path",
+            config["addons_path"],
+            "--data-dir",
+            config["data_dir"],
+            "--log-level",
+            "warn",
+        ]
+    )
+    registry = odoo.registry(config["db"])
+    # the cursor commits when the block ends, as a cron job does
+    with registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        if mode == "setup":
+            sys.stdout.write(json.dumps(setup(env, int(args[0]), args[1])))
+        elif mode == "run":
+            env["res.partner"]._cron_send_statements()
+            env["mail.mail"].process_email_queue()
+        elif mode == "cleanup":
+            cleanup(env, json.loads(args[0]))
+
+
+if __name__ == "__main__":
+    main()

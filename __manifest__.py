@@ -13,6 +13,7 @@
         "sale",
         "account_debit_note",
         "account_check_printing",
+        "portal",
     ],
     "data": [
         "security/ir.model.access.csv",
@@ -29,6 +30,11 @@
         "views/account_payment_views.xml",
         "wizards/account_payment_register_views.xml",
         "wizards/print_prenumbered_checks_views.xml",
+        "security/account_confirmation_security.xml",
+        "data/account_confirmation_data.xml",
+        "views/confirmation_portal_templates.xml",
+        "report/account_confirmation_templates.xml",
+        "views/account_confirmation_views.xml",
     ],
     "demo": [
         "demo/res_company_demo.xml",

@@ -9,3 +9,5 @@ from . import sale_order
 from . import res_partner
 from . import account_payment
 from . import ir_actions_report
+from . import account_confirmation_campaign
+from . import account_confirmation_request

@@ -7,3 +7,4 @@ from . import test_aged_receivable_email
 from . import test_payment_email
 from . import test_queue_processes
 from . import test_translation
+from . import test_confirmation

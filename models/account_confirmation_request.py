@@ -93,7 +93,6 @@ class AccountConfirmationRequest(models.Model):
             )
 
     def _compute_access_url(self):
-        super()._compute_access_url()
         for request in self:
             request.access_url = f"/my/confirmation/{request.id}"
 
@@ -157,7 +156,9 @@ class AccountConfirmationRequest(models.Model):
                 "date": item["date"],
                 "due_date": item["due_date"],
                 "amount": item["amount_currency" if foreign else "balance"],
-                "open_amount": item["open_amount_currency" if foreign else "open_amount"],
+                "open_amount": item[
+                    "open_amount_currency" if foreign else "open_amount"
+                ],
             }
             for item in items or []
         ]
@@ -227,9 +228,7 @@ class AccountConfirmationRequest(models.Model):
         """One paragraph (HTML) saying who answered what, when and from where."""
         self.ensure_one()
         lang_env = self.with_context(lang=self.company_id.partner_id.lang).env
-        when = format_datetime(
-            lang_env, self.answer_date, tz=self.env.user.tz or "UTC"
-        )
+        when = format_datetime(lang_env, self.answer_date, tz=self.env.user.tz or "UTC")
         values = {
             "date": fields.Date.to_string(self.date_at),
             "campaign": self.campaign_id.name,
@@ -304,9 +303,11 @@ class AccountConfirmationRequest(models.Model):
             ]
         )
         due = candidates.filtered(
-            lambda r: r.sent_date
-            and r.sent_date + timedelta(days=r.campaign_id.second_request_days)
-            <= today
+            lambda r: (
+                r.sent_date
+                and r.sent_date + timedelta(days=r.campaign_id.second_request_days)
+                <= today
+            )
         )
         due.write({"state": "second_sent", "second_request_date": today})
         for requests in due.grouped("company_id").values():

@@ -61,9 +61,7 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         values = {"access_token": confirmation.access_token, **data}
         if csrf:
             values["csrf_token"] = csrf.group(1)
-        return self.url_open(
-            f"/my/confirmation/{confirmation.id}/answer", data=values
-        )
+        return self.url_open(f"/my/confirmation/{confirmation.id}/answer", data=values)
 
     # ------------------------------------------------------------------
     # Selection and balances
@@ -93,9 +91,7 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         everyone = self.campaign()._get_balances()
         largest = self.campaign(selection_rule="largest", sample_size=2)
         largest.action_select_partners()
-        self.assertEqual(
-            largest.request_ids.partner_id, self.customer | customers[-1]
-        )
+        self.assertEqual(largest.request_ids.partner_id, self.customer | customers[-1])
         threshold = self.campaign(selection_rule="threshold", threshold_amount=500)
         threshold.action_select_partners()
         self.assertEqual(
@@ -111,9 +107,7 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         # anyone can redo the draw with the seed shown on the campaign
         expected = random.Random(4242).sample(sorted(everyone), 3)
         self.assertEqual(sorted(first.request_ids.partner_id.ids), sorted(expected))
-        self.assertNotEqual(
-            sorted(other.request_ids.partner_id.ids), sorted(expected)
-        )
+        self.assertNotEqual(sorted(other.request_ids.partner_id.ids), sorted(expected))
 
     def test_amounts_in_partner_currency(self):
         """Open at the date: 300 - 50 EUR and 200 EUR (the 120 EUR paid
@@ -226,7 +220,9 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
             self.page(confirmation, ""),
             self.page(confirmation, token.upper()),
             self.url_open(f"/my/confirmation/{confirmation.id}"),
-            self.url_open(f"/my/confirmation/{confirmation.id + 999}?access_token={token}"),
+            self.url_open(
+                f"/my/confirmation/{confirmation.id + 999}?access_token={token}"
+            ),
         ):
             self.assertEqual(response.status_code, 404)
             self.assertNotIn("Confirm Customer", response.text)
@@ -354,7 +350,9 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         """Answers only on disagreement, no second request, silence at the
         deadline is "no exception reported"; a disagreement is disputed."""
         [silent] = self.sent_request(kind="negative", second_request_days=1)
-        [disagreeing] = self.sent_request(self.vendor, kind="negative", partner_scope="both")
+        [disagreeing] = self.sent_request(
+            self.vendor, kind="negative", partner_scope="both"
+        )
         (silent | disagreeing).sent_date = self.today - timedelta(days=10)
         self.assertIn("answer only if you do not agree", self.page(silent).text)
         self.answer(disagreeing, answer="disagree", their_balance="0", comment="paid")
@@ -373,9 +371,10 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         campaign = self.campaign(partner_scope="both")
         campaign.action_select_partners()
         campaign.action_send()
+        by_partner = campaign.request_ids.grouped("partner_id")
         customer_request, vendor_request = (
-            campaign.request_ids.filtered(lambda r: r.partner_id == p)
-            for p in (self.customer, self.vendor)
+            by_partner[self.customer],
+            by_partner[self.vendor],
         )
         self.answer(
             customer_request,

@@ -32,7 +32,8 @@ registry.category("web_tour.tours").add("account_document_email_confirmation_ans
     },
     {
       content: "The recorded answer is shown",
-      trigger: ".o_confirmation_answered .o_confirmation_their_balance:contains(1,000.00)",
+      trigger:
+        ".o_confirmation_answered .o_confirmation_their_balance:contains(1,000.00)",
     },
     {
       trigger: ".o_confirmation_answered:contains(Invoice paid on 28 June)",

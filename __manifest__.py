@@ -38,6 +38,7 @@
     ],
     "demo": [
         "demo/res_company_demo.xml",
+        "demo/account_confirmation_demo.xml",
     ],
     "assets": {
         "web.assets_tests": [

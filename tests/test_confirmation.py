@@ -3,7 +3,8 @@ import re
 from datetime import date, timedelta
 
 from odoo import fields
-from odoo.tests import tagged
+from odoo.exceptions import AccessError
+from odoo.tests import new_test_user, tagged
 
 from .aged_common import DATE_AT, AgedReceivableMixin
 from .common import pdf_parts, pdf_text, real_smtp_delivery
@@ -134,6 +135,35 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         [usd] = self.sent_request()
         self.assertEqual(usd.currency_id, self.env.company.currency_id)
         self.assertEqual(usd.our_balance, 1234.5)
+
+    def test_other_company_balances_and_rights(self):
+        """A campaign sees its company's balances only; a user of another
+        company cannot read its requests; billing users only read."""
+        other = self.setup_other_company(name="Other Confirm Co")["company"]
+        self.create_receivable(self.customer, 999, 5, company=other)
+        [confirmation] = self.sent_request()
+        self.assertEqual(confirmation.our_balance, 1234.5)
+        outsider = new_test_user(
+            self.env,
+            "confirm_outsider",
+            groups="account.group_account_manager",
+            company_id=other.id,
+            company_ids=[other.id],
+        )
+        with self.assertRaises(AccessError):
+            confirmation.with_user(outsider).read(["our_balance"])
+        billing = new_test_user(
+            self.env,
+            "confirm_billing",
+            groups="account.group_account_invoice",
+            company_id=self.env.company.id,
+            company_ids=[self.env.company.id],
+        )
+        self.assertEqual(confirmation.with_user(billing).our_balance, 1234.5)
+        with self.assertRaises(AccessError):
+            confirmation.with_user(billing).their_balance = 1
+        with self.assertRaises(AccessError):
+            self.campaign().with_user(billing).action_select_partners()
 
     # ------------------------------------------------------------------
     # Sending

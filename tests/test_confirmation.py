@@ -328,6 +328,10 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         page = self.page(confirmation).text
         self.assertIn("Confirmación de saldo", page)
         self.assertIn("No estoy de acuerdo", page)
+        [mail] = self.env["mail.mail"].search(
+            [("model", "=", confirmation._name), ("res_id", "=", confirmation.id)]
+        )
+        self.assertTrue(mail.subject.startswith("Confirmación de saldo al 30/06/2024"))
         self.customer.lang = "en_US"
         page = self.page(confirmation).text
         self.assertIn("I do not agree", page)

@@ -228,7 +228,9 @@ class AccountConfirmationRequest(models.Model):
         """One paragraph (HTML) saying who answered what, when and from where."""
         self.ensure_one()
         lang_env = self.with_context(lang=self.company_id.partner_id.lang).env
-        when = format_datetime(lang_env, self.answer_date, tz=self.env.user.tz or "UTC")
+        # the company's time zone: the answerer is a visitor without one
+        tz = self.company_id.partner_id.tz or "UTC"
+        when = "%s (%s)" % (format_datetime(lang_env, self.answer_date, tz=tz), tz)
         values = {
             "date": fields.Date.to_string(self.date_at),
             "campaign": self.campaign_id.name,
@@ -259,10 +261,12 @@ class AccountConfirmationRequest(models.Model):
     def _post_answer(self):
         self.ensure_one()
         body = self._get_answer_summary()
-        attachments = self.answer_attachment_id.ids
+        # a copy for the partner's chatter: a visitor may not link existing files
+        file = self.answer_attachment_id
+        attachments = [(file.name, file.raw)] if file else []
         author = self.partner_id.id
         self.partner_id.message_post(
-            body=body, attachment_ids=attachments, author_id=author
+            body=body, attachments=attachments, author_id=author
         )
         self.message_post(body=body, author_id=author)
 

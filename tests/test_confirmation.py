@@ -54,7 +54,7 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         token = confirmation.access_token if token is None else token
         return self.url_open(f"/my/confirmation/{confirmation.id}?access_token={token}")
 
-    def answer(self, confirmation, **data):
+    def answer(self, confirmation, files=None, **data):
         """POST the page's form, CSRF token and all, as a visitor would."""
         page = self.page(confirmation)
         # the layout's token, there even when the form is not
@@ -62,7 +62,9 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         values = {"access_token": confirmation.access_token, **data}
         if csrf:
             values["csrf_token"] = csrf.group(1)
-        return self.url_open(f"/my/confirmation/{confirmation.id}/answer", data=values)
+        return self.url_open(
+            f"/my/confirmation/{confirmation.id}/answer", data=values, files=files
+        )
 
     # ------------------------------------------------------------------
     # Selection and balances
@@ -311,12 +313,26 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         [confirmation] = self.sent_request(self.vendor, partner_scope="vendor")
         self.assertIn("owed you", self.page(confirmation).text)
         self.answer(
-            confirmation, answer="disagree", their_balance="450", comment="credit"
+            confirmation,
+            answer="disagree",
+            their_balance="450",
+            comment="credit",
+            files={"attachment": ("ledger.csv", b"INV-7;450.00\n", "text/csv")},
         )
         self.assertRecordValues(
             confirmation,
             [{"state": "disputed", "their_balance": -450.0, "difference": 50.0}],
         )
+        # their file: on the request, on the partner's note, in the copy
+        file = confirmation.answer_attachment_id
+        self.assertEqual((file.name, file.raw), ("ledger.csv", b"INV-7;450.00\n"))
+        note = self.vendor.message_ids.filtered(lambda m: "disputed on" in m.body)
+        self.assertEqual(
+            note.attachment_ids.mapped(lambda a: (a.name, a.raw)),
+            [("ledger.csv", b"INV-7;450.00\n")],
+        )
+        [copy] = self.env["mail.mail"].search([("email_to", "=", AUDITOR)])
+        self.assertEqual(copy.attachment_ids, file)
 
     def test_page_in_partners_language(self):
         self.env["res.lang"]._activate_lang("es_ES")

@@ -13,6 +13,7 @@
         "sale",
         "account_debit_note",
         "account_check_printing",
+        "portal",
     ],
     "data": [
         "security/ir.model.access.csv",
@@ -34,10 +35,16 @@
         "data/statement_cron_data.xml",
         "views/res_config_settings_statement_views.xml",
         "views/res_partner_views.xml",
+        "security/account_confirmation_security.xml",
+        "data/account_confirmation_data.xml",
+        "views/confirmation_portal_templates.xml",
+        "report/account_confirmation_templates.xml",
+        "views/account_confirmation_views.xml",
     ],
     "demo": [
         "demo/res_company_demo.xml",
         "demo/aged_receivable_demo.xml",
+        "demo/account_confirmation_demo.xml",
     ],
     "assets": {
         "web.assets_tests": [

@@ -1,0 +1,452 @@
+import random
+import re
+from datetime import date, timedelta
+
+from odoo import fields
+from odoo.exceptions import AccessError
+from odoo.tests import new_test_user, tagged
+
+from .aged_common import DATE_AT, AgedReceivableMixin
+from .common import pdf_parts, pdf_text, real_smtp_delivery
+from .document_common import DocumentEmailCase
+
+AUDITOR = "auditor@audit.example.com"
+
+
+@tagged("post_install", "-at_install")
+class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
+    """Balance confirmation campaigns (ISA 505) answered online."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.today = fields.Date.context_today(cls.env["res.partner"])
+        cls.customer = cls.create_customer(
+            "Confirm Customer", email="confirm@customer.example.com"
+        )
+        cls.invoice = cls.create_receivable(cls.customer, 1234.5, 40)
+        cls.vendor = cls.create_customer(
+            "Confirm Vendor", email="confirm@vendor.example.com"
+        )
+        cls.create_receivable(cls.vendor, 400, 10, move_type="in_invoice")
+
+    def campaign(self, **values):
+        return self.env["account.confirmation.campaign"].create(
+            {
+                "name": "Year-end",
+                "date_at": DATE_AT,
+                "deadline": self.today + timedelta(days=20),
+                "reply_email": AUDITOR,
+                **values,
+            }
+        )
+
+    def sent_request(self, partner=None, **values):
+        """A campaign on ``partner`` alone (the customer by default), sent."""
+        partner = partner or self.customer
+        campaign = self.campaign(**values)
+        campaign.action_select_partners()
+        campaign.request_ids.filtered(lambda r: r.partner_id != partner).unlink()
+        campaign.action_send()
+        return campaign.request_ids
+
+    def page(self, confirmation, token=None):
+        token = confirmation.access_token if token is None else token
+        return self.url_open(f"/my/confirmation/{confirmation.id}?access_token={token}")
+
+    def answer(self, confirmation, files=None, **data):
+        """POST the page's form, CSRF token and all, as a visitor would."""
+        page = self.page(confirmation)
+        # the layout's token, there even when the form is not
+        csrf = re.search(r'csrf_token: "([^"]+)"', page.text)
+        values = {"access_token": confirmation.access_token, **data}
+        if csrf:
+            values["csrf_token"] = csrf.group(1)
+        return self.url_open(
+            f"/my/confirmation/{confirmation.id}/answer", data=values, files=files
+        )
+
+    # ------------------------------------------------------------------
+    # Selection and balances
+    # ------------------------------------------------------------------
+
+    def test_balances_customers_vendors_both(self):
+        for scope, expected in (
+            ("customer", {self.customer: 1234.5}),
+            ("vendor", {self.vendor: -400.0}),
+            ("both", {self.customer: 1234.5, self.vendor: -400.0}),
+        ):
+            campaign = self.campaign(partner_scope=scope)
+            campaign.action_select_partners()
+            requests = campaign.request_ids.filtered(
+                lambda r: r.partner_id in (self.customer | self.vendor)
+            )
+            self.assertEqual(
+                {r.partner_id: r.our_balance for r in requests}, expected, scope
+            )
+
+    def test_selection_rules_and_reproducible_random_sample(self):
+        customers = self.env["res.partner"]
+        for amount in (100, 200, 300, 400, 500, 600):
+            customer = self.create_customer(f"Sample {amount}")
+            self.create_receivable(customer, amount, 5)
+            customers |= customer
+        everyone = self.campaign()._get_balances()
+        largest = self.campaign(selection_rule="largest", sample_size=2)
+        largest.action_select_partners()
+        self.assertEqual(largest.request_ids.partner_id, self.customer | customers[-1])
+        threshold = self.campaign(selection_rule="threshold", threshold_amount=500)
+        threshold.action_select_partners()
+        self.assertEqual(
+            threshold.request_ids.partner_id, self.customer | customers[-2:]
+        )
+
+        first = self.campaign(selection_rule="random", sample_size=3, random_seed=4242)
+        again = self.campaign(selection_rule="random", sample_size=3, random_seed=4242)
+        other = self.campaign(selection_rule="random", sample_size=3, random_seed=7)
+        (first | again | other).action_select_partners()
+        self.assertEqual(len(first.request_ids), 3)
+        self.assertEqual(first.request_ids.partner_id, again.request_ids.partner_id)
+        # anyone can redo the draw with the seed shown on the campaign
+        expected = random.Random(4242).sample(sorted(everyone), 3)
+        self.assertEqual(sorted(first.request_ids.partner_id.ids), sorted(expected))
+        self.assertNotEqual(sorted(other.request_ids.partner_id.ids), sorted(expected))
+
+    def test_amounts_in_partner_currency(self):
+        """Open at the date: 300 - 50 EUR and 200 EUR (the 120 EUR paid
+        after the date still count): 450 EUR, not the company's USD."""
+        eur = self.setup_other_currency(
+            "EUR", rates=[("2024-01-01", 2.0), ("2024-06-29", 2.5)]
+        )
+        foreigner = self.create_customer("Foreigner GmbH", email="f@gmbh.example.com")
+        first = self.create_receivable(foreigner, 300, 10, currency=eur)
+        second = self.create_receivable(foreigner, 200, 60, currency=eur)
+        self.pay(first, 50, date(2024, 6, 25), currency=eur)
+        self.pay(second, 120, date(2024, 7, 5), currency=eur)
+        [confirmation] = self.sent_request(foreigner)
+        self.assertEqual(confirmation.currency_id, eur)
+        self.assertEqual(confirmation.our_balance, 450.0)
+        self.assertEqual(
+            sorted(item["open_amount"] for item in confirmation._get_open_items()),
+            [200.0, 250.0],
+        )
+        page = self.page(confirmation).text
+        self.assertIn("450.00", page)
+        self.assertIn("EUR", page)
+        # the company-currency customer stays in USD
+        [usd] = self.sent_request()
+        self.assertEqual(usd.currency_id, self.env.company.currency_id)
+        self.assertEqual(usd.our_balance, 1234.5)
+
+    def test_other_company_balances_and_rights(self):
+        """A campaign sees its company's balances only; a user of another
+        company cannot read its requests; billing users only read."""
+        other = self.setup_other_company(name="Other Confirm Co")["company"]
+        self.create_receivable(self.customer, 999, 5, company=other)
+        [confirmation] = self.sent_request()
+        self.assertEqual(confirmation.our_balance, 1234.5)
+        outsider = new_test_user(
+            self.env,
+            "confirm_outsider",
+            groups="account.group_account_manager",
+            company_id=other.id,
+            company_ids=[other.id],
+        )
+        with self.assertRaises(AccessError):
+            confirmation.with_user(outsider).read(["our_balance"])
+        billing = new_test_user(
+            self.env,
+            "confirm_billing",
+            groups="account.group_account_invoice",
+            company_id=self.env.company.id,
+            company_ids=[self.env.company.id],
+        )
+        self.assertEqual(confirmation.with_user(billing).our_balance, 1234.5)
+        with self.assertRaises(AccessError):
+            confirmation.with_user(billing).their_balance = 1
+        with self.assertRaises(AccessError):
+            self.campaign().with_user(billing).action_select_partners()
+
+    # ------------------------------------------------------------------
+    # Sending
+    # ------------------------------------------------------------------
+
+    def test_email_and_letter_carry_the_personal_link(self):
+        [confirmation] = self.sent_request()
+        self.assertEqual(confirmation.state, "sent")
+        with real_smtp_delivery():
+            self.env["mail.mail"].process_email_queue()
+        [received] = self.messages_to(self.customer.email)
+        message = received["message"]
+        self.assertIn("Balance confirmation at 06/30/2024", message["Subject"])
+        url = confirmation._get_confirmation_url()
+        self.assertIn(url, message.get_body(("html",)).get_content())
+        [(filename, content)] = pdf_parts(message)
+        self.assertEqual(filename, "Balance Confirmation - Confirm Customer.pdf")
+        self.assert_pdf(content)
+        text = pdf_text(content)
+        self.assertIn("Confirmation of Balance", text)
+        self.assertIn("1,234.50", text)
+        self.assertIn(f"/my/confirmation/{confirmation.id}", text)
+        self.assertIn(b"/Subtype /Image", content, "the QR code")
+
+    def test_partner_without_email_stays_draft(self):
+        self.customer.email = False
+        campaign = self.campaign()
+        campaign.action_select_partners()
+        campaign.action_send()
+        request = campaign.request_ids.filtered(lambda r: r.partner_id == self.customer)
+        self.assertEqual(request.state, "draft")
+        self.assertEqual(self.page(request).status_code, 404)
+
+    # ------------------------------------------------------------------
+    # The public page
+    # ------------------------------------------------------------------
+
+    def test_tour_visitor_disputes_the_balance(self):
+        [confirmation] = self.sent_request()
+        self.start_tour(
+            confirmation.get_portal_url(),
+            "account_document_email_confirmation_answer",
+            login=None,
+        )
+        self.env.invalidate_all()
+        self.assertRecordValues(
+            confirmation,
+            [
+                {
+                    "state": "disputed",
+                    "our_balance": 1234.5,
+                    "their_balance": 1000.0,
+                    "difference": 234.5,
+                    "comment": "Invoice paid on 28 June by transfer",
+                    "answer_ip": "127.0.0.1",
+                }
+            ],
+        )
+        self.assertTrue(confirmation.answer_date)
+        # on the partner's chatter, with date, time and IP
+        [note] = self.customer.message_ids.filtered(
+            lambda m: "disputed on" in (m.body or "")
+        )
+        self.assertIn("127.0.0.1", note.body)
+        self.assertIn("234.50", note.body)
+        # the auditor gets a copy
+        [copy] = self.env["mail.mail"].search(
+            [("email_to", "=", AUDITOR), ("res_id", "=", confirmation.id)]
+        )
+        self.assertIn("Confirm Customer", copy.subject)
+        self.assertIn("Invoice paid on 28 June", copy.body_html)
+
+    def test_opening_marks_opened(self):
+        [confirmation] = self.sent_request()
+        self.assertEqual(self.page(confirmation).status_code, 200)
+        self.assertEqual(confirmation.state, "opened")
+
+    def test_tampered_token_and_expired_link_not_found(self):
+        [confirmation] = self.sent_request()
+        token = confirmation.access_token
+        tampered = token[:-1] + ("0" if token[-1] != "0" else "1")
+        for response in (
+            self.page(confirmation, tampered),
+            self.page(confirmation, ""),
+            self.page(confirmation, token.upper()),
+            self.url_open(f"/my/confirmation/{confirmation.id}"),
+            self.url_open(
+                f"/my/confirmation/{confirmation.id + 999}?access_token={token}"
+            ),
+        ):
+            self.assertEqual(response.status_code, 404)
+            self.assertNotIn("Confirm Customer", response.text)
+            self.assertNotIn("1,234.50", response.text)
+        self.assertEqual(confirmation.state, "sent", "not opened by a bad link")
+        # posting with a tampered token records nothing
+        response = self.url_open(
+            f"/my/confirmation/{confirmation.id}/answer",
+            data={"access_token": tampered, "answer": "agree"},
+        )
+        self.assertNotEqual(response.status_code, 200)
+        self.assertEqual(confirmation.state, "sent")
+        # expired: deadline + grace passed, or the campaign closed
+        campaign = confirmation.campaign_id
+        campaign.deadline = self.today - timedelta(days=31)
+        self.assertEqual(self.page(confirmation).status_code, 404)
+        campaign.deadline = self.today - timedelta(days=30)
+        self.assertEqual(self.page(confirmation).status_code, 200)
+        campaign.action_close()
+        self.assertEqual(self.page(confirmation).status_code, 404)
+
+    def test_form_needs_csrf_token(self):
+        [confirmation] = self.sent_request()
+        response = self.url_open(
+            f"/my/confirmation/{confirmation.id}/answer",
+            data={"access_token": confirmation.access_token, "answer": "agree"},
+        )
+        self.assertEqual(response.status_code, 400)
+        self.assertEqual(confirmation.state, "sent")
+
+    def test_one_answer_per_request(self):
+        [confirmation] = self.sent_request()
+        self.answer(confirmation, answer="agree")
+        self.assertRecordValues(
+            confirmation,
+            [{"state": "confirmed", "their_balance": 1234.5, "difference": 0.0}],
+        )
+        first_date = confirmation.answer_date
+        page = self.answer(
+            confirmation, answer="disagree", their_balance="10", comment="changed"
+        )
+        self.assertEqual(page.status_code, 200)
+        self.assertIn("You confirmed this balance", page.text)
+        self.assertNotIn('name="their_balance"', page.text, "no form any more")
+        self.assertRecordValues(
+            confirmation,
+            [{"state": "confirmed", "their_balance": 1234.5, "comment": False}],
+        )
+        self.assertEqual(confirmation.answer_date, first_date)
+        self.assertEqual(
+            len(self.env["mail.mail"].search([("email_to", "=", AUDITOR)])), 1
+        )
+
+    def test_vendor_disputes_what_we_owe(self):
+        """A vendor types what we owe them, as a positive amount."""
+        [confirmation] = self.sent_request(self.vendor, partner_scope="vendor")
+        self.assertIn("owed you", self.page(confirmation).text)
+        self.answer(
+            confirmation,
+            answer="disagree",
+            their_balance="450",
+            comment="credit",
+            files={"attachment": ("ledger.csv", b"INV-7;450.00\n", "text/csv")},
+        )
+        self.assertRecordValues(
+            confirmation,
+            [{"state": "disputed", "their_balance": -450.0, "difference": 50.0}],
+        )
+        # their file: on the request, on the partner's note, in the copy
+        file = confirmation.answer_attachment_id
+        self.assertEqual((file.name, file.raw), ("ledger.csv", b"INV-7;450.00\n"))
+        note = self.vendor.message_ids.filtered(lambda m: "disputed on" in m.body)
+        self.assertEqual(
+            note.attachment_ids.mapped(lambda a: (a.name, a.raw)),
+            [("ledger.csv", b"INV-7;450.00\n")],
+        )
+        [copy] = self.env["mail.mail"].search([("email_to", "=", AUDITOR)])
+        self.assertEqual(copy.attachment_ids, file)
+
+    def test_page_in_partners_language(self):
+        self.env["res.lang"]._activate_lang("es_ES")
+        self.env["ir.module.module"]._load_module_terms(
+            ["account_document_email"], ["es_ES"], overwrite=True
+        )
+        self.customer.lang = "es_ES"
+        [confirmation] = self.sent_request()
+        page = self.page(confirmation).text
+        self.assertIn("Confirmación de saldo", page)
+        self.assertIn("No estoy de acuerdo", page)
+        [mail] = self.env["mail.mail"].search(
+            [("model", "=", confirmation._name), ("res_id", "=", confirmation.id)]
+        )
+        self.assertTrue(mail.subject.startswith("Confirmación de saldo al 30/06/2024"))
+        self.customer.lang = "en_US"
+        page = self.page(confirmation).text
+        self.assertIn("I do not agree", page)
+
+    # ------------------------------------------------------------------
+    # Follow-up
+    # ------------------------------------------------------------------
+
+    def second_requests_mails(self, requests):
+        return self.env["mail.mail"].search(
+            [
+                ("model", "=", requests._name),
+                ("res_id", "in", requests.ids),
+                ("subject", "like", "Second request"),
+            ]
+        )
+
+    def test_second_request_sent_exactly_once(self):
+        [waiting] = self.sent_request(second_request_days=14)
+        answered = self.sent_request(self.vendor, partner_scope="vendor")
+        recent = self.sent_request()
+        (waiting | answered).sent_date = self.today - timedelta(days=14)
+        answered._record_answer(True, ip="127.0.0.1")
+        Campaign = self.env["account.confirmation.campaign"]
+        Campaign._cron_follow_up()
+        Campaign._cron_follow_up()
+        self.assertEqual(waiting.state, "second_sent")
+        self.assertEqual(waiting.second_request_date, self.today)
+        self.assertEqual(len(self.second_requests_mails(waiting)), 1)
+        self.assertFalse(self.second_requests_mails(answered | recent))
+        self.assertEqual(recent.state, "sent")
+        with real_smtp_delivery():
+            self.env["mail.mail"].process_email_queue()
+        second = [
+            m
+            for m in self.messages_to(self.customer.email)
+            if m["message"]["Subject"].startswith("Second request")
+        ]
+        self.assertEqual(len(second), 1)
+        [(__, content)] = pdf_parts(second[0]["message"])
+        self.assertIn("Second Request", pdf_text(content))
+
+    def test_positive_unanswered_at_deadline_is_no_reply(self):
+        [confirmation] = self.sent_request()
+        confirmation.campaign_id.deadline = self.today - timedelta(days=1)
+        self.env["account.confirmation.campaign"]._cron_follow_up()
+        self.assertEqual(confirmation.state, "no_reply")
+
+    def test_negative_campaign(self):
+        """Answers only on disagreement, no second request, silence at the
+        deadline is "no exception reported"; a disagreement is disputed."""
+        [silent] = self.sent_request(kind="negative", second_request_days=1)
+        [disagreeing] = self.sent_request(
+            self.vendor, kind="negative", partner_scope="both"
+        )
+        (silent | disagreeing).sent_date = self.today - timedelta(days=10)
+        self.assertIn("answer only if you do not agree", self.page(silent).text)
+        self.answer(disagreeing, answer="disagree", their_balance="0", comment="paid")
+        Campaign = self.env["account.confirmation.campaign"]
+        Campaign._cron_follow_up()
+        self.assertFalse(self.second_requests_mails(silent | disagreeing))
+        self.assertEqual(silent.state, "opened")
+        (silent | disagreeing).campaign_id.deadline = self.today - timedelta(days=1)
+        Campaign._cron_follow_up()
+        self.assertEqual(silent.state, "no_exception")
+        self.assertRecordValues(
+            disagreeing, [{"state": "disputed", "difference": -400.0}]
+        )
+
+    def test_exceptions_report(self):
+        campaign = self.campaign(partner_scope="both")
+        campaign.action_select_partners()
+        campaign.action_send()
+        by_partner = campaign.request_ids.grouped("partner_id")
+        customer_request, vendor_request = (
+            by_partner[self.customer],
+            by_partner[self.vendor],
+        )
+        self.answer(
+            customer_request,
+            answer="disagree",
+            their_balance="1200",
+            comment="Credit note missing",
+        )
+        self.answer(vendor_request, answer="agree")
+        self.assertEqual(campaign._get_exception_requests(), customer_request)
+        content, __ = self.env["ir.actions.report"]._render_qweb_pdf(
+            "account_document_email.action_report_confirmation_exceptions",
+            campaign.ids,
+        )
+        text = pdf_text(content)
+        for expected in ("Confirm Customer", "1,234.50", "1,200.00", "34.50"):
+            self.assertIn(expected, text)
+        self.assertIn("Credit note missing", text)
+        self.assertNotIn("Confirm Vendor", text)
+        # the list the auditor exports
+        rows = customer_request.export_data(
+            ["partner_id", "our_balance", "their_balance", "difference", "comment"]
+        )["datas"]
+        self.assertEqual(
+            rows, [["Confirm Customer", 1234.5, 1200.0, 34.5, "Credit note missing"]]
+        )

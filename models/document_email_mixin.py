@@ -32,7 +32,8 @@ class DocumentEmailMixin(models.AbstractModel):
             raise AccessError(
                 self.env._(
                     "You are not allowed to send %(documents)s by email.",
-                    documents=self.env["ir.model"]._get(self._name).name,
+                    # the type's name only, shown to whoever asks
+                    documents=self.env["ir.model"].sudo()._get(self._name).name,
                 )
             )
         self.check_access("read")

@@ -74,6 +74,7 @@ class TestRights(DocumentEmailCase):
         payment.action_post()
         order = self.env["sale.order"].create({"partner_id": self.partner_a.id})
         before = self.footprint()
+        refused = "You are not allowed to send"
         for user in (self.auditor, self.employee):
             cases = {
                 "invoice": (self.invoice, {}),
@@ -86,15 +87,15 @@ class TestRights(DocumentEmailCase):
             for name, (records, context) in cases.items():
                 with self.subTest(user=user.login, document=name):
                     model = self.wizard_model(user, records, **context)
-                    with self.assertRaises(AccessError):
+                    with self.assertRaisesRegex(AccessError, refused):
                         model._action_open(records.with_env(model.env), context)
-                    with self.assertRaises(AccessError):
+                    with self.assertRaisesRegex(AccessError, refused):
                         model.default_get(["res_ids", "attachment_ids", "body"])
-                    with self.assertRaises(AccessError):
+                    with self.assertRaisesRegex(AccessError, refused):
                         model.create({})
             with (
                 self.subTest(user=user.login, path="queued"),
-                self.assertRaises(AccessError),
+                self.assertRaisesRegex(AccessError, refused),
             ):
                 self.as_user(user)["document.email.wizard"]._queue_for(
                     payment.with_user(user)

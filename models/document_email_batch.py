@@ -23,6 +23,8 @@ REQUEST_CONTEXT_KEYS = {
     "uid",
 }
 QUEUE_JOB_CHANNEL = "root.document_email"
+# chunk jobs enqueued at once (the channel's capacity decides how many run)
+QUEUE_JOB_PARALLEL = 4
 CRON_XMLIDS = (
     "account_document_email.ir_cron_document_email_batch",
     "account_document_email.ir_cron_document_email_batch_2",
@@ -216,7 +218,9 @@ class DocumentEmailBatch(models.Model):
     def _enqueue_chunk_jobs(self):
         size = self._get_chunk_size()
         pending = self._count_pending()
-        for _index in range(-(-pending // size)):
+        # a few jobs at a time (not one per chunk: the request stays fast);
+        # each chunk job enqueues the next while documents remain
+        for _index in range(min(-(-pending // size), QUEUE_JOB_PARALLEL)):
             self.browse().sudo().with_delay(
                 channel=QUEUE_JOB_CHANNEL,
                 description=self.env._("Send by email: render and queue a chunk"),
@@ -227,6 +231,11 @@ class DocumentEmailBatch(models.Model):
         """queue_job: one chunk in the job's own transaction; the end of the
         batch is checked by a job of its own, after this one commits."""
         done = self._process_chunk(chunk_size=size, finish=False)
+        if done and self._count_pending():
+            self.with_delay(
+                channel=QUEUE_JOB_CHANNEL,
+                description=self.env._("Send by email: render and queue a chunk"),
+            )._job_process_chunk(size)
         self.with_delay(
             channel=QUEUE_JOB_CHANNEL,
             identity_key="document_email_batch_finish",

@@ -65,8 +65,11 @@ class TestDocumentEmailBatch(DocumentEmailCase):
         self.assertEqual(batch.line_ids.mapped("res_id"), self.invoices.ids)
         self.assertEqual(set(batch.line_ids.mapped("state")), {"pending"})
         self.assertIn("0 of 4 rendered", batch.progress)
-        triggers = self.env["ir.cron.trigger"].search([("cron_id", "in", crons.ids)])
-        self.assertEqual(triggers.cron_id, crons, "both workers woken up")
+        if "queue.job" not in self.env:  # else jobs: TestBatchQueueJob
+            triggers = self.env["ir.cron.trigger"].search(
+                [("cron_id", "in", crons.ids)]
+            )
+            self.assertEqual(triggers.cron_id, crons, "both workers woken up")
         # processed as its user: the edited Cc reaches every email
         self.process_batches()
         mails = self.mails_of(self.invoices)

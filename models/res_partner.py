@@ -516,7 +516,9 @@ class ResPartner(models.Model):
                 ("state", "=", "outgoing"),
             ]
         )
-        waiting_ids = set(waiting.mapped("res_id"))
+        waiting_ids = set(waiting.mapped("res_id")) | self._get_statements_to_render(
+            company
+        )
         for (statement_date, frequency), partners in sorted(due.items()):
             partners = partners.filtered(lambda p: p.id not in waiting_ids)
             if not company.statement_include_zero:
@@ -534,6 +536,30 @@ class ResPartner(models.Model):
                     lambda p: not p.statement_next_date
                 ).statement_next_date = statement_date
                 partners._send_statements(statement_date, frequency)
+
+    @api.model
+    def _get_statements_to_render(self, company):
+        """Customers whose scheduled statement is recorded in a batch still
+        being processed (no email yet): not to be queued again."""
+        lines = (
+            self.env["document.email.batch.line"]
+            .sudo()
+            .search(
+                [
+                    ("stage", "=", "pending"),
+                    ("batch_id.state", "=", "processing"),
+                    ("batch_id.res_model", "=", "res.partner"),
+                    ("batch_id.company_id", "=", company.id),
+                ]
+            )
+        )
+        return set(
+            lines.filtered(
+                lambda line: (line.batch_id.options or {}).get(
+                    "document_statement_run"
+                )
+            ).mapped("res_id")
+        )
 
     def _get_statement_context(self, statement_date, frequency):
         """What the statement's report and template read: the date, the

@@ -6,7 +6,7 @@ usage: python statement_child.py CONFIG_JSON MODE
         company, whose statements are due today (weekly, today's weekday),
         sent through a server at 127.0.0.1:PORT, their PDFs' assets taken
         from REPORT_URL; commit, print the customers' ids
-  MODE "run": the scheduled job then the mail queue, as the crons do
+  MODE "run": the scheduled job, its batch, then the mail queue, as the crons do
   MODE "cleanup IDS_JSON": remove what "setup" and "run" left
 """
 
@@ -63,6 +63,7 @@ def setup(env, port, report_url):
 
 def cleanup(env, ids):
     customers = env["res.partner"].browse(ids)
+    env["document.email.batch"].search([("res_model", "=", "res.partner")]).unlink()
     env["mail.mail"].search(
         [("model", "=", "res.partner"), ("res_id", "in", ids)]
     ).unlink()
@@ -96,6 +97,9 @@ def main():
             sys.stdout.write(json.dumps(setup(env, int(args[0]), args[1])))
         elif mode == "run":
             env["res.partner"]._cron_send_statements()
+            # the run's batch, rendered and queued as its scheduled job does
+            while env["document.email.batch"]._process_chunk(auto_commit=True):
+                pass
             env["mail.mail"].process_email_queue()
         elif mode == "cleanup":
             cleanup(env, json.loads(args[0]))

@@ -55,6 +55,8 @@ class TestStatementSchedule(AgedReceivableMixin, DocumentEmailCase):
             [("document_statement_date", "!=", False)]
         )
         self.Partner._send_due_statements(today)
+        # each run is one batch, rendered and queued by its scheduled job
+        self.process_batches()
         return (
             self.env["mail.mail"].search([("document_statement_date", "!=", False)])
             - before
@@ -172,6 +174,18 @@ class TestStatementSchedule(AgedReceivableMixin, DocumentEmailCase):
             set(self.run_statements(date(2024, 8, 5)).mapped("res_id")),
             {self.owing.id, self.weekly.id},
         )
+
+    def test_statement_recorded_not_rendered_yet_not_queued_again(self):
+        """A run whose batch has not been rendered yet (no email exists):
+        the next run leaves its customers alone."""
+        Line = self.env["document.email.batch.line"]
+        self.Partner._send_due_statements(RUN)
+        self.Partner._send_due_statements(RUN)
+        lines = Line.search([("batch_id.res_model", "=", "res.partner")])
+        self.assertEqual(lines.mapped("res_id"), self.owing.ids)
+        self.process_batches()
+        self.deliver()
+        self.assertEqual(len(self.messages_to("owing@customer.example.com")), 1)
 
     def test_failed_send_retried_next_run_date_kept(self):
         self.company.document_smtp_port = free_port()  # nothing listens

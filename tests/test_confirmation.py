@@ -48,6 +48,8 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         campaign.action_select_partners()
         campaign.request_ids.filtered(lambda r: r.partner_id != partner).unlink()
         campaign.action_send()
+        # the batch is rendered and queued by its scheduled job
+        self.process_batches()
         return campaign.request_ids
 
     def page(self, confirmation, token=None):
@@ -373,7 +375,9 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         answered._record_answer(True, ip="127.0.0.1")
         Campaign = self.env["account.confirmation.campaign"]
         Campaign._cron_follow_up()
+        self.process_batches()
         Campaign._cron_follow_up()
+        self.process_batches()
         self.assertEqual(waiting.state, "second_sent")
         self.assertEqual(waiting.second_request_date, self.today)
         self.assertEqual(len(self.second_requests_mails(waiting)), 1)

@@ -376,6 +376,11 @@ class DocumentEmailBatch(models.Model):
                 mails = wizard._create_mails(list(to_queue.values()))
                 wizard.sudo().unlink()
         except (UserError, ValueError, psycopg2.errors.DataError) as error:
+            if len(readable) > 1:
+                # one document's error must not fail the others of its chunk
+                for document in readable:
+                    self._process_lines(by_res_id[document.id])
+                return
             _logger.info("document email batch %s: chunk failed: %s", self.id, error)
             for document in readable:
                 by_res_id[document.id]._fail(str(error))

@@ -192,7 +192,7 @@ class TestCoreSend(DocumentEmailCase):
         lonely = self.invoice_for(self.partner_no_email, 5.0)
         wizard = self.open_wizard(printed | facturx | lonely)
         with edi_as_in_production():
-            wizard.action_send()
+            self.send_in_background(wizard)
         with real_smtp_delivery():
             self.env["mail.mail"].process_email_queue()
         for invoice in printed | facturx:
@@ -233,16 +233,25 @@ class TestCoreSend(DocumentEmailCase):
         self.assertFalse(invoice.invoice_pdf_report_id)
         self.assertFalse(invoice.is_move_sent)
 
-    def test_batch_with_one_error_sends_nothing(self):
+    def test_batch_one_generation_error_fails_that_invoice_only(self):
+        """In the background, an invoice whose files cannot be made fails
+        with core's error as its reason (no email, no PDF, not sent); the
+        others of its chunk go out."""
         good = self.invoice_for(self.partner_b)
         bad = self.invoice_for(self.partner_a, 20.0)
         self.partner_a.zip = False
         wizard = self.open_wizard(good | bad)
-        with self.refused(bad.name), edi_as_in_production():
-            wizard.action_send()
-        self.assertFalse(self.mails_of(good | bad))
-        self.assertFalse((good | bad).invoice_pdf_report_id)
-        self.assertFalse(good.is_move_sent)
+        with edi_as_in_production():
+            batch = self.send_in_background(wizard)
+        self.assertFalse(self.mails_of(bad))
+        self.assertFalse(bad.invoice_pdf_report_id)
+        self.assertFalse(bad.is_move_sent)
+        [failed] = batch.line_ids.filtered(lambda line: line.state == "failed")
+        self.assertEqual(failed.res_id, bad.id)
+        self.assertIn(bad.name, failed.failure_reason)
+        self.assertEqual(len(self.mails_of(good)), 1)
+        self.assertTrue(good.invoice_pdf_report_id)
+        self.assertTrue(good.is_move_sent)
 
     def test_core_danger_alert_blocks_single_send(self):
         invoice = self.invoice_for(self.partner_a, post=False)

@@ -692,6 +692,9 @@ class DocumentEmailWizard(models.TransientModel):
 
     def _prepare_batch_values(self, documents):
         """{document: mail values, or the reason (str) it is skipped}."""
+        # the documents render with what this wizard carries (e.g. the date
+        # of a statement), whichever environment they were browsed in
+        documents = documents.with_env(self.env)
         rendered = self._render_batch(documents)
         partners_of = {
             document: document._get_document_email_partners().filtered("email")

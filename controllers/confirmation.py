@@ -1,6 +1,17 @@
+import math
+import os
+
 from odoo import http
 from odoo.http import request
 from odoo.tools import consteq, float_round
+
+
+# what a partner may attach to their answer
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+UPLOAD_EXTENSIONS = {
+    ".pdf", ".png", ".jpg", ".jpeg", ".csv", ".txt",
+    ".xls", ".xlsx", ".ods", ".doc", ".docx", ".odt",
+}  # fmt: skip
 
 
 class ConfirmationController(http.Controller):
@@ -70,20 +81,30 @@ class ConfirmationController(http.Controller):
         if not confirmation._is_answerable():
             # a second answer changes nothing: the page shows the first one
             return self._render(confirmation)
+        if request.env.user._is_internal():
+            # ISA 505: the partner answers, not someone of the company
+            return self._render(
+                confirmation,
+                error=request.env._(
+                    "You are signed in as a user of %(company)s: only the "
+                    "partner may answer. Sign out or use a private window.",
+                    company=confirmation.company_id.name,
+                ),
+            )
         agree = answer == "agree"
         amount = 0.0
         if not agree:
-            try:
-                amount = float_round(
-                    float((post.get("their_balance") or "").replace(",", "")),
-                    precision_rounding=confirmation.currency_id.rounding,
-                )
-            except ValueError:
+            amount = self._parse_amount(post.get("their_balance"), confirmation)
+            if amount is None:
                 return self._render(
                     confirmation, error=request.env._("Enter your balance.")
                 )
         upload = post.get("attachment")
-        file = (upload.filename, upload.read()) if upload else None
+        file = None
+        if upload and upload.filename:
+            file, error = self._read_upload(upload)
+            if error:
+                return self._render(confirmation, error=error)
         confirmation._record_answer(
             agree,
             amount,
@@ -92,3 +113,25 @@ class ConfirmationController(http.Controller):
             ip=request.httprequest.remote_addr,
         )
         return request.redirect(confirmation.get_portal_url())
+
+    def _parse_amount(self, text, confirmation):
+        """The typed balance, rounded, or None when it is not an amount."""
+        try:
+            value = float((text or "").replace(",", ""))
+        except ValueError:
+            return None
+        if not math.isfinite(value) or abs(value) >= 1e15:
+            return None
+        return float_round(value, precision_rounding=confirmation.currency_id.rounding)
+
+    def _read_upload(self, upload):
+        """((name, bytes), None) or (None, the reason it is refused)."""
+        extension = os.path.splitext(upload.filename)[1].lower()
+        if extension not in UPLOAD_EXTENSIONS:
+            return None, request.env._(
+                "Attach a PDF, an image, a spreadsheet or a text document."
+            )
+        content = upload.read(MAX_UPLOAD_BYTES + 1)
+        if len(content) > MAX_UPLOAD_BYTES:
+            return None, request.env._("The file is larger than 10 MB.")
+        return (upload.filename, content), None

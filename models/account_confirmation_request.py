@@ -163,6 +163,14 @@ class AccountConfirmationRequest(models.Model):
             for item in items or []
         ]
 
+    @api.model
+    def _get_thread_with_access(self, thread_id, mode="read", **kwargs):
+        """The personal link answers on the confirmation page only: core's
+        token routes (chatter posts, uploads) stay closed to visitors."""
+        if not self.env.user._is_internal():
+            return self.browse()
+        return super()._get_thread_with_access(thread_id, mode=mode, **kwargs)
+
     def _is_link_valid(self):
         """Links die with the campaign's closing or some days after the
         deadline."""

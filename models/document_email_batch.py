@@ -322,17 +322,21 @@ class DocumentEmailBatch(models.Model):
             line_id for line_id, batch_id in rows if batch_id == first_batch
         )
 
+    def _user_env(self):
+        """As the batch's user in the batch's company, with every company
+        the user may work in allowed (as when they sent it): a batch mixing
+        documents of several companies renders each with its own."""
+        self.ensure_one()
+        user = self.user_id
+        companies = self.company_id | user.company_ids
+        return self.with_user(user).with_context(allowed_company_ids=companies.ids)
+
     def _rendering_env_wizard(self, documents):
         """The send wizard as the user left it, as that user in the batch's
         company, on these documents."""
         self.ensure_one()
         template = self.template_id
-        user_env = (
-            self.with_user(self.user_id)
-            .with_company(self.company_id)
-            .with_context(**(self.options or {}))
-            .env
-        )
+        user_env = self._user_env().with_context(**(self.options or {})).env
         return user_env["document.email.wizard"].create(
             {
                 "res_model": self.res_model,
@@ -352,7 +356,7 @@ class DocumentEmailBatch(models.Model):
         """Render and queue the documents of these lines (all of this batch)."""
         self.ensure_one()
         by_res_id = {line.res_id: line for line in lines}
-        user_env = self.with_user(self.user_id).with_company(self.company_id).env
+        user_env = self._user_env().env
         documents = user_env[self.res_model].browse(list(by_res_id)).exists()
         gone = set(by_res_id) - set(documents.ids)
         readable = documents._filtered_access("read")
@@ -375,12 +379,19 @@ class DocumentEmailBatch(models.Model):
                 }
                 mails = wizard._create_mails(list(to_queue.values()))
                 wizard.sudo().unlink()
-        except (UserError, ValueError, psycopg2.errors.DataError) as error:
+        except (
+            psycopg2.errors.TransactionRollbackError,
+            psycopg2.errors.LockNotAvailable,
+        ):
+            raise  # another worker got there first: the job runs again
+        except Exception as error:  # noqa: BLE001 - a document fails, not the job
             if len(readable) > 1:
                 # one document's error must not fail the others of its chunk
                 for document in readable:
                     self._process_lines(by_res_id[document.id])
                 return
+            if not isinstance(error, UserError | ValueError | psycopg2.Error):
+                _logger.exception("document email batch %s: rendering failed", self.id)
             _logger.info("document email batch %s: chunk failed: %s", self.id, error)
             for document in readable:
                 by_res_id[document.id]._fail(str(error))

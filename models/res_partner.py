@@ -30,10 +30,13 @@ class ResPartner(models.Model):
         "Next Statement",
         company_dependent=True,
         copy=False,
+        groups="account.group_account_invoice",
         help="Moves on only once the statement of this date has been sent.",
     )
     statement_contact = fields.Boolean(
         "Receives Statements",
+        # who receives a customer's figures: decided by accounting only
+        groups="account.group_account_invoice",
         help="Scheduled statements of the company go to the contacts marked "
         "so, instead of its invoice addresses.",
     )

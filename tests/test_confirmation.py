@@ -262,12 +262,15 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
             self.assertNotIn("Confirm Customer", response.text)
             self.assertNotIn("1,234.50", response.text)
         self.assertEqual(confirmation.state, "sent", "not opened by a bad link")
-        # posting with a tampered token records nothing
+        # posting with a tampered token (and a valid CSRF token, so that the
+        # token check itself refuses it) records nothing
+        login = self.url_open("/web/login").text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', login).group(1)
         response = self.url_open(
             f"/my/confirmation/{confirmation.id}/answer",
-            data={"access_token": tampered, "answer": "agree"},
+            data={"access_token": tampered, "answer": "agree", "csrf_token": csrf},
         )
-        self.assertNotEqual(response.status_code, 200)
+        self.assertEqual(response.status_code, 404)
         self.assertEqual(confirmation.state, "sent")
         # expired: deadline + grace passed, or the campaign closed
         campaign = confirmation.campaign_id
@@ -308,6 +311,49 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         self.assertEqual(confirmation.answer_date, first_date)
         self.assertEqual(
             len(self.env["mail.mail"].search([("email_to", "=", AUDITOR)])), 1
+        )
+
+    def test_bad_amount_big_or_odd_file_and_insider_refused(self):
+        [confirmation] = self.sent_request()
+        for amount in ("1e400", "inf", "nan", "abc"):
+            page = self.answer(confirmation, answer="disagree", their_balance=amount)
+            self.assertEqual(page.status_code, 200, amount)
+            self.assertIn("Enter your balance.", page.text)
+        too_big = b"x" * (10 * 1024 * 1024 + 1)
+        for name, content in (("big.pdf", too_big), ("run.exe", b"MZ")):
+            page = self.answer(
+                confirmation,
+                answer="disagree",
+                their_balance="1",
+                files={"attachment": (name, content, "application/octet-stream")},
+            )
+            self.assertEqual(page.status_code, 200, name)
+            self.assertIn('name="their_balance"', page.text, "still to answer")
+        self.assertIn(confirmation.state, ("sent", "opened"))
+        # someone of the company, signed in, may not answer for the partner
+        self.authenticate("admin", "admin")
+        page = self.answer(confirmation, answer="agree")
+        self.assertIn("only the partner may answer", page.text)
+        self.assertIn(confirmation.state, ("sent", "opened"))
+        self.assertFalse(confirmation.answer_date)
+
+    def test_token_opens_no_chatter_route(self):
+        """Core's token access to a thread (posting, uploading on the
+        chatter) is closed on requests: the link is for the answer page."""
+        [confirmation] = self.sent_request()
+        public = self.env.ref("base.public_user")
+        Request = self.env["account.confirmation.request"].with_user(public)
+        self.assertFalse(
+            Request._get_thread_with_access(
+                confirmation.id, "write", token=confirmation.access_token
+            )
+        )
+        self.assertEqual(
+            self.env["account.confirmation.request"]._get_thread_with_access(
+                confirmation.id, "read"
+            ),
+            confirmation,
+            "internal users keep core's access",
         )
 
     def test_vendor_disputes_what_we_owe(self):

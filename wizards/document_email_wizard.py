@@ -554,11 +554,33 @@ class DocumentEmailWizard(models.TransientModel):
         sent_to = {
             (res_id, tuple(partners)) for res_id, partners in self.env.cr.fetchall()
         }
-        if not sent_to:
+        pending = self._in_pending_batches(documents)
+        if not (sent_to or pending):
             return documents.browse()
         return documents.filtered(
-            lambda document: self._recipients_key(document, documents) in sent_to
+            lambda document: document.id in pending
+            or self._recipients_key(document, documents) in sent_to
         )
+
+    def _in_pending_batches(self, documents):
+        """Ids of these documents already recorded in a batch still being
+        processed (no email yet): sending them again would send twice."""
+        self.env["document.email.batch.line"].flush_model(["stage", "batch_id"])
+        self.env["document.email.batch"].flush_model(["state", "res_model"])
+        self.env.cr.execute(
+            SQL(
+                """SELECT line.res_id
+                     FROM document_email_batch_line line
+                     JOIN document_email_batch batch ON batch.id = line.batch_id
+                    WHERE batch.res_model = %(model)s
+                      AND batch.state = 'processing'
+                      AND line.stage = 'pending'
+                      AND line.res_id = ANY(%(ids)s)""",
+                model=documents._name,
+                ids=documents.ids,
+            )
+        )
+        return {res_id for (res_id,) in self.env.cr.fetchall()}
 
     def _recipients_key(self, document, documents):
         """(document id, its default recipients' ids, sorted)."""
@@ -586,6 +608,9 @@ class DocumentEmailWizard(models.TransientModel):
 
     def _send_single(self, document):
         mail = self._create_mails([self._prepare_single_values(document)])
+        # a concurrent update of the document fails here, before the SMTP
+        # call, not at commit after it (a replayed request would send twice)
+        self.env.flush_all()
         try:
             mail.send(raise_exception=False)
         except smtplib.SMTPException as error:

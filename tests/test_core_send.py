@@ -284,9 +284,10 @@ class TestCoreSend(DocumentEmailCase):
         wizard = self.open_wizard(refund)
         self.assertIn("View credit note online", wizard.body)
         self.assertNotIn("payment=true", wizard.body)
-        # a vendor bill has no portal page for the vendor
+        # a vendor bill is not sent from here at all (issue 10 §4)
         bill = self.invoice_for(self.partner_b, 10.0, "in_invoice")
-        self.assertNotIn("/my/invoices", self.open_wizard(bill).body)
+        with self.assertRaisesRegex(UserError, "vendor bill or refund"):
+            self.open_wizard(bill)
 
     # -- quotations -------------------------------------------------------------
 

@@ -241,8 +241,14 @@ class TestRights(DocumentEmailCase):
                 "res_id": 0,
             }
         )
-        wizard = self.wizard_model(self.clerk, self.invoice).create({})
+        # another report than the official one: the dialog renders its PDF
+        wizard = (
+            self.wizard_model(self.clerk, self.invoice)
+            .with_context(default_report_id=self.env.ref("account.account_invoices_without_payment").id)
+            .create({})
+        )
         pdf = wizard.attachment_ids
+        self.assertEqual(len(pdf), 1)
         wizard.attachment_ids = [Command.link(upload.id), Command.link(other_file.id)]
         with real_smtp_delivery():
             wizard.action_send()
@@ -268,8 +274,11 @@ class TestRights(DocumentEmailCase):
         Attachment = self.env["ir.attachment"]
         wizard_model = self.env["document.email.wizard"]
         # saved (a button was clicked), then cancelled: vacuumed with the dialog
-        wizard = self.open_wizard(self.invoice)
+        # another report than the official one: the dialog renders its PDF
+        report = self.env.ref("account.account_invoices_without_payment").id
+        wizard = self.open_wizard(self.invoice, report_id=report)
         pdf = wizard.attachment_ids
+        self.assertEqual(len(pdf), 1)
         self.assertEqual((pdf.res_model, pdf.res_id), (wizard._name, wizard.id))
         self.env.flush_all()
         self.env.cr.execute(
@@ -285,7 +294,9 @@ class TestRights(DocumentEmailCase):
         before = Attachment.search([("res_model", "=", wizard._name)])
         form = Form(
             wizard_model.with_context(
-                active_model="account.move", active_ids=self.invoice.ids
+                active_model="account.move",
+                active_ids=self.invoice.ids,
+                default_report_id=report,
             )
         )
         self.assertTrue(form.attachment_ids)
@@ -348,7 +359,12 @@ class TestRights(DocumentEmailCase):
         self.assertEqual(env.company, company_a, "working in A")
         wizard = (
             env["document.email.wizard"]
-            .with_context(active_model="account.move", active_ids=invoice_b.ids)
+            .with_context(
+                active_model="account.move",
+                active_ids=invoice_b.ids,
+                # not the official PDF (made when sent): rendered in the dialog
+                default_report_id=self.env.ref("account.account_invoices_without_payment").id,
+            )
             .create({})
         )
         self.assertEqual(

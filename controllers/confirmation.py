@@ -5,7 +5,6 @@ from odoo import http
 from odoo.http import request
 from odoo.tools import consteq, float_round
 
-
 # what a partner may attach to their answer
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 UPLOAD_EXTENSIONS = {

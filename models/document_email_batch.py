@@ -384,7 +384,7 @@ class DocumentEmailBatch(models.Model):
             psycopg2.errors.LockNotAvailable,
         ):
             raise  # another worker got there first: the job runs again
-        except Exception as error:  # noqa: BLE001 - a document fails, not the job
+        except Exception as error:
             if len(readable) > 1:
                 # one document's error must not fail the others of its chunk
                 for document in readable:

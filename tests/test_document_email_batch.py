@@ -83,7 +83,10 @@ class TestDocumentEmailBatch(DocumentEmailCase):
         or checked per document in the request (speed itself is measured by
         bench/batch_email.py)."""
         partners = self.env["res.partner"].create(
-            [{"name": f"Scale {n}", "email": f"scale{n}@example.com"} for n in range(220)]
+            [
+                {"name": f"Scale {n}", "email": f"scale{n}@example.com"}
+                for n in range(220)
+            ]
         )
         statements = partners.with_context(aged_document="statement")
 

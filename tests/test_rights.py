@@ -244,7 +244,11 @@ class TestRights(DocumentEmailCase):
         # another report than the official one: the dialog renders its PDF
         wizard = (
             self.wizard_model(self.clerk, self.invoice)
-            .with_context(default_report_id=self.env.ref("account.account_invoices_without_payment").id)
+            .with_context(
+                default_report_id=self.env.ref(
+                    "account.account_invoices_without_payment"
+                ).id
+            )
             .create({})
         )
         pdf = wizard.attachment_ids
@@ -363,7 +367,9 @@ class TestRights(DocumentEmailCase):
                 active_model="account.move",
                 active_ids=invoice_b.ids,
                 # not the official PDF (made when sent): rendered in the dialog
-                default_report_id=self.env.ref("account.account_invoices_without_payment").id,
+                default_report_id=self.env.ref(
+                    "account.account_invoices_without_payment"
+                ).id,
             )
             .create({})
         )

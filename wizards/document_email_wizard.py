@@ -558,8 +558,10 @@ class DocumentEmailWizard(models.TransientModel):
         if not (sent_to or pending):
             return documents.browse()
         return documents.filtered(
-            lambda document: document.id in pending
-            or self._recipients_key(document, documents) in sent_to
+            lambda document: (
+                document.id in pending
+                or self._recipients_key(document, documents) in sent_to
+            )
         )
 
     def _in_pending_batches(self, documents):

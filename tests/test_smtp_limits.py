@@ -139,16 +139,16 @@ class TestSmtpLimits(TransactionCase):
             now = fields.Datetime.now()
             self.assertTrue(now < retry_at <= now + timedelta(minutes=2))
             self.assertEqual(set(waiting.mapped("scheduled_date")), {retry_at})
-            self.assertEqual(
-                set(waiting.mapped("failure_reason")),
-                {
-                    "Waiting for the provider's limit (2 per minute); next attempt "
-                    f"at {retry_at:%H:%M} UTC."
-                },
+            reason = (
+                "Waiting for the provider's limit (2 per minute); next attempt "
+                f"at {retry_at:%H:%M} UTC."
             )
+            self.assertEqual(set(waiting.mapped("failure_reason")), {reason})
             notifications = waiting.mail_message_id.notification_ids
             self.assertEqual(len(notifications), 3)
-            self.assertEqual(set(notifications.mapped("notification_status")), {"ready"})
+            self.assertEqual(
+                set(notifications.mapped("notification_status")), {"ready"}
+            )
             self.assertTrue(
                 self.env["ir.cron.trigger"].search(
                     [("cron_id", "=", cron.id), ("call_at", "=", retry_at)]

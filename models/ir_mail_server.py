@@ -133,6 +133,18 @@ class IrMailServer(models.Model):
         default=30,
         help="How long to wait for each answer of the server.",
     )
+    document_max_per_connection = fields.Integer(
+        "Maximum emails per connection",
+        readonly=True,
+        help="The queue opens a new SMTP connection after this many emails "
+        "(some providers allow 20). 0: no limit.",
+    )
+    document_max_per_minute = fields.Integer(
+        "Maximum emails per minute",
+        readonly=True,
+        help="Emails beyond this number wait in the queue for the next minute. "
+        "0: no limit.",
+    )
 
     def connect(
         self,

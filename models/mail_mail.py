@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 from odoo import fields, models
+from odoo.tools import SQL, split_every
 from odoo.tools.mail import email_normalize, email_normalize_all, email_split_and_format
 
 from .ir_mail_server import DocumentSMTPMixin
@@ -17,6 +18,10 @@ class MailMail(models.Model):
         help="Blind carbon copy recipients: they get the email, no header names them",
     )
     document_attempts = fields.Integer("Delivery attempts", default=0, readonly=True)
+    # when a company's documents server took it: its per-minute limit counts these
+    document_sent_at = fields.Datetime(
+        "Taken by the server at", readonly=True, copy=False, index="btree_not_null"
+    )
 
     def _prepare_outgoing_list(
         self, mail_server=False, recipients_follower_status=None
@@ -36,6 +41,82 @@ class MailMail(models.Model):
                 email_normalize_all(self.email_bcc)
             )
         return results
+
+    def _split_by_mail_configuration(self):
+        """A company's documents server: core opens one SMTP session per
+        batch, so its batches hold at most its emails per connection; and
+        only what its per-minute limit allows now goes out, the rest waits."""
+        servers = self.env["ir.mail_server"].sudo()
+        for (
+            server_id,
+            alias_domain_id,
+            smtp_from,
+            batch_ids,
+        ) in super()._split_by_mail_configuration():
+            server = servers.browse(server_id)
+            if not server.document_company_id:
+                yield server_id, alias_domain_id, smtp_from, batch_ids
+                continue
+            per_session = server.document_max_per_connection or len(batch_ids)
+            for session_ids in split_every(per_session, batch_ids):
+                # counted lazily: the previous sessions' emails are sent by now
+                allowed = self.browse(session_ids)._document_within_minute_limit(server)
+                if allowed:
+                    yield server_id, alias_domain_id, smtp_from, allowed.ids
+
+    def _document_within_minute_limit(self, server):
+        """The emails the server's per-minute limit lets through now; the
+        others wait in the queue until the limit frees."""
+        limit = server.document_max_per_minute
+        if not limit:
+            return self
+        sent, oldest = self._document_sent_last_minute(server)
+        allowed = self[: max(limit - sent, 0)]
+        waiting = self - allowed
+        if waiting:
+            # the window frees a minute after its oldest email (or after
+            # the ones going out now)
+            frees_at = (oldest or fields.Datetime.now()) + timedelta(minutes=1)
+            retry_at = frees_at.replace(second=0, microsecond=0) + timedelta(minutes=1)
+            waiting._document_wait_for_limit(limit, retry_at)
+        return allowed
+
+    def _document_sent_last_minute(self, server):
+        """(count, oldest) of the emails the server took in the last minute."""
+        self.env["mail.mail"].flush_model(["document_sent_at"])
+        self.env["mail.message"].flush_model(["mail_server_id"])
+        self.env.cr.execute(
+            SQL(
+                "SELECT count(*), min(mail.document_sent_at) FROM mail_mail mail "
+                "JOIN mail_message message ON message.id = mail.mail_message_id "
+                "WHERE mail.document_sent_at > %s AND message.mail_server_id = %s",
+                fields.Datetime.now() - timedelta(minutes=1),
+                server.id,
+            )
+        )
+        return self.env.cr.fetchone()
+
+    def _document_wait_for_limit(self, limit, retry_at):
+        """Kept in the queue, not failed: the provider's limit is reached."""
+        self.write(
+            {
+                "state": "outgoing",
+                "scheduled_date": retry_at,
+                "failure_reason": self.env._(
+                    "Waiting for the provider's limit (%(limit)s per minute); next "
+                    "attempt at %(when)s UTC.",
+                    limit=limit,
+                    when=retry_at.strftime("%H:%M"),
+                ),
+            }
+        )
+        self.env["mail.notification"].sudo().search(
+            [
+                ("mail_mail_id", "in", self.ids),
+                ("notification_status", "!=", "ready"),
+            ]
+        ).notification_status = "ready"
+        self.env.ref("mail.ir_cron_mail_scheduler_action")._trigger(at=retry_at)
 
     def _send(
         self,
@@ -73,6 +154,8 @@ class MailMail(models.Model):
         message was accepted, or a temporary refusal to try again later."""
         if not self.exists():
             return
+        if self.state == "sent":
+            self.document_sent_at = fields.Datetime.now()
         refused = smtp_session.refused_by_message.get(self.message_id)
         if self.state == "sent" and refused:
             self._document_partial_refusal(refused)

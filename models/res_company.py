@@ -22,6 +22,8 @@ SMTP_FIELDS = (
     "document_smtp_pass",
     "document_smtp_encryption",
     "document_smtp_verify_certificate",
+    "document_smtp_max_per_connection",
+    "document_smtp_max_per_minute",
 )
 
 
@@ -62,6 +64,20 @@ class ResCompany(models.Model):
         help="Refuse servers whose certificate is self-signed, expired or for "
         "another host. Turn off only for a server you trust.",
     )
+    document_smtp_max_per_connection = fields.Integer(
+        string="Maximum emails per connection",
+        default=0,
+        groups="base.group_system",
+        help="The queue opens a new SMTP connection after this many emails "
+        "(some providers allow 20). 0: no limit.",
+    )
+    document_smtp_max_per_minute = fields.Integer(
+        string="Maximum emails per minute",
+        default=0,
+        groups="base.group_system",
+        help="Emails beyond this number wait in the queue for the next minute. "
+        "0: no limit.",
+    )
     document_mail_server_id = fields.Many2one(
         "ir.mail_server",
         string="Outgoing Mail Server for Documents",
@@ -76,6 +92,20 @@ class ResCompany(models.Model):
         for company in self.sudo():
             if company.document_smtp_use_default:
                 continue
+            if (
+                min(
+                    company.document_smtp_max_per_connection,
+                    company.document_smtp_max_per_minute,
+                )
+                < 0
+            ):
+                raise ValidationError(
+                    self.env._(
+                        "%(company)s: the SMTP limits are numbers of emails, 0 for "
+                        "no limit.",
+                        company=company.name,
+                    )
+                )
             if not (company.document_smtp_host or "").strip():
                 raise ValidationError(
                     self.env._(
@@ -126,6 +156,8 @@ class ResCompany(models.Model):
             "smtp_port": self.document_smtp_port,
             "smtp_encryption": self.document_smtp_encryption,
             "smtp_verify_certificate": self.document_smtp_verify_certificate,
+            "document_max_per_connection": self.document_smtp_max_per_connection,
+            "document_max_per_minute": self.document_smtp_max_per_minute,
             "document_company_id": self.id,
             "smtp_authentication": "login",
             "smtp_user": user if authenticate else False,

@@ -13,6 +13,8 @@ SMTP_SETTINGS = {
     "smtp_pass": "document_smtp_pass",
     "smtp_encryption": "document_smtp_encryption",
     "smtp_verify_certificate": "document_smtp_verify_certificate",
+    "smtp_max_per_connection": "document_smtp_max_per_connection",
+    "smtp_max_per_minute": "document_smtp_max_per_minute",
 }
 
 
@@ -45,6 +47,18 @@ class ResConfigSettings(models.TransientModel):
         string="Verify the server's TLS certificate",
         default=True,
         groups="base.group_system",
+    )
+    smtp_max_per_connection = fields.Integer(
+        string="Maximum emails per connection",
+        groups="base.group_system",
+        help="The queue opens a new SMTP connection after this many emails "
+        "(some providers allow 20). 0: no limit.",
+    )
+    smtp_max_per_minute = fields.Integer(
+        string="Maximum emails per minute",
+        groups="base.group_system",
+        help="Emails beyond this number wait in the queue for the next minute. "
+        "0: no limit.",
     )
     smtp_test_email_to = fields.Char(
         string="Send a test email to", groups="base.group_system"

@@ -15,3 +15,4 @@ from . import test_document_email_batch
 from . import test_statement_schedule
 from . import test_statement_process
 from . import test_confirmation
+from . import test_smtp_limits

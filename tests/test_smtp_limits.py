@@ -1,0 +1,202 @@
+"""A company's server may cap the emails per SMTP connection and per minute;
+the queue respects both for the add-on's emails only (issue 12, "SMTP limits
+per company server")."""
+
+from datetime import timedelta
+
+from odoo import fields
+from odoo.exceptions import ValidationError
+from odoo.tests import TransactionCase, tagged
+
+from .common import RecordingHandler, SMTPTestServer, real_smtp_delivery
+
+
+class SessionRecordingHandler(RecordingHandler):
+    """Also notes the client's address and port of each message: one port
+    per SMTP connection."""
+
+    async def handle_DATA(self, server, session, envelope):
+        answer = await super().handle_DATA(server, session, envelope)
+        with self.lock:
+            self.messages[-1]["peer"] = session.peer
+        return answer
+
+
+def sessions(smtp):
+    """The number of messages each SMTP connection carried, in order."""
+    counts = {}
+    for message in smtp.messages:
+        counts[message["peer"]] = counts.get(message["peer"], 0) + 1
+    return list(counts.values())
+
+
+@tagged("post_install", "-at_install")
+class TestSmtpLimits(TransactionCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        # databases start without any outgoing server of their own
+        cls.env["ir.mail_server"].sudo().search([]).active = False
+        cls.company = cls.env.company
+        cls.company.email = "billing@company.example.com"
+        cls.customer = cls.env["res.partner"].create(
+            {"name": "Customer", "email": "customer@customer.example"}
+        )
+        cls.author = cls.env["res.partner"].create(
+            {"name": "Author", "email": "author@company.example.com"}
+        )
+
+    def _queue(self, count, mail_server=False):
+        """Queued emails like the add-on's: one per message, each with the
+        customer's notification, through the given server."""
+        mails = self.env["mail.mail"]
+        for index in range(count):
+            message = self.customer.with_context(
+                mail_notify_force_send=False
+            ).message_post(
+                author_id=self.author.id,
+                body=f"Document {index}",
+                subject=f"Document {index}",
+                partner_ids=self.customer.ids,
+                message_type="comment",
+                subtype_xmlid="mail.mt_comment",
+            )
+            mails |= self.env["mail.mail"].search(
+                [("mail_message_id", "=", message.id)]
+            )
+        self.assertEqual(len(mails), count)
+        # kept after sending, as the add-on's emails are
+        mails.write(
+            {"mail_server_id": mail_server and mail_server.id, "auto_delete": False}
+        )
+        return mails
+
+    def _own_server(self, smtp, **limits):
+        self.company.write(smtp.company_values(**limits))
+        return self.company.document_mail_server_id
+
+    def _save_settings(self, **values):
+        self.env["res.config.settings"].create(values).execute()
+
+    def test_settings_synced_to_the_server(self):
+        with SMTPTestServer() as smtp:
+            self._save_settings(
+                **smtp.settings_values(smtp_max_per_connection=20),
+                smtp_max_per_minute=30,
+            )
+        server = self.company.document_mail_server_id
+        self.assertEqual(
+            (server.document_max_per_connection, server.document_max_per_minute),
+            (20, 30),
+        )
+        values = self.env["res.config.settings"].default_get(
+            ["smtp_max_per_connection", "smtp_max_per_minute"]
+        )
+        self.assertEqual(values["smtp_max_per_connection"], 20)
+        self.assertEqual(values["smtp_max_per_minute"], 30)
+        self._save_settings(
+            **smtp.settings_values(smtp_max_per_connection=0, smtp_max_per_minute=0)
+        )
+        self.assertEqual(
+            (server.document_max_per_connection, server.document_max_per_minute),
+            (0, 0),
+        )
+        with self.assertRaises(ValidationError):
+            self.company.document_smtp_max_per_minute = -1
+
+    def test_new_connection_after_the_limit(self):
+        with SMTPTestServer(handler=SessionRecordingHandler()) as smtp:
+            server = self._own_server(smtp, smtp_max_per_connection=2)
+            mails = self._queue(5, server)
+            with real_smtp_delivery():
+                mails.send()
+            self.assertEqual(sessions(smtp), [2, 2, 1])
+            subjects = sorted(m["message"]["Subject"] for m in smtp.messages)
+        self.assertEqual(subjects, [f"Document {index}" for index in range(5)])
+        self.assertEqual(set(mails.mapped("state")), {"sent"})
+
+    def test_without_limit_one_connection(self):
+        with SMTPTestServer(handler=SessionRecordingHandler()) as smtp:
+            mails = self._queue(5, self._own_server(smtp))
+            with real_smtp_delivery():
+                mails.send()
+            self.assertEqual(sessions(smtp), [5])
+
+    def test_per_minute_limit_waits_not_fails(self):
+        cron = self.env.ref("mail.ir_cron_mail_scheduler_action")
+        with SMTPTestServer() as smtp:
+            server = self._own_server(smtp, smtp_max_per_minute=2)
+            mails = self._queue(5, server)
+            with real_smtp_delivery():
+                mails.send()
+            self.assertEqual(len(smtp.messages), 2)
+            sent = mails.filtered(lambda mail: mail.state == "sent")
+            waiting = mails - sent
+            self.assertEqual(len(sent), 2)
+            self.assertTrue(all(sent.mapped("document_sent_at")))
+            self.assertEqual(set(waiting.mapped("state")), {"outgoing"})
+            retry_at = waiting[0].scheduled_date
+            now = fields.Datetime.now()
+            self.assertTrue(now < retry_at <= now + timedelta(minutes=2))
+            self.assertEqual(set(waiting.mapped("scheduled_date")), {retry_at})
+            reason = (
+                "Waiting for the provider's limit (2 per minute); next attempt "
+                f"at {retry_at:%H:%M} UTC."
+            )
+            self.assertEqual(set(waiting.mapped("failure_reason")), {reason})
+            notifications = waiting.mail_message_id.notification_ids
+            self.assertEqual(len(notifications), 3)
+            self.assertEqual(
+                set(notifications.mapped("notification_status")), {"ready"}
+            )
+            self.assertTrue(
+                self.env["ir.cron.trigger"].search(
+                    [("cron_id", "=", cron.id), ("call_at", "=", retry_at)]
+                )
+            )
+            # within the same minute, sending again sends nothing more
+            with real_smtp_delivery():
+                waiting.send()
+            self.assertEqual(len(smtp.messages), 2)
+            self.assertEqual(set(waiting.mapped("state")), {"outgoing"})
+            # a minute later the next two go out, the last one waits again
+            self.env.flush_all()
+            self.env.cr.execute(
+                "UPDATE mail_mail SET document_sent_at = document_sent_at - interval "
+                "'2 minutes' "
+                "WHERE id IN %s",
+                [tuple(sent.ids)],
+            )
+            self.env.invalidate_all()
+            with real_smtp_delivery():
+                waiting.send()
+            self.assertEqual(len(smtp.messages), 4)
+        self.assertEqual(waiting.mapped("state").count("sent"), 2)
+        self.assertEqual(waiting.mapped("state").count("outgoing"), 1)
+        self.assertFalse(mails.filtered(lambda mail: mail.state == "exception"))
+        subjects = [m["message"]["Subject"] for m in smtp.messages]
+        self.assertEqual(len(set(subjects)), 4, "no email delivered twice")
+
+    def test_core_email_unaffected(self):
+        """Limits of a company's server never touch an email it does not
+        carry: core's choice of server, one connection, all delivered."""
+        with (
+            SMTPTestServer() as own,
+            SMTPTestServer(handler=SessionRecordingHandler()) as default_smtp,
+        ):
+            self._own_server(own, smtp_max_per_connection=1, smtp_max_per_minute=1)
+            self.env["ir.mail_server"].sudo().create(
+                {
+                    "name": "Default",
+                    "smtp_host": "127.0.0.1",
+                    "smtp_port": default_smtp.port,
+                    "sequence": 60,
+                }
+            )
+            mails = self._queue(3)
+            with real_smtp_delivery():
+                mails.send()
+            self.assertFalse(own.messages)
+            self.assertEqual(sessions(default_smtp), [3])
+        self.assertEqual(set(mails.mapped("state")), {"sent"})
+        self.assertFalse(any(mails.mapped("failure_reason")))

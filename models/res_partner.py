@@ -555,9 +555,7 @@ class ResPartner(models.Model):
         )
         return set(
             lines.filtered(
-                lambda line: (line.batch_id.options or {}).get(
-                    "document_statement_run"
-                )
+                lambda line: (line.batch_id.options or {}).get("document_statement_run")
             ).mapped("res_id")
         )
 

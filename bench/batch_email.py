@@ -436,11 +436,12 @@ def vm_hwm(pid):
     """Peak resident set size of a process in MiB (0 if it is gone)."""
     try:
         with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+            lines = status.readlines()
+    except OSError:  # the process has exited
+        return 0
+    for line in lines:
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return 0
 
 

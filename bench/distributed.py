@@ -187,7 +187,7 @@ def prepare_data(args, smtp_port, url):
         for xmlid in ("ir_cron_document_email_batch", "ir_cron_document_email_batch_2"):
             env.ref(f"account_document_email.{xmlid}").sudo().active = False
         assert "queue.job" in env, "queue_job is not installed"
-        cr.commit()
+        cr.commit()  # pylint: disable=invalid-commit
         return registry, invoices.ids, model._name
 
 

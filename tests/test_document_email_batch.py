@@ -242,7 +242,7 @@ class TestDocumentEmailBatch(DocumentEmailCase):
         def call():
             cron_call, progress = cron.with_context(**run)._add_progress()
             self.env["document.email.batch"].with_context(
-                cron_call.env.context
+                **cron_call.env.context
             )._cron_process_batches()
             return progress.done, progress.remaining
 

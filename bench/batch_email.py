@@ -79,7 +79,17 @@ def parse_args():
     parser.add_argument(
         "--workers",
         action="store_true",
-        help="also send set B's twin from a prefork server over XML-RPC",
+        help="also send set A again from a prefork server over XML-RPC",
+    )
+    parser.add_argument(
+        "--only-prefork",
+        action="store_true",
+        help="one set of invoices, only the prefork send (implies --workers)",
+    )
+    parser.add_argument(
+        "--request-only",
+        action="store_true",
+        help="prefork: time the request, then cancel the batch (no delivery)",
     )
     return parser.parse_args()
 
@@ -125,6 +135,7 @@ class Sink:
         self.messages = 0
         self.with_pdf = 0
         self.pdfs = []
+        self.message_ids = []
 
     async def handle_DATA(self, server, session, envelope):
         message = email.message_from_bytes(envelope.content)
@@ -137,12 +148,14 @@ class Sink:
             self.messages += 1
             self.with_pdf += bool(pdfs)
             self.pdfs.append((str(message["Subject"]), pdfs[:1]))
+            self.message_ids.append(str(message["Message-Id"]))
         return "250 OK"
 
     def reset(self):
         with self.lock:
             self.messages = self.with_pdf = 0
             self.pdfs = []
+            self.message_ids = []
 
     def mismatched(self):
         """Messages whose PDF does not show the invoice named in the subject
@@ -257,7 +270,7 @@ def build_data(env, args, smtp_port, url):
         ]
     )
     sets = []
-    for _label in ("A", "B", "C"):
+    for _label in ("A",) if args.only_prefork else ("A", "B", "C"):
         moves = env["account.move"].create(
             [
                 {
@@ -282,10 +295,11 @@ def build_data(env, args, smtp_port, url):
         )
         moves.action_post()
         sets.append(moves)
-    # set C: every invoice already has its official PDF (Odoo's own Print)
-    env["account.move.send"]._generate_and_send_invoices(
-        sets[2], sending_methods=["manual"]
-    )
+    if not args.only_prefork:
+        # set C: every invoice already has its official PDF (Odoo's own Print)
+        env["account.move.send"]._generate_and_send_invoices(
+            sets[2], sending_methods=["manual"]
+        )
     env.cr.commit()
     return sets
 
@@ -392,14 +406,104 @@ def send_ours(env, invoices, args, profile=False):
     }
 
 
+class WorkerMemory(threading.Thread):
+    """Samples the peak RSS (``VmHWM``) of every child of the prefork server
+    every half second, while it runs: the kernel keeps each process's high
+    water mark, so sampling only has to see the process before it exits."""
+
+    def __init__(self, server_pid):
+        super().__init__(daemon=True)
+        self.server_pid = server_pid
+        self.peaks = {}  # pid -> peak RSS in MiB
+        self.running = True
+
+    def run(self):
+        import psutil
+
+        while self.running:
+            try:
+                children = psutil.Process(self.server_pid).children()
+            except psutil.Error:
+                children = []
+            for child in children:
+                peak = vm_hwm(child.pid)
+                if peak:
+                    self.peaks[child.pid] = max(peak, self.peaks.get(child.pid, 0))
+            time.sleep(0.5)
+
+
+def vm_hwm(pid):
+    """Peak resident set size of a process in MiB (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            lines = status.readlines()
+    except OSError:  # the process has exited
+        return 0
+    for line in lines:
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0
+
+
+def prefork_report(logfile, memory):
+    """What the prefork server's log says: which pid was which worker, the
+    workers killed for a limit, the chunks each cron worker ran."""
+    kinds, killed, chunks = {}, [], {}
+    with open(logfile, errors="replace") as log:
+        for line in log:
+            found = re.search(r"Worker (Worker\w+) \((\d+)\) alive", line)
+            if found:
+                kinds[int(found.group(2))] = found.group(1)
+            if re.search(r"timeout|time limit|memory limit|Killed", line):
+                killed.append(line.strip())
+            found = re.search(
+                r"^\S+ \S+ (\d+) INFO .*Job 'Send by email: process batches.*"
+                r"processed (\d+) records",
+                line,
+            )
+            if found:
+                pid = int(found.group(1))
+                chunks[pid] = chunks.get(pid, 0) + (int(found.group(2)) > 0)
+    cron = [memory.peaks[pid] for pid in memory.peaks if kinds.get(pid) == "WorkerCron"]
+    http = [memory.peaks[pid] for pid in memory.peaks if kinds.get(pid) == "WorkerHTTP"]
+    return {
+        "cron workers": sorted(kinds.get(pid) == "WorkerCron" for pid in kinds).count(
+            True
+        ),
+        "peak RSS cron worker (MiB)": max(cron, default=0),
+        "peak RSS HTTP worker (MiB)": max(http, default=0),
+        "chunks per cron worker pid": chunks,
+        "killed": killed,
+    }
+
+
+def warm_up(url, db, uid, calls=6):
+    """As a server in use: every HTTP worker has loaded the registry (a
+    worker's first request on a database loads it, a few seconds)."""
+    import xmlrpc.client
+
+    def call():
+        rpc = xmlrpc.client.ServerProxy(f"{url}/xmlrpc/2/object")
+        rpc.execute_kw(db, uid, "admin", "res.partner", "search_count", [[]])
+
+    for _round in range(2):
+        threads = [threading.Thread(target=call) for _i in range(calls)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+
 def send_prefork(env, invoices, args, sink):
     """``--workers``: the request on a prefork server with the default limits
     (2 HTTP workers, 2 cron workers, 120 s real / 60 s CPU), over XML-RPC as
-    the web client calls it; its cron workers do the rest. Returns the request
-    time and the time until the sink has every email."""
+    the web client calls it; its cron workers render, queue and send. Returns
+    the request time, the time until the sink has every email (None with
+    ``--request-only``) and what the server's log and memory showed."""
     import xmlrpc.client
 
     port = free_port()
+    logfile = f"/tmp/{args.db}-prefork.log"
     server = subprocess.Popen(
         odoo_command(args)
         + [
@@ -410,9 +514,14 @@ def send_prefork(env, invoices, args, sink):
             "--limit-time-real=120",
             "--limit-time-cpu=60",
             f"--db-filter=^{args.db}$",
+            "--log-level=info",
+            f"--logfile={logfile}",
+            "--log-handler=odoo.addons.base.models.ir_actions_report:ERROR",
         ],
         stdout=subprocess.DEVNULL,
     )
+    memory = WorkerMemory(server.pid)
+    memory.start()
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
@@ -424,10 +533,14 @@ def send_prefork(env, invoices, args, sink):
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise SystemExit("the prefork server did not start") from None
                 time.sleep(1)
+        say(f"prefork server on {url} (pid {server.pid}, log {logfile})")
         common = xmlrpc.client.ServerProxy(f"{url}/xmlrpc/2/common")
         uid = common.authenticate(args.db, "admin", "admin", {})
         rpc = xmlrpc.client.ServerProxy(f"{url}/xmlrpc/2/object", allow_none=True)
         context = {"active_model": "account.move", "active_ids": invoices.ids}
+        warm_up(url, args.db, uid)
+        # set A was just sent by the in-process run: confirm sending it again
+        values = {} if args.only_prefork else {"duplicate_confirmed": True}
         start = time.perf_counter()
         wizard_id = rpc.execute_kw(
             args.db,
@@ -435,10 +548,10 @@ def send_prefork(env, invoices, args, sink):
             "admin",
             "document.email.wizard",
             "create",
-            # set A was just sent: confirm sending it again
-            [{"duplicate_confirmed": True}],
+            [values],
             {"context": context},
         )
+        created = time.perf_counter() - start
         action = rpc.execute_kw(
             args.db,
             uid,
@@ -450,14 +563,25 @@ def send_prefork(env, invoices, args, sink):
         )
         requested = time.perf_counter() - start
         assert action["res_model"] == "document.email.batch", action
-        # the prefork server's cron workers render and queue, then send
+        say(f"prefork: request {requested:.2f} s (wizard create {created:.2f} s)")
+        if args.request_only:
+            env.invalidate_all()
+            env["document.email.batch"].browse(action["res_id"]).action_cancel()
+            env.cr.commit()
+            return requested, None, prefork_report(logfile, memory)
+        # the prefork server's cron workers render, queue, then send (the
+        # batch wakes the mail cron up after each chunk)
         deadline = time.monotonic() + 3600
         while sink.messages < len(invoices) and time.monotonic() < deadline:
-            env.ref("mail.ir_cron_mail_scheduler_action")._trigger()
-            env.cr.commit()
-            time.sleep(2)
-        return requested, time.perf_counter() - start
+            if server.poll() is not None:
+                raise SystemExit("the prefork server stopped")
+            time.sleep(1)
+        total = time.perf_counter() - start
+        # a late duplicate would show within a few seconds
+        time.sleep(10)
+        return requested, total, prefork_report(logfile, memory)
     finally:
+        memory.running = False
         stop(server)
 
 
@@ -523,13 +647,44 @@ def check_delivered(sink, label, expected):
     say(f"  {label}: {messages} messages delivered to the sink, {with_pdf} with a PDF")
     if messages != expected or with_pdf != expected:
         raise SystemExit(f"{label}: expected {expected} messages with a PDF")
+    unique = len(set(sink.message_ids))
+    subjects = len({subject for subject, _pdfs in sink.pdfs})
+    say(f"  {label}: {unique} distinct Message-IDs, {subjects} distinct subjects")
+    if unique != expected or subjects != expected:
+        raise SystemExit(f"{label}: some document was delivered twice")
     wrong = sink.mismatched()
     say(f"  {label}: {expected - len(wrong)} PDFs show the invoice of their subject")
     if wrong:
         raise SystemExit(f"{label}: PDFs of other documents in {wrong[:5]}")
 
 
+def run_prefork(env, args, sink, invoices):
+    """``--workers``: the send from a prefork server, and its figures."""
+    n = len(invoices)
+    sink.reset()
+    say(f"--workers: a prefork server, XML-RPC send of {n} invoices")
+    request, total, report = send_prefork(env, invoices, args, sink)
+    if total is not None:
+        check_delivered(sink, "prefork", n)
+    say(f"{'prefork: request (XML-RPC create + send)':46}: {request:6.1f} s")
+    if total is not None:
+        say(f"{'prefork: until all delivered':46}: {total:6.1f} s")
+    for label, value in report.items():
+        if label == "killed":
+            say(f"{'prefork: workers killed for a limit':46}: {len(value)}")
+            for line in value[:10]:
+                say(f"    {line}")
+        elif "MiB" in label:
+            say(f"{'prefork: ' + label:46}: {value:6.1f}")
+        else:
+            say(f"{'prefork: ' + label:46}: {value}")
+    say(f"load: {load()}")
+    return request, total, report
+
+
 def run(env, args, sink, sets):
+    if args.only_prefork:
+        return run_prefork(env, args, sink, sets[0])
     ours_set, native_set, printed_set = sets
     n = len(ours_set)
     say("warm-up render (report templates and assets)")
@@ -551,12 +706,7 @@ def run(env, args, sink, sets):
         check_delivered(sink, "Odoo", n)
 
     if args.workers:
-        sink.reset()
-        say(f"--workers: a prefork server, XML-RPC send of {n} invoices (set A again)")
-        request, total = send_prefork(env, ours_set, args, sink)
-        check_delivered(sink, "prefork", n)
-        say(f"{'prefork: request (XML-RPC create + send)':46}: {request:6.1f} s")
-        say(f"{'prefork: until all delivered':46}: {total:6.1f} s")
+        run_prefork(env, args, sink, ours_set)
 
     say(f"rendering alone: the {n} invoice PDFs of the first set")
     alone = render_alone(env, ours_set)

@@ -1,5 +1,7 @@
 import json
 import logging
+import threading
+import time
 
 import psycopg2.errors
 
@@ -25,6 +27,13 @@ REQUEST_CONTEXT_KEYS = {
 QUEUE_JOB_CHANNEL = "root.document_email"
 # chunk jobs enqueued at once (the channel's capacity decides how many run)
 QUEUE_JOB_PARALLEL = 4
+# seconds after which a scheduled job stops taking chunks in one run and
+# wakes itself up instead: a prefork cron worker's unit of work (every ready
+# job, and up to 10 calls of each) stays far from limit_time_real (120 s) and
+# limit_time_cpu (60 s)
+CRON_TIME_BUDGET = 15
+# when this thread's current scheduled-job run started
+_cron_run = threading.local()
 CRON_XMLIDS = (
     "account_document_email.ir_cron_document_email_batch",
     "account_document_email.ir_cron_document_email_batch_2",
@@ -262,11 +271,29 @@ class DocumentEmailBatch(models.Model):
         another worker takes other chunks in parallel (rows locked with SKIP
         LOCKED)."""
         auto_commit = not modules.module.current_test
+        self._cron_run_elapsed()  # the first call of a run notes its start
         done = self._process_chunk(chunk_size=chunk_size, auto_commit=auto_commit)
         remaining = self._count_pending()
-        self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
+        # past the time budget, the run ends here (nothing left for this
+        # run) and the trigger starts a new one in the worker's next loop
+        over_budget = self._cron_run_elapsed() > CRON_TIME_BUDGET
+        self.env["ir.cron"]._notify_progress(
+            done=done, remaining=0 if over_budget else remaining
+        )
         if remaining:
             self._trigger_crons()
+
+    @api.model
+    def _cron_run_elapsed(self):
+        """Seconds since this scheduled-job run started in this thread (the
+        runner calls the job up to 10 times in a run, with the same
+        ``cron_id`` and ``lastcall`` in the context)."""
+        run = (self.env.context.get("cron_id"), self.env.context.get("lastcall"))
+        if getattr(_cron_run, "key", None) != run:
+            _cron_run.key = run
+            _cron_run.start = time.monotonic()
+            return 0.0
+        return time.monotonic() - _cron_run.start
 
     @api.model
     def _flush_states(self):

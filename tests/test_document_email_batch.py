@@ -3,10 +3,13 @@ records them; scheduled jobs render and queue them in committed chunks (the
 real-process cases are in test_queue_processes.py)."""
 
 import json
+from unittest.mock import patch
 
 from odoo import Command
 from odoo.exceptions import AccessError
 from odoo.tests import new_test_user, tagged
+
+from odoo.addons.account_document_email.models import document_email_batch
 
 from .common import real_smtp_delivery
 from .document_common import DocumentEmailCase
@@ -324,6 +327,36 @@ class TestDocumentEmailBatch(DocumentEmailCase):
             counts.append(self.env.cr.sql_log_count - before)
         self.assertEqual(counts[0], counts[1], "independent of the batch size")
         self.assertLessEqual(counts[1], 3)
+
+    def test_cron_run_ends_at_its_time_budget(self):
+        """A scheduled-job run takes chunks while under its time budget, then
+        says nothing is left for this run and wakes the job up again: a
+        prefork cron worker's unit of work stays under the server's limits."""
+        self.set_chunk_size(1)
+        self.send(self.invoices)
+        cron = self.env.ref("account_document_email.ir_cron_document_email_batch")
+        run = {"cron_id": cron.id, "lastcall": cron.lastcall}
+        document_email_batch._cron_run.key = None  # a new run in this thread
+        self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)]).unlink()
+
+        def call():
+            cron_call, progress = cron.with_context(**run)._add_progress()
+            self.env["document.email.batch"].with_context(
+                **cron_call.env.context
+            )._cron_process_batches()
+            return progress.done, progress.remaining
+
+        self.assertEqual(call(), (1, 3), "under the budget: more of this run")
+        with patch.object(document_email_batch, "CRON_TIME_BUDGET", -1):
+            self.assertEqual(call(), (1, 0), "over the budget: the run ends")
+        self.assertTrue(
+            self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)]),
+            "and the job wakes itself up for a new run",
+        )
+        batch_lines = self.env["document.email.batch.line"].search(
+            [("res_id", "in", self.invoices.ids)]
+        )
+        self.assertEqual(batch_lines.mapped("stage").count("pending"), 2)
 
 
 @tagged("post_install", "-at_install")

@@ -87,11 +87,20 @@ def parse_args():
         help="one set of invoices, only the prefork send (implies --workers)",
     )
     parser.add_argument(
+        "--ratio-only",
+        action="store_true",
+        help="two sets of invoices, only ours against Odoo's Send (no "
+        "rendering alone, no set with stored PDFs)",
+    )
+    parser.add_argument(
         "--request-only",
         action="store_true",
         help="prefork: time the request, then cancel the batch (no delivery)",
     )
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.ratio_only and args.skip_native:
+        parser.error("--ratio-only compares with Odoo's Send: drop --skip-native")
+    return args
 
 
 def say(text):
@@ -270,7 +279,10 @@ def build_data(env, args, smtp_port, url):
         ]
     )
     sets = []
-    for _label in ("A",) if args.only_prefork else ("A", "B", "C"):
+    labels = ("A", "B", "C")
+    if args.only_prefork or args.ratio_only:
+        labels = ("A",) if args.only_prefork else ("A", "B")
+    for _label in labels:
         moves = env["account.move"].create(
             [
                 {
@@ -685,7 +697,7 @@ def run_prefork(env, args, sink, invoices):
 def run(env, args, sink, sets):
     if args.only_prefork:
         return run_prefork(env, args, sink, sets[0])
-    ours_set, native_set, printed_set = sets
+    ours_set, native_set, *printed_set = sets
     n = len(ours_set)
     say("warm-up render (report templates and assets)")
     env["ir.actions.report"]._render_qweb_pdf(
@@ -707,6 +719,20 @@ def run(env, args, sink, sets):
 
     if args.workers:
         run_prefork(env, args, sink, ours_set)
+
+    if args.ratio_only:
+        say("=" * 60)
+        say(f"{n} invoices, {args.lines} lines each; load: {load()}")
+        say(f"{'ours (document.email.wizard)':46}: {ours:6.1f} s")
+        for label, value in ours_parts.items():
+            unit = "" if "MiB" in label else " s"
+            say(f"{'  ' + label:46}: {value:6.1f}{unit}")
+        say(f"{'Odoo (account.move.send batch)':46}: {native:6.1f} s")
+        for label, value in native_parts.items():
+            say(f"{'  ' + label:46}: {value:6.1f} s")
+        verdict("ratio ours / Odoo", ours / native, TARGET_VS_ODOO)
+        return
+    [printed_set] = printed_set
 
     say(f"rendering alone: the {n} invoice PDFs of the first set")
     alone = render_alone(env, ours_set)

@@ -113,56 +113,21 @@ class AccountConfirmationCampaign(models.Model):
 
     def _get_open_items_query(self, partner_ids=None):
         """SQL of the posted receivable/payable lines open at the campaign's
-        date, with their open amount then in company and in line currency:
-        the residual today plus the reconciliations dated after the date."""
+        date (the aged balance's open lines, as booked: positive when the
+        partner owes us), oldest due first."""
         self.ensure_one()
-        partner_filter = (
-            SQL("AND line.partner_id IN %s", tuple(partner_ids))
-            if partner_ids
-            else SQL()
+        partners = self.env["res.partner"].browse(partner_ids or [])
+        open_lines = partners.with_company(self.company_id)._get_open_balance_query(
+            self.date_at, ACCOUNT_TYPES[self.partner_scope]
         )
         return SQL(
             """
-            WITH late_partial AS (
-                SELECT debit_move_id AS line_id, amount,
-                       debit_amount_currency AS amount_currency
-                  FROM account_partial_reconcile WHERE max_date > %(date_at)s
-                 UNION ALL
-                SELECT credit_move_id, -amount, -credit_amount_currency
-                  FROM account_partial_reconcile WHERE max_date > %(date_at)s
-            ), late AS (
-                SELECT line_id, SUM(amount) AS amount,
-                       SUM(amount_currency) AS amount_currency
-                  FROM late_partial GROUP BY line_id
-            )
-            SELECT * FROM (
-                SELECT line.id, line.partner_id, line.move_name, line.date,
-                       COALESCE(line.date_maturity, line.date) AS due_date,
-                       line.currency_id, line.balance, line.amount_currency,
-                       line.amount_residual + COALESCE(late.amount, 0)
-                           AS open_amount,
-                       line.amount_residual_currency
-                           + COALESCE(late.amount_currency, 0)
-                           AS open_amount_currency
-                  FROM account_move_line line
-                  JOIN account_account account ON account.id = line.account_id
-                  LEFT JOIN late ON late.line_id = line.id
-                 WHERE line.company_id = %(company_id)s
-                   AND line.parent_state = 'posted'
-                   AND line.date <= %(date_at)s
-                   AND account.account_type IN %(account_types)s
-                   AND line.partner_id IS NOT NULL
-                   AND (line.amount_residual != 0 OR late.line_id IS NOT NULL)
-                   %(partner_filter)s
-            ) open_line
-            WHERE open_line.open_amount != 0
-               OR open_line.open_amount_currency != 0
-            ORDER BY open_line.due_date, open_line.move_name, open_line.id
+            SELECT * FROM (%(open_lines)s) open_line
+             WHERE open_line.open_amount != 0
+                OR open_line.open_amount_currency != 0
+             ORDER BY open_line.due_date, open_line.move_name, open_line.id
             """,
-            date_at=self.date_at,
-            company_id=self.company_id.id,
-            account_types=ACCOUNT_TYPES[self.partner_scope],
-            partner_filter=partner_filter,
+            open_lines=open_lines,
         )
 
     def _get_open_items(self, partner_ids=None):

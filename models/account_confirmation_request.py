@@ -144,11 +144,21 @@ class AccountConfirmationRequest(models.Model):
         self.ensure_one()
         return -1 if self.our_balance < 0 else 1
 
+    def _fetch_open_items(self):
+        """{request id: its partner's open items at its campaign's date}."""
+        result = {}
+        for campaign, requests in self.grouped("campaign_id").items():
+            items = campaign._get_open_items(requests.partner_id.ids)
+            result.update({r.id: items.get(r.partner_id.id) for r in requests})
+        return result
+
     def _get_open_items(self):
         """The open items behind our balance, in the request's currency."""
         self.ensure_one()
-        campaign = self.campaign_id
-        items = campaign._get_open_items([self.partner_id.id]).get(self.partner_id.id)
+        # every letter of a batch's PDF at once, not one query per letter
+        items = self._get_document_email_render_values(
+            ("confirmation_open_items",), lambda requests: requests._fetch_open_items()
+        )[self.id]
         foreign = self.currency_id != self.company_id.currency_id
         return [
             {

@@ -1,7 +1,20 @@
 import uuid
+from contextlib import contextmanager
 
 from odoo import models
 from odoo.exceptions import AccessError
+
+
+@contextmanager
+def rendering_together(records):
+    """``records`` in an environment where the documents rendered together
+    share the figures of :meth:`_get_document_email_render_values`; the
+    figures are forgotten when the rendering ends."""
+    render = uuid.uuid4().hex
+    try:
+        yield records.with_context(document_email_render=render)
+    finally:
+        records.env.cr.cache.pop(("document_email_render", render), None)
 
 
 class DocumentEmailMixin(models.AbstractModel):
@@ -98,6 +111,23 @@ class DocumentEmailMixin(models.AbstractModel):
             return
         for document in self.filtered(lambda document: not document.access_token):
             document.sudo().write({"access_token": str(uuid.uuid4())})
+
+    def _get_document_email_render_values(self, key, compute):
+        """``compute(documents)`` -> ``{id: value}``, computed once for all
+        the documents a batch renders together (every template field of
+        each), not once per document and field; outside such a rendering,
+        for these documents only. ``key`` names the values (with whatever
+        they depend on, e.g. a date)."""
+        render = self.env.context.get("document_email_render")
+        if not render:
+            return compute(self)
+        values = self.env.cr.cache.setdefault(("document_email_render", render), {})
+        cached = values.setdefault(key, {})
+        if not set(self.ids) <= cached.keys():
+            # the documents rendered together are the records' prefetch set
+            together = self.browse(self._prefetch_ids) | self
+            cached.update(compute(together.filtered(lambda d: d.id not in cached)))
+        return cached
 
     def _document_email_after_send(self):
         """The emails of these documents are queued: mark them as sent."""

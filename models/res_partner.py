@@ -120,11 +120,17 @@ class ResPartner(models.Model):
         company and currency: what the statement and letter emails show."""
         self.ensure_one()
         date_at, interval_days = self._get_aged_receivable_options()
+        account_type = self._get_aged_account_type()
         company = self.env.company
+        # subject and body of every partner of a batch: one query for all
+        balances = self._get_document_email_render_values(
+            ("aged_balance", company.id, date_at, interval_days, account_type),
+            lambda partners: partners._get_aged_balance(
+                date_at, interval_days, account_type
+            ),
+        )
         return dict(
-            self._get_aged_balance(
-                date_at, interval_days, self._get_aged_account_type()
-            )[self.id],
+            balances[self.id],
             date_at=date_at,
             company=company,
             currency=company.currency_id,
@@ -137,7 +143,11 @@ class ResPartner(models.Model):
         and in the line's currency: the residual today plus the
         reconciliations (partials) dated after ``date_at``. Amounts are signed
         so that what the partner owes (receivable) or is owed (payable) is
-        positive."""
+        positive; with a tuple of account types (a confirmation of both), as
+        booked: positive when the partner owes us."""
+        account_types = (
+            account_type if isinstance(account_type, tuple) else (account_type,)
+        )
         partner_filter = (
             SQL("AND line.partner_id IN %s", tuple(self.commercial_partner_id.ids))
             if self
@@ -182,7 +192,7 @@ class ResPartner(models.Model):
              WHERE line.company_id = %(company_id)s
                AND line.parent_state = 'posted'
                AND line.date <= %(date_at)s
-               AND account.account_type = %(account_type)s
+               AND account.account_type IN %(account_types)s
                AND line.partner_id IS NOT NULL
                AND (line.amount_residual != 0 OR line.amount_residual_currency != 0
                     OR late.line_id IS NOT NULL)
@@ -190,8 +200,8 @@ class ResPartner(models.Model):
             """,
             date_at=fields.Date.to_date(date_at),
             company_id=self.env.company.id,
-            account_type=account_type,
-            sign=AGED_SIGN[account_type],
+            account_types=account_types,
+            sign=AGED_SIGN.get(account_type, 1),
             partner_filter=partner_filter,
         )
 

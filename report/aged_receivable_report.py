@@ -19,8 +19,6 @@ class ReportAgedStatement(models.AbstractModel):
         partners._check_document_email_access()
         date_at, interval_days = partners._get_aged_receivable_options()
         account_type = partners._get_aged_account_type()
-        aged = partners._get_aged_balance(date_at, interval_days, account_type)
-        items = partners._get_aged_balance_items(date_at, account_type)
         return {
             "doc_ids": docids,
             "doc_model": "res.partner",
@@ -31,8 +29,6 @@ class ReportAgedStatement(models.AbstractModel):
             "interval_days": interval_days,
             "account_type": account_type,
             "bucket_labels": self._get_bucket_labels(interval_days),
-            "aged": aged,
-            "items": items,
             "sections": self._get_sections(partners, date_at, interval_days),
             "activity_from": fields.Date.to_date(
                 self.env.context.get("aged_activity_from")

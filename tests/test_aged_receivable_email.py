@@ -1,3 +1,4 @@
+from contextlib import contextmanager
 from datetime import date
 
 from odoo.tests import tagged
@@ -119,6 +120,48 @@ class TestAgedReceivableEmail(AgedReceivableMixin, DocumentEmailCase):
         self.assertNotIn(self.invoice_a.name, text)
         self.assertNotIn("1,234.50", text)
         self.assertEqual(len(self.received()), 2)
+
+    def aged_queries(self, document, partners):
+        """Send ``document`` (statement or letter) to ``partners`` as a batch:
+        the aged-balance queries its processing ran, and the queued emails."""
+        aged = self.open_aged(send_by_email=True, partner_ids=partners.ids)
+        wizard = self.open_email_wizard(getattr(aged, f"action_{document}")())
+        self.assertEqual(wizard.document_count, len(partners))
+        wizard.action_send()
+        queries = []
+        with contextmanager(self._patchExecute)(queries):
+            self.process_batches()
+        mails = self.env["mail.mail"].search(
+            [("model", "=", "res.partner"), ("res_id", "in", partners.ids)]
+        )
+        return sum("late_partial" in query for query in queries), mails
+
+    def test_figures_once_per_batch_not_per_customer(self):
+        """A batch of statements or letters reads the aged balances once for
+        the subject and body of every customer (and once for the PDFs), not
+        once per customer and template field: 2 customers or 6, the same
+        queries; each email still shows its own customer's balance."""
+        more = self.env["res.partner"]
+        for n in range(4):
+            more |= self.create_customer(
+                f"Figures {n}", email=f"figures{n}@customer.example.com"
+            )
+            self.create_receivable(more[-1:], 1000 + n, 10 * n)
+        few = self.partner_a | self.partner_b
+        for document in ("statement", "letter"):
+            small, small_mails = self.aged_queries(document, few)
+            self.assertEqual(len(small_mails), 2)
+            small_mails.unlink()  # else the next send asks about duplicates
+            big, big_mails = self.aged_queries(document, few | more)
+            self.assertEqual(len(big_mails), 6)
+            self.assertTrue(small, "the processing reads the aged balances")
+            self.assertEqual(small, big, document)
+            self.assertLessEqual(big, 3, "templates once, the PDFs' report once")
+            for mail in big_mails:
+                partner = self.env["res.partner"].browse(mail.res_id)
+                total = partner._get_aged_balance(DATE_AT)[partner.id]["total"]
+                self.assertIn(f"{total:,.2f}", mail.body_html, partner.name)
+            big_mails.unlink()
 
     def test_confirmation_letters_by_email(self):
         aged = self.open_aged(send_by_email=True, partner_ids=self.partner_b.ids)

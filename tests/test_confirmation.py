@@ -1,5 +1,6 @@
 import random
 import re
+from contextlib import contextmanager
 from datetime import date, timedelta
 
 from odoo import fields
@@ -71,6 +72,45 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
     # ------------------------------------------------------------------
     # Selection and balances
     # ------------------------------------------------------------------
+
+    def test_letters_read_the_open_items_once_per_batch(self):
+        """The letters of a campaign's batch read the open items once for all
+        their PDFs, not once per letter: 1 customer or 4, the same queries;
+        each letter still lists its own customer's invoice."""
+        counts = []
+        for size in (1, 4):
+            invoices = self.env["account.move"]
+            for n in range(size):
+                partner = self.create_customer(
+                    f"Letters {size}-{n}", email=f"letters{size}{n}@example.com"
+                )
+                invoices |= self.create_receivable(partner, 100 + n, 5)
+            campaign = self.campaign()
+            campaign.action_select_partners()
+            campaign.request_ids.filtered(
+                lambda r, partners=invoices.partner_id: r.partner_id not in partners
+            ).unlink()
+            campaign.action_send()
+            queries = []
+            with contextmanager(self._patchExecute)(queries):
+                self.process_batches()
+            counts.append(sum("late_partial" in query for query in queries))
+            for invoice in invoices:
+                request = campaign.request_ids.filtered(
+                    lambda r, partner=invoice.partner_id: r.partner_id == partner
+                )
+                mail = self.env["mail.mail"].search(
+                    [("model", "=", request._name), ("res_id", "=", request.id)]
+                )
+                [pdf] = mail.attachment_ids.filtered(
+                    lambda a: a.mimetype == "application/pdf"
+                )
+                text = pdf_text(pdf.raw)
+                self.assertIn(invoice.name, text)
+                for other in invoices - invoice:
+                    self.assertNotIn(other.name, text)
+        self.assertTrue(counts[0], "the letters read the open items")
+        self.assertEqual(counts[0], counts[1])
 
     def test_balances_customers_vendors_both(self):
         for scope, expected in (

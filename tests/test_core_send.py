@@ -5,6 +5,7 @@ before sending, and the "sent" state afterwards."""
 
 import contextlib
 import io
+import os
 from unittest.mock import patch
 
 from odoo import Command
@@ -252,6 +253,39 @@ class TestCoreSend(DocumentEmailCase):
         self.assertEqual(len(self.mails_of(good)), 1)
         self.assertTrue(good.invoice_pdf_report_id)
         self.assertTrue(good.is_move_sent)
+
+    def test_stored_pdf_missing_from_the_filestore_is_never_sent_without(self):
+        """An official PDF whose file is gone from the filestore (Odoo reads
+        it as empty, and mail would silently leave it out): in a batch that
+        invoice fails, named with the reason, and is not emailed; the others
+        of its chunk go out with their PDF; sent alone, the user is told and
+        nothing is sent."""
+        lost = self.invoice_for(self.partner_b, 30.0)
+        kept = self.invoice_for(self.partner_b, 40.0)
+        self.env["account.move.send"]._generate_and_send_invoices(
+            lost | kept, sending_methods=["manual"]
+        )
+        stored = lost.invoice_pdf_report_id
+        path = stored._full_path(stored.store_fname)
+        moved = f"{path}.test-away"
+        os.rename(path, moved)
+        self.addCleanup(os.rename, moved, path)
+        self.assertEqual(stored.raw, b"", "Odoo reads a lost file as empty")
+        wizard = self.open_wizard(lost | kept, duplicate_confirmed=True)
+        batch = self.send_in_background(wizard)
+        [failed] = batch.line_ids.filtered(lambda line: line.state == "failed")
+        self.assertEqual(failed.res_id, lost.id)
+        self.assertIn(
+            f"The PDF of {lost.display_name} could not be made or read",
+            failed.failure_reason,
+        )
+        self.assertFalse(self.mails_of(lost))
+        [mail] = self.mails_of(kept)
+        self.assertEqual(mail.attachment_ids.raw, kept.invoice_pdf_report_id.raw)
+        self.assertTrue(mail.attachment_ids.raw.startswith(b"%PDF"))
+        with self.refused("could not be made or read"):
+            self.send(lost)
+        self.assertFalse(self.mails_of(lost))
 
     def test_core_danger_alert_blocks_single_send(self):
         invoice = self.invoice_for(self.partner_a, post=False)

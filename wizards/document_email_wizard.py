@@ -7,6 +7,8 @@ from odoo.exceptions import UserError
 from odoo.tools import SQL, email_normalize, email_split, formataddr
 from odoo.tools.safe_eval import safe_eval, time
 
+from ..models.document_email_mixin import rendering_together
+
 
 def valid_address(text):
     """The normalized address, or False: one @, a dotted domain, nothing
@@ -350,7 +352,7 @@ class DocumentEmailWizard(models.TransientModel):
                     wizard.report_id
                 )
             ):
-                files = documents._get_document_email_files(wizard.report_id)
+                files = wizard._get_files(documents, wizard.report_id)
                 pdf = self.env["ir.attachment"].create(
                     [
                         dict(
@@ -377,9 +379,9 @@ class DocumentEmailWizard(models.TransientModel):
         result = {}
         by_company = documents.grouped(lambda d: d._get_document_email_company())
         for company, group in by_company.items():
-            result.update(
-                self.with_company(company)._render_company_pdfs(report, group)
-            )
+            # the report's figures once for the documents of each call
+            with rendering_together(self.with_company(company)) as wizard:
+                result.update(wizard._render_company_pdfs(report, group))
         return result
 
     @api.model
@@ -430,6 +432,26 @@ class DocumentEmailWizard(models.TransientModel):
                 report.print_report_name, {"object": document, "time": time}
             )
         return "%s.pdf" % safe_file_name(name)
+
+    def _get_files(self, documents, report):
+        """The documents' files for ``report`` (their PDF, an invoice's
+        e-invoice): a document is never sent without them, so one that came
+        out empty (e.g. a stored PDF missing from the filestore, which Odoo
+        reads as empty and mail then leaves out) is an error."""
+        files = documents._get_document_email_files(report)
+        for document in documents:
+            if not files.get(document.id) or not all(
+                values.get("raw") for values in files[document.id]
+            ):
+                raise UserError(
+                    self.env._(
+                        "The PDF of %(document)s could not be made or read "
+                        "(%(report)s): it was not sent.",
+                        document=document.display_name,
+                        report=report.name,
+                    )
+                )
+        return files
 
     # ------------------------------------------------------------------
     # Checks
@@ -686,7 +708,7 @@ class DocumentEmailWizard(models.TransientModel):
         own.write(owner)
         attachments = own | (self.attachment_ids.sudo() - own).copy(owner)
         if document._get_document_email_files_made_when_sent(self.report_id):
-            files = document._get_document_email_files(self.report_id)[document.id]
+            files = self._get_files(document, self.report_id)[document.id]
             attachments |= (
                 self.env["ir.attachment"]
                 .sudo()
@@ -736,7 +758,7 @@ class DocumentEmailWizard(models.TransientModel):
         files = {}
         for report, group in self._batch_reports(documents).items():
             if report and group & sent:
-                files.update((group & sent)._get_document_email_files(report))
+                files.update(self._get_files(group & sent, report))
         result = {}
         for document in documents:
             partners = partners_of[document]
@@ -769,8 +791,14 @@ class DocumentEmailWizard(models.TransientModel):
         """{document id: (subject, body, sender)} from the wizard's (possibly
         edited) template, or each document's own template when it differs;
         one rendering per template, not per document."""
-        result = {}
         documents._document_email_before_render()
+        # figures the templates read (e.g. a statement's balance) are
+        # computed once for all the documents, not per document and field
+        with rendering_together(self) as wizard:
+            return wizard._render_templates(documents.with_env(wizard.env))
+
+    def _render_templates(self, documents):
+        result = {}
         by_template = documents.grouped(
             lambda d: (
                 d._get_document_email_template(),

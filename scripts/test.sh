@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Run every test of the add-on on a database of its own (created and dropped
-# here), browser tours included. Prints "N passed, N failed" at the end.
+# here), browser tours included; then, on a second database with OCA
+# queue_job installed (scripts/setup.sh unzips it), the tests of batches run
+# as jobs. Prints "N passed, N failed" at the end.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 ODOO_SRC=${ODOO_SRC:-/opt/odoo18}
@@ -8,49 +10,81 @@ ADE_HOME=${ADE_HOME:-/opt/ade}
 VENV=$ADE_HOME/venv
 # the folder where this checkout appears as account_document_email
 ADE_ADDONS=${ADE_ADDONS:-$ADE_HOME/addons}
+OCA_ADDONS=$ADE_HOME/oca/odoo/addons
 DB=${TEST_DB:-ade_test_$(date +%s)_$$}
 TAGS=${TEST_TAGS:-/account_document_email}
 LOG=${TEST_LOG:-$here/var/test.log}
+# the tests that need queue_job in the database (skipped without it)
+QUEUE_JOB_TAGS=/account_document_email:TestBatchQueueJob
 mkdir -p "$(dirname "$LOG")"
 
 command -v chromium >/dev/null || { echo "chromium is missing: run make setup" >&2; exit 1; }
 "$VENV/bin/python" -c "import websocket" || { echo "websocket-client is missing: run make setup" >&2; exit 1; }
-
 export PATH="$VENV/bin:$PATH"
-dropdb --if-exists "$DB" 2>/dev/null
-createdb "$DB" || { echo "cannot create database $DB" >&2; exit 1; }
-trap 'dropdb --if-exists "$DB" >/dev/null 2>&1; rm -rf "$ADE_HOME/data/filestore/$DB"' EXIT
+trap 'for db in "$DB" "${DB}_qj"; do dropdb --if-exists "$db" >/dev/null 2>&1; rm -rf "$ADE_HOME/data/filestore/$db"; done' EXIT
 
-echo "[test] database $DB, log $LOG"
-"$VENV/bin/python" "$ODOO_SRC/odoo-bin" \
-    --addons-path="$ODOO_SRC/addons,$ADE_ADDONS" \
-    --data-dir="$ADE_HOME/data" \
-    -d "$DB" -i account_document_email,account_edi_ubl_cii,account_payment \
-    --test-enable --test-tags "$TAGS" \
-    --http-port="${TEST_HTTP_PORT:-8169}" --http-interface=127.0.0.1 \
-    --stop-after-init --log-level=test --max-cron-threads=0 \
-    ${PGHOST:+--db_host="$PGHOST"} ${PGPORT:+--db_port="$PGPORT"} \
-    >"$LOG" 2>&1
-rc=$?
+passed=0
+bad=0
+# run_tests DB ADDONS_PATH MODULES TAGS LOG: adds to $passed and $bad
+run_tests() {
+    local db=$1 addons=$2 modules=$3 tags=$4 log=$5
+    dropdb --if-exists "$db" 2>/dev/null
+    createdb "$db" || { echo "cannot create database $db" >&2; bad=$((bad + 1)); return; }
+    echo "[test] database $db ($modules), log $log"
+    "$VENV/bin/python" "$ODOO_SRC/odoo-bin" \
+        --addons-path="$addons" \
+        --data-dir="$ADE_HOME/data" \
+        -d "$db" -i "$modules" \
+        --test-enable --test-tags "$tags" \
+        --http-port="${TEST_HTTP_PORT:-8169}" --http-interface=127.0.0.1 \
+        --stop-after-init --log-level=test --max-cron-threads=0 \
+        ${PGHOST:+--db_host="$PGHOST"} ${PGPORT:+--db_port="$PGPORT"} \
+        >"$log" 2>&1
+    local rc=$?
+    grep -E " (ERROR|CRITICAL) " "$log" | head -60
+    # the browser must really run: a skipped tour is a failure here
+    if grep -qE "Chrome( executable)? not found|skip.*(websocket|Chrome|browser)" "$log"; then
+        echo "[test] browser tests were skipped: Chromium or websocket-client is not usable" >&2
+        rc=1
+    fi
+    local summary
+    summary=$(grep -oE "[0-9]+ failed, [0-9]+ error\(s\) of [0-9]+ tests" "$log" | tail -1)
+    if [ -z "$summary" ]; then
+        echo "[test] no test summary in $log" >&2
+        tail -30 "$log"
+        bad=$((bad + 1))
+        return
+    fi
+    local failed errors total
+    failed=$(sed -E 's/^([0-9]+) failed.*/\1/' <<<"$summary")
+    errors=$(sed -E 's/.*failed, ([0-9]+) error.*/\1/' <<<"$summary")
+    total=$(sed -E 's/.* of ([0-9]+) tests/\1/' <<<"$summary")
+    echo "[test] $summary"
+    [ "$total" -gt 0 ] || { echo "[test] no test ran in $db" >&2; rc=1; }
+    [ "$rc" -eq 0 ] || [ $((failed + errors)) -gt 0 ] || errors=1
+    passed=$((passed + total - failed - errors))
+    bad=$((bad + failed + errors))
+}
 
-grep -E " (ERROR|CRITICAL) " "$LOG" | head -60
-# the browser must really run: a skipped tour is a failure here
-if grep -qE "Chrome( executable)? not found|skip.*(websocket|Chrome|browser)" "$LOG"; then
-    echo "[test] browser tests were skipped: Chromium or websocket-client is not usable" >&2
-    rc=1
+run_tests "$DB" "$ODOO_SRC/addons,$ADE_ADDONS" \
+    account_document_email,account_edi_ubl_cii,account_payment "$TAGS" "$LOG"
+
+# batches as queue_job jobs: on the full run, or when asked for by TEST_TAGS
+if [ -z "${TEST_TAGS:-}" ] || [[ "$TAGS" == *TestBatchQueueJob* ]]; then
+    if [ ! -f "$OCA_ADDONS/queue_job/__manifest__.py" ]; then
+        echo "[test] OCA queue_job is missing from $OCA_ADDONS: run make setup" >&2
+        bad=$((bad + 1))
+    else
+        qj_log=${LOG%.log}-queue_job.log
+        run_tests "${DB}_qj" "$ODOO_SRC/addons,$ADE_ADDONS,$OCA_ADDONS" \
+            account_document_email,queue_job "$QUEUE_JOB_TAGS" "$qj_log"
+        # there, queue_job is installed: a skip would hide the test
+        if grep -q "queue_job is not installed" "$qj_log"; then
+            echo "[test] the queue_job tests were skipped with queue_job installed" >&2
+            bad=$((bad + 1))
+        fi
+    fi
 fi
-summary=$(grep -oE "[0-9]+ failed, [0-9]+ error\(s\) of [0-9]+ tests" "$LOG" | tail -1)
-if [ -z "$summary" ]; then
-    echo "[test] no test summary in the log (see $LOG)" >&2
-    tail -30 "$LOG"
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-failed=$(sed -E 's/^([0-9]+) failed.*/\1/' <<<"$summary")
-errors=$(sed -E 's/.*failed, ([0-9]+) error.*/\1/' <<<"$summary")
-total=$(sed -E 's/.* of ([0-9]+) tests/\1/' <<<"$summary")
-bad=$((failed + errors))
-echo "[test] $summary"
-echo "$((total - bad)) passed, $bad failed"
-[ "$total" -gt 0 ] || { echo "[test] no test ran" >&2; exit 1; }
-[ "$bad" -eq 0 ] && [ "$rc" -eq 0 ] || exit 1
+
+echo "$passed passed, $bad failed"
+[ "$bad" -eq 0 ] || exit 1

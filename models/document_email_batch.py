@@ -322,6 +322,7 @@ class DocumentEmailBatch(models.Model):
         batches = self.sudo()
         lines = batches._lock_chunk(chunk_size or self._get_chunk_size())
         if lines:
+            batches._hold_filestore_gc()
             lines.batch_id._process_lines(lines)
             if auto_commit:
                 # each chunk is its own transaction, as cron jobs commit theirs
@@ -330,6 +331,17 @@ class DocumentEmailBatch(models.Model):
             # after the commit: a new transaction sees every worker's chunks
             batches._finish_batches(auto_commit)
         return len(lines)
+
+    @api.model
+    def _hold_filestore_gc(self):
+        """Odoo's filestore GC (autovacuum, under a SHARE lock on
+        ir_attachment) deletes the checklisted files no committed attachment
+        names; a chunk writes its PDFs (core's official ones: all of them)
+        before inserting their rows, so a GC in between loses them (one
+        chunk's 50 PDFs in bench/distributed.py). Holding the lock every
+        insert takes, from the start, makes the GC wait for the chunk (it
+        gives up after 10 s and runs again the next day)."""
+        self.env.cr.execute("LOCK TABLE ir_attachment IN ROW EXCLUSIVE MODE")
 
     @api.model
     def _lock_chunk(self, size):

@@ -4,6 +4,7 @@ this test database and a real SMTP server: a queue run killed mid-batch, and
 removes it at the end."""
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -11,9 +12,11 @@ import subprocess
 import sys
 import threading
 
+import psycopg2.errors
+
 import odoo
 from odoo.tests import TransactionCase, tagged
-from odoo.tools import config
+from odoo.tools import config, mute_logger
 
 from .common import RecordingHandler, SMTPTestServer
 
@@ -239,10 +242,14 @@ class TestBatchProcesses(ChildProcessCase):
         while time.time() < deadline and child.poll() is None:
             stages, _mails, _linked = self._committed_lines(batch_id)
             if stages.get("queued", 0) >= min_queued:
-                names = [
-                    p.name() for p in psutil.Process(child.pid).children(recursive=True)
-                ]
-                if any("wkhtmltopdf" in name for name in names):
+                # a PDF being made, not Odoo's "wkhtmltopdf --version" probe
+                # of its start-up
+                commands = []
+                for process in psutil.Process(child.pid).children(recursive=True):
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        if "wkhtmltopdf" in process.name():
+                            commands.append(process.cmdline())
+                if any("--version" not in command for command in commands):
                     return True
             time.sleep(0.05)
         return False
@@ -288,5 +295,35 @@ class TestBatchProcesses(ChildProcessCase):
             chunks = [json.loads(out) for out, _err in outputs]
             self.assertEqual(sum(chunks), 6)
             self.assertTrue(all(chunks), f"both workers rendered chunks: {chunks}")
+            self._run("queue")
+            self._assert_each_delivered_once(server, created)
+
+    def test_filestore_gc_waits_while_a_chunk_renders(self):
+        """Odoo's filestore GC takes a SHARE lock on ir_attachment, then
+        deletes the checklisted files that no committed attachment names: a
+        chunk writes its PDFs before inserting their rows. While a real worker
+        renders a chunk, that lock is refused (the GC waits, then gives up);
+        once the worker is done, it is granted."""
+        with SMTPTestServer() as server:
+            created = self._batch(6, server.port)
+            child = self._child("process", "2")
+            # the second chunk: the first may also make the report's assets
+            rendering = self._wait_for_wkhtmltopdf(child, created["batch"], 2)
+            with self.registry.cursor() as cr:
+                cr.execute("SET LOCAL lock_timeout TO '500ms'")
+                with (
+                    mute_logger("odoo.sql_db"),
+                    self.assertRaises(psycopg2.errors.LockNotAvailable),
+                ):
+                    cr.execute("LOCK TABLE ir_attachment IN SHARE MODE")
+                cr.rollback()
+            out, err = child.communicate(timeout=300)
+            self.assertTrue(rendering, "the lock was asked while wkhtmltopdf ran")
+            self.assertEqual(child.returncode, 0, err[-3000:])
+            self.assertEqual(json.loads(out), 3)
+            with self.registry.cursor() as cr:
+                cr.execute("SET LOCAL lock_timeout TO '5s'")
+                cr.execute("LOCK TABLE ir_attachment IN SHARE MODE")
+                cr.rollback()
             self._run("queue")
             self._assert_each_delivered_once(server, created)

@@ -307,7 +307,7 @@ def build_data(env, args, smtp_port, url):
         )
         moves.action_post()
         sets.append(moves)
-    if not args.only_prefork:
+    if len(sets) > 2:
         # set C: every invoice already has its official PDF (Odoo's own Print)
         env["account.move.send"]._generate_and_send_invoices(
             sets[2], sending_methods=["manual"]

@@ -5,6 +5,7 @@ from . import mail_template
 from . import res_company
 from . import res_config_settings
 from . import account_move
+from . import account_move_send
 from . import sale_order
 from . import res_partner
 from . import account_payment

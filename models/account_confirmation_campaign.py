@@ -116,18 +116,28 @@ class AccountConfirmationCampaign(models.Model):
         date (the aged balance's open lines, as booked: positive when the
         partner owes us), oldest due first."""
         self.ensure_one()
-        partners = self.env["res.partner"].browse(partner_ids or [])
-        open_lines = partners.with_company(self.company_id)._get_open_balance_query(
-            self.date_at, ACCOUNT_TYPES[self.partner_scope]
+        # the requests' partners as booked on the lines (a contact may have
+        # lines of its own), not their commercial entities
+        partner_filter = (
+            SQL("AND open_line.partner_id IN %s", tuple(partner_ids))
+            if partner_ids
+            else SQL()
+        )
+        open_lines = (
+            self.env["res.partner"]
+            .with_company(self.company_id)
+            ._get_open_balance_query(self.date_at, ACCOUNT_TYPES[self.partner_scope])
         )
         return SQL(
             """
             SELECT * FROM (%(open_lines)s) open_line
-             WHERE open_line.open_amount != 0
-                OR open_line.open_amount_currency != 0
+             WHERE (open_line.open_amount != 0
+                    OR open_line.open_amount_currency != 0)
+                   %(partner_filter)s
              ORDER BY open_line.due_date, open_line.move_name, open_line.id
             """,
             open_lines=open_lines,
+            partner_filter=partner_filter,
         )
 
     def _get_open_items(self, partner_ids=None):

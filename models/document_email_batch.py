@@ -17,6 +17,7 @@ _logger = logging.getLogger(__name__)
 CHUNK_SIZE = 20
 # context keys that belong to the request, not to the documents' rendering
 REQUEST_CONTEXT_KEYS = {
+    "document_email_render",
     "active_id",
     "active_ids",
     "active_model",
@@ -322,7 +323,6 @@ class DocumentEmailBatch(models.Model):
         batches = self.sudo()
         lines = batches._lock_chunk(chunk_size or self._get_chunk_size())
         if lines:
-            batches._hold_filestore_gc()
             lines.batch_id._process_lines(lines)
             if auto_commit:
                 # each chunk is its own transaction, as cron jobs commit theirs
@@ -331,17 +331,6 @@ class DocumentEmailBatch(models.Model):
             # after the commit: a new transaction sees every worker's chunks
             batches._finish_batches(auto_commit)
         return len(lines)
-
-    @api.model
-    def _hold_filestore_gc(self):
-        """Odoo's filestore GC (autovacuum, under a SHARE lock on
-        ir_attachment) deletes the checklisted files no committed attachment
-        names; a chunk writes its PDFs (core's official ones: all of them)
-        before inserting their rows, so a GC in between loses them (one
-        chunk's 50 PDFs in bench/distributed.py). Holding the lock every
-        insert takes, from the start, makes the GC wait for the chunk (it
-        gives up after 10 s and runs again the next day)."""
-        self.env.cr.execute("LOCK TABLE ir_attachment IN ROW EXCLUSIVE MODE")
 
     @api.model
     def _lock_chunk(self, size):
@@ -416,7 +405,7 @@ class DocumentEmailBatch(models.Model):
                 to_queue = {
                     doc: values
                     for doc, values in prepared.items()
-                    if values and (isinstance(values, dict))
+                    if isinstance(values, dict)
                 }
                 mails = wizard._create_mails(list(to_queue.values()))
                 wizard.sudo().unlink()
@@ -438,7 +427,9 @@ class DocumentEmailBatch(models.Model):
                 by_res_id[document.id]._fail(str(error))
             return
         for document, values in prepared.items():
-            if document not in to_queue:
+            if isinstance(values, UserError):
+                by_res_id[document.id]._fail(str(values))
+            elif document not in to_queue:
                 by_res_id[document.id]._skip(
                     values
                     if isinstance(values, str)

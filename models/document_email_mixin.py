@@ -5,6 +5,17 @@ from odoo import models
 from odoo.exceptions import AccessError
 
 
+def hold_filestore_gc(env):
+    """Before writing files whose attachments are inserted later in the
+    transaction: Odoo's filestore GC (auto-vacuum, under a SHARE lock on
+    ir_attachment) deletes the checklisted files no committed attachment
+    names, and core's ``ir.attachment.create`` writes every file before its
+    one INSERT (all of a chunk's official PDFs at once). Taking the lock the
+    INSERT takes makes the GC wait (it gives up after 10 s and runs again
+    the next day) instead of deleting them."""
+    env.cr.execute("LOCK TABLE ir_attachment IN ROW EXCLUSIVE MODE")
+
+
 @contextmanager
 def rendering_together(records):
     """``records`` in an environment where the documents rendered together
@@ -125,9 +136,10 @@ class DocumentEmailMixin(models.AbstractModel):
         cached = values.setdefault(key, {})
         if not set(self.ids) <= cached.keys():
             # the documents rendered together are the records' prefetch set
-            together = self.browse(self._prefetch_ids) | self
-            cached.update(compute(together.filtered(lambda d: d.id not in cached)))
-        return cached
+            together = self.browse(self._prefetch_ids)._filtered_access("read")
+            missing = (together | self).filtered(lambda d: d.id not in cached)
+            cached.update(compute(missing))
+        return {res_id: cached[res_id] for res_id in self.ids}
 
     def _document_email_after_send(self):
         """The emails of these documents are queued: mark them as sent."""

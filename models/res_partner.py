@@ -201,7 +201,7 @@ class ResPartner(models.Model):
             date_at=fields.Date.to_date(date_at),
             company_id=self.env.company.id,
             account_types=account_types,
-            sign=AGED_SIGN.get(account_type, 1),
+            sign=1 if isinstance(account_type, tuple) else AGED_SIGN[account_type],
             partner_filter=partner_filter,
         )
 

@@ -12,6 +12,9 @@ usage: python queue_child.py CONFIG_JSON MODE
         committed, as the scheduler does; prints how many chunks it did. With
         KILL_AT, the process kills itself right after creating the emails of
         its KILL_AT-th chunk, before committing (killed during queueing).
+  MODE "process-pause SIZE MARKER": as "process", but once the first chunk
+        is committed, right after the next file reaches the filestore (its
+        attachment row not inserted yet), creates MARKER and waits 3 s.
 Both run again after a concurrent update, as Odoo does with a request (and
 the cron on its next run): the one that loses the race on an email fails
 there before sending it.
@@ -117,6 +120,30 @@ def without_report_assets():
     IrActionsReport._get_report_url = lambda self, layout=None: "http://127.0.0.1:9"
 
 
+CHUNKS_DONE = []
+
+
+def pause_after_a_file(marker):
+    """The moment Odoo's filestore GC must not run: a file written, its
+    attachment row not inserted yet (in a chunk after the first, which may
+    also make the report's assets)."""
+    import time
+
+    from odoo.addons.base.models.ir_attachment import IrAttachment
+
+    original = IrAttachment._file_write
+
+    def _file_write(self, bin_value, checksum):
+        fname = original(self, bin_value, checksum)
+        if CHUNKS_DONE and not os.path.exists(marker):
+            with open(marker, "w") as file:
+                file.write(fname)
+            time.sleep(3)
+        return fname
+
+    IrAttachment._file_write = _file_write
+
+
 def process_batches(registry, size):
     chunks = 0
     while True:
@@ -128,6 +155,7 @@ def process_batches(registry, size):
         if not done:
             return chunks
         chunks += 1
+        CHUNKS_DONE.append(done)
 
 
 def main():
@@ -145,9 +173,11 @@ def main():
         ]
     )
     registry = odoo.modules.registry.Registry(config["db"])
-    if mode == "process":
+    if mode in ("process", "process-pause"):
         without_report_assets()
-        if len(args) > 1:
+        if mode == "process-pause":
+            pause_after_a_file(args[1])
+        elif len(args) > 1:
             kill_in_create_mails(int(args[1]))
         sys.stdout.write(json.dumps(process_batches(registry, int(args[0]))))
         return

@@ -276,7 +276,7 @@ class TestCoreSend(DocumentEmailCase):
         [failed] = batch.line_ids.filtered(lambda line: line.state == "failed")
         self.assertEqual(failed.res_id, lost.id)
         self.assertIn(
-            f"The PDF of {lost.display_name} could not be made or read",
+            f"{lost.display_name} was not sent: its file {stored.name} could not",
             failed.failure_reason,
         )
         self.assertFalse(self.mails_of(lost))

@@ -7,7 +7,7 @@ from odoo.exceptions import UserError
 from odoo.tools import SQL, email_normalize, email_split, formataddr
 from odoo.tools.safe_eval import safe_eval, time
 
-from ..models.document_email_mixin import rendering_together
+from ..models.document_email_mixin import hold_filestore_gc, rendering_together
 
 
 def valid_address(text):
@@ -435,23 +435,31 @@ class DocumentEmailWizard(models.TransientModel):
 
     def _get_files(self, documents, report):
         """The documents' files for ``report`` (their PDF, an invoice's
-        e-invoice): a document is never sent without them, so one that came
-        out empty (e.g. a stored PDF missing from the filestore, which Odoo
-        reads as empty and mail then leaves out) is an error."""
+        e-invoice), or the UserError of the first one missing."""
         files = documents._get_document_email_files(report)
         for document in documents:
-            if not files.get(document.id) or not all(
-                values.get("raw") for values in files[document.id]
-            ):
-                raise UserError(
-                    self.env._(
-                        "The PDF of %(document)s could not be made or read "
-                        "(%(report)s): it was not sent.",
-                        document=document.display_name,
-                        report=report.name,
-                    )
-                )
+            if error := self._missing_file_error(document, report, files):
+                raise error
         return files
+
+    def _missing_file_error(self, document, report, files):
+        """A UserError when one of the document's files came out empty or
+        not at all (e.g. a stored PDF missing from the filestore, which Odoo
+        reads as empty and mail then silently leaves out): a document is never
+        sent without them. None when they are all there."""
+        document_files = files.get(document.id) or [{"name": report.name}]
+        empty = [values["name"] for values in document_files if not values.get("raw")]
+        if not empty:
+            return None
+        return UserError(
+            self.env._(
+                "%(document)s was not sent: its file %(file)s could not be made "
+                "or read. If a stored PDF is missing from the file store, delete "
+                "that attachment from the document so that it is made again.",
+                document=document.display_name,
+                file=", ".join(empty),
+            )
+        )
 
     # ------------------------------------------------------------------
     # Checks
@@ -740,7 +748,8 @@ class DocumentEmailWizard(models.TransientModel):
         return False
 
     def _prepare_batch_values(self, documents):
-        """{document: mail values, or the reason (str) it is skipped}."""
+        """{document: mail values, the reason (str) it is skipped, or the
+        UserError it fails with}."""
         # the documents render with what this wizard carries (e.g. the date
         # of a statement), whichever environment they were browsed in
         documents = documents.with_env(self.env)
@@ -755,15 +764,22 @@ class DocumentEmailWizard(models.TransientModel):
         }
         # files only for what is sent (an invoice's official PDF marks it sent)
         sent = documents.filtered(lambda document: not reasons[document])
-        files = {}
+        files, report_of = {}, {}
         for report, group in self._batch_reports(documents).items():
+            report_of.update(dict.fromkeys(group, report))
             if report and group & sent:
-                files.update(self._get_files(group & sent, report))
+                files.update((group & sent)._get_document_email_files(report))
+        # the filestore GC waits while the files below are written
+        hold_filestore_gc(self.env)
         result = {}
         for document in documents:
             partners = partners_of[document]
             if reasons[document]:
                 result[document] = reasons[document]
+                continue
+            report = report_of[document]
+            if report and (error := self._missing_file_error(document, report, files)):
+                result[document] = error  # this one fails, the others go on
                 continue
             subject, body, email_from = rendered[document.id]
             owner = {"res_model": document._name, "res_id": document.id}

@@ -53,7 +53,11 @@ try {
     ], {fields: ["id"], limit: 1});
     await page.goto(`${base}/odoo/action-account.action_move_out_invoice_type/${invoice.id}`);
     await page.click("button[name=action_send_document_email]");
-    await page.waitForSelector(".modal .o_field_widget[name=attachment_ids] .o_attachment");
+    // the PDF rendered in the dialog, or (an invoice's official PDF) its name
+    await page.waitForSelector(
+        ".modal .o_field_widget[name=attachment_ids] .o_attachment, " +
+            ".modal .o_field_widget[name=document_files] span"
+    );
     await page.waitForTimeout(500);
     await page.screenshot({path: `${out}/wizard.png`});
     await page.click(".modal .modal-footer button[name=action_send]");

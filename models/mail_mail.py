@@ -138,8 +138,12 @@ class MailMail(models.Model):
         if not isinstance(smtp_session, DocumentSMTPMixin):
             return super()._send(**arguments)
         # a company's documents server: one email at a time, so that what
-        # happens while sending is known to belong to this email only
-        for mail in self:
+        # happens while sending is known to belong to this email only; each
+        # browsed alone, as core's _send does: the queue commits after each
+        # email, and a record prefetching the whole batch would then read it
+        # all again for every email
+        for mail_id in self.ids:
+            mail = self.browse(mail_id)
             smtp_session._init_document_state()
             sending = mail.with_context(
                 document_email_mail_id=mail.id,

@@ -197,9 +197,9 @@ def scale_up(env, factor):
         cr.execute(
             """
             INSERT INTO res_partner (id, name, active, type, autopost_bills,
-                                     create_date, write_date)
+                                     statement_frequency, create_date, write_date)
             SELECT map.new_id, partner.name || ' copy ' || %s, true, 'contact',
-                   'ask', now(), now()
+                   'ask', 'company', now(), now()
               FROM partner_map map JOIN res_partner partner ON partner.id = map.old_id
             """,
             [copy],

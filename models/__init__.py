@@ -5,11 +5,11 @@ from . import mail_template
 from . import res_company
 from . import res_config_settings
 from . import account_move
-from . import account_move_send
 from . import sale_order
 from . import res_partner
 from . import account_payment
 from . import ir_actions_report
+from . import ir_attachment
 from . import document_email_batch
 from . import res_company_statement
 from . import res_config_settings_statement

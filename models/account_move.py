@@ -107,8 +107,10 @@ class AccountMove(models.Model):
         missing = self.filtered(lambda move: not move.invoice_pdf_report_id)
         if not missing:
             return
-        # the filestore GC waits while core writes the files and their rows
-        send = self.env["account.move.send"].with_context(document_email_hold_gc=True)
+        # the filestore GC waits while core and the localisations write the
+        # files and their rows (ir.attachment.create, the moves' env too)
+        missing = missing.with_context(document_email_hold_gc=True)
+        send = missing.env["account.move.send"]
         moves_data = missing._document_email_sending_data()
         send._raise_danger_alerts(missing._document_email_core_alerts(moves_data))
         send._generate_invoice_documents(moves_data)

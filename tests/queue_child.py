@@ -14,7 +14,8 @@ usage: python queue_child.py CONFIG_JSON MODE
         its KILL_AT-th chunk, before committing (killed during queueing).
   MODE "process-pause SIZE MARKER": as "process", but once the first chunk
         is committed, right after the next file reaches the filestore (its
-        attachment row not inserted yet), creates MARKER and waits 3 s.
+        attachment row not inserted yet), creates MARKER and waits until the
+        test creates MARKER.go (at most 60 s).
 Both run again after a concurrent update, as Odoo does with a request (and
 the cron on its next run): the one that loses the race on an email fails
 there before sending it.
@@ -138,7 +139,9 @@ def pause_after_a_file(marker):
         if CHUNKS_DONE and not os.path.exists(marker):
             with open(marker, "w") as file:
                 file.write(fname)
-            time.sleep(3)
+            deadline = time.time() + 60
+            while not os.path.exists(f"{marker}.go") and time.time() < deadline:
+                time.sleep(0.05)
         return fname
 
     IrAttachment._file_write = _file_write

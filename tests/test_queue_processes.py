@@ -322,6 +322,9 @@ class TestBatchProcesses(ChildProcessCase):
                 ):
                     cr.execute("LOCK TABLE ir_attachment IN SHARE MODE")
                 cr.rollback()
+            # the worker waited, its row not inserted, until now
+            with open(f"{marker}.go", "w"):
+                pass
             out, err = child.communicate(timeout=300)
             self.assertEqual(child.returncode, 0, err[-3000:])
             self.assertEqual(json.loads(out), 2)

@@ -108,11 +108,13 @@ def say(text):
     sys.stdout.flush()
 
 
-def odoo_command(args):
+def addons_path(args):
+    return f"{ODOO_SRC}/addons,{args.addons}"
+
+
+def odoo_options(args, addons=None):
     return [
-        sys.executable,
-        f"{ODOO_SRC}/odoo-bin",
-        f"--addons-path={ODOO_SRC}/addons,{args.addons}",
+        f"--addons-path={addons or addons_path(args)}",
         f"--data-dir={ADE_HOME}/data",
         "-d",
         args.db,
@@ -120,15 +122,43 @@ def odoo_command(args):
     ]
 
 
-def install(args):
-    say(f"installing account_document_email in {args.db}")
+def odoo_command(args, addons=None):
+    return [sys.executable, f"{ODOO_SRC}/odoo-bin", *odoo_options(args, addons)]
+
+
+def install(args, modules="account_document_email", addons=None, timeout=900):
+    say(f"installing {modules} in {args.db}")
     subprocess.run(["createdb", args.db], check=True)
     subprocess.run(
-        odoo_command(args)
-        + ["-i", "account_document_email", "--without-demo=all", "--stop-after-init"],
+        odoo_command(args, addons)
+        + ["-i", modules, "--without-demo=all", "--stop-after-init"],
         check=True,
-        timeout=900,
+        timeout=timeout,
     )
+
+
+def open_registry(args, addons=None):
+    """This process's Odoo on the bench database, quiet."""
+    import odoo
+
+    odoo.tools.config.parse_config(
+        odoo_options(args, addons)
+        + [
+            # wkhtmltopdf's harmless Qt SSL warnings
+            "--log-handler=odoo.addons.base.models.ir_actions_report:ERROR",
+            # the sink's own per-command log
+            "--log-handler=mail.log:WARNING",
+        ]
+    )
+    return odoo.modules.registry.Registry(args.db)
+
+
+def admin_env(cr):
+    """The administrator, as in the user interface."""
+    from odoo import SUPERUSER_ID, api
+
+    env = api.Environment(cr, SUPERUSER_ID, {})
+    return env(user=env.ref("base.user_admin"))
 
 
 # ----------------------------------------------------------------------
@@ -242,6 +272,14 @@ def stop(process):
 
 
 def build_data(env, args, smtp_port, url):
+    start = time.perf_counter()
+    sets = _build_data(env, args, smtp_port, url)
+    elapsed = time.perf_counter() - start
+    say(f"{len(sets)} x {args.invoices} posted invoices in {elapsed:.0f} s")
+    return sets
+
+
+def _build_data(env, args, smtp_port, url):
     company = env.company
     if not env["account.account"].search_count(
         [("account_type", "=", "asset_receivable")]
@@ -338,20 +376,9 @@ def batch_worker(args):
     import resource
 
     sys.path.insert(0, ODOO_SRC)
-    import odoo
     from odoo import SUPERUSER_ID, api
 
-    odoo.tools.config.parse_config(
-        [
-            f"--addons-path={ODOO_SRC}/addons,{args.addons}",
-            f"--data-dir={ADE_HOME}/data",
-            "-d",
-            args.db,
-            "--log-level=warn",
-            "--log-handler=odoo.addons.base.models.ir_actions_report:ERROR",
-        ]
-    )
-    registry = odoo.modules.registry.Registry(args.db)
+    registry = open_registry(args)
     chunks = 0
     while True:
         with registry.cursor() as cr:
@@ -710,7 +737,7 @@ def run(env, args, sink, sets):
     ours, ours_parts = send_ours(env, ours_set, args, profile=args.profile)
     check_delivered(sink, "ours", n)
 
-    native = None
+    native, native_parts = None, {}
     if not args.skip_native:
         sink.reset()
         say(f"Odoo: account.move.send.batch.wizard on {n} invoices, cron, mail queue")
@@ -721,15 +748,7 @@ def run(env, args, sink, sets):
         run_prefork(env, args, sink, ours_set)
 
     if args.ratio_only:
-        say("=" * 60)
-        say(f"{n} invoices, {args.lines} lines each; load: {load()}")
-        say(f"{'ours (document.email.wizard)':46}: {ours:6.1f} s")
-        for label, value in ours_parts.items():
-            unit = "" if "MiB" in label else " s"
-            say(f"{'  ' + label:46}: {value:6.1f}{unit}")
-        say(f"{'Odoo (account.move.send batch)':46}: {native:6.1f} s")
-        for label, value in native_parts.items():
-            say(f"{'  ' + label:46}: {value:6.1f} s")
+        say_contenders(args, n, (ours, ours_parts), (native, native_parts))
         verdict("ratio ours / Odoo", ours / native, TARGET_VS_ODOO)
         return
     [printed_set] = printed_set
@@ -746,16 +765,7 @@ def run(env, args, sink, sets):
     if sent_pdfs != set(printed_pdfs.values()):
         raise SystemExit("set C: the emails do not carry the stored official PDFs")
 
-    say("=" * 60)
-    say(f"{n} invoices, {args.lines} lines each; load: {load()}")
-    say(f"{'ours (document.email.wizard)':46}: {ours:6.1f} s")
-    for label, value in ours_parts.items():
-        unit = "" if "MiB" in label else " s"
-        say(f"{'  ' + label:46}: {value:6.1f}{unit}")
-    if native is not None:
-        say(f"{'Odoo (account.move.send batch)':46}: {native:6.1f} s")
-        for label, value in native_parts.items():
-            say(f"{'  ' + label:46}: {value:6.1f} s")
+    say_contenders(args, n, (ours, ours_parts), (native, native_parts))
     for label, value in alone.items():
         say(f"{'render alone, ' + label:46}: {value:6.1f} s")
     say(f"{'ours, every invoice has its official PDF':46}: {printed:6.1f} s")
@@ -770,6 +780,22 @@ def run(env, args, sink, sets):
         printed / printed_parts["mail queue"],
         TARGET_VS_QUEUE,
     )
+
+
+def say_contenders(args, n, ours, native):
+    """The times of ours and of Odoo's Send (when run), with their parts."""
+    say("=" * 60)
+    say(f"{n} invoices, {args.lines} lines each; load: {load()}")
+    for name, (total, parts) in (
+        ("ours (document.email.wizard)", ours),
+        ("Odoo (account.move.send batch)", native),
+    ):
+        if total is None:
+            continue
+        say(f"{name:46}: {total:6.1f} s")
+        for label, value in parts.items():
+            unit = "" if "MiB" in label else " s"
+            say(f"{'  ' + label:46}: {value:6.1f}{unit}")
 
 
 def verdict(label, ratio, target):
@@ -790,7 +816,6 @@ def main():
     from aiosmtpd.controller import Controller
 
     import odoo
-    from odoo import SUPERUSER_ID, api
 
     say(f"load before: {load()}")
     sink = Sink()
@@ -802,29 +827,9 @@ def main():
     install(args)
     try:
         http, url = start_http(args)
-        odoo.tools.config.parse_config(
-            [
-                f"--addons-path={ODOO_SRC}/addons,{args.addons}",
-                f"--data-dir={ADE_HOME}/data",
-                "-d",
-                args.db,
-                "--log-level=warn",
-                # wkhtmltopdf's harmless Qt SSL warnings
-                "--log-handler=odoo.addons.base.models.ir_actions_report:ERROR",
-                # the sink's own per-command log
-                "--log-handler=mail.log:WARNING",
-            ]
-        )
-        registry = odoo.modules.registry.Registry(args.db)
-        with registry.cursor() as cr:
-            # the administrator, as in the user interface
-            env = api.Environment(cr, SUPERUSER_ID, {})
-            env = env(user=env.ref("base.user_admin"))
-            start = time.perf_counter()
-            sets = build_data(env, args, smtp_port, url)
-            elapsed = time.perf_counter() - start
-            say(f"{len(sets)} x {args.invoices} posted invoices in {elapsed:.0f} s")
-            run(env, args, sink, sets)
+        with open_registry(args).cursor() as cr:
+            env = admin_env(cr)
+            run(env, args, sink, build_data(env, args, smtp_port, url))
     finally:
         stop(http)
         controller.stop()

@@ -67,28 +67,12 @@ def say(text):
 
 
 def addons_path(args):
-    return f"{bench.ODOO_SRC}/addons,{args.addons},{args.oca}"
+    return f"{bench.addons_path(args)},{args.oca}"
 
 
 def install(args):
-    say(f"installing account_document_email and queue_job in {args.db}")
-    subprocess.run(["createdb", args.db], check=True)
-    subprocess.run(
-        [
-            sys.executable,
-            f"{bench.ODOO_SRC}/odoo-bin",
-            f"--addons-path={addons_path(args)}",
-            f"--data-dir={bench.ADE_HOME}/data",
-            "-d",
-            args.db,
-            "--log-level=warn",
-            "-i",
-            "account_document_email,queue_job",
-            "--without-demo=all",
-            "--stop-after-init",
-        ],
-        check=True,
-        timeout=1200,
+    bench.install(
+        args, "account_document_email,queue_job", addons_path(args), timeout=1200
     )
 
 
@@ -163,26 +147,10 @@ def wait_http(url, processes, timeout=180):
 def prepare_data(args, smtp_port, url):
     """bench/batch_email.py's invoices and SMTP settings; the scheduled batch
     jobs off (queue_job's jobs render the chunks)."""
-    import odoo
-    from odoo import SUPERUSER_ID, api
-
-    odoo.tools.config.parse_config(
-        [
-            f"--addons-path={addons_path(args)}",
-            f"--data-dir={bench.ADE_HOME}/data",
-            "-d",
-            args.db,
-            "--log-level=warn",
-            "--log-handler=mail.log:WARNING",
-        ]
-    )
-    registry = odoo.modules.registry.Registry(args.db)
+    registry = bench.open_registry(args, addons_path(args))
     with registry.cursor() as cr:
-        env = api.Environment(cr, SUPERUSER_ID, {})
-        env = env(user=env.ref("base.user_admin"))
-        start = time.perf_counter()
+        env = bench.admin_env(cr)
         (invoices,) = bench.build_data(env, args, smtp_port, url)
-        say(f"{len(invoices)} posted invoices in {time.perf_counter() - start:.0f} s")
         model = env["document.email.batch"]
         for xmlid in ("ir_cron_document_email_batch", "ir_cron_document_email_batch_2"):
             env.ref(f"account_document_email.{xmlid}").sudo().active = False

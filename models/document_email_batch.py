@@ -366,7 +366,13 @@ class DocumentEmailBatch(models.Model):
         company, on these documents."""
         self.ensure_one()
         template = self.template_id
-        user_env = self._user_env().with_context(**(self.options or {})).env
+        # the filestore GC waits while the chunk writes its files
+        # (ir.attachment.create)
+        user_env = (
+            self._user_env()
+            .with_context(**(self.options or {}), document_email_hold_gc=True)
+            .env
+        )
         return user_env["document.email.wizard"].create(
             {
                 "res_model": self.res_model,

@@ -5,17 +5,6 @@ from odoo import models
 from odoo.exceptions import AccessError
 
 
-def hold_filestore_gc(env):
-    """Before writing files whose attachments are inserted later in the
-    transaction: Odoo's filestore GC (auto-vacuum, under a SHARE lock on
-    ir_attachment) deletes the checklisted files no committed attachment
-    names, and core's ``ir.attachment.create`` writes every file before its
-    one INSERT (all of a chunk's official PDFs at once). Taking the lock the
-    INSERT takes makes the GC wait (it gives up after 10 s and runs again
-    the next day) instead of deleting them."""
-    env.cr.execute("LOCK TABLE ir_attachment IN ROW EXCLUSIVE MODE")
-
-
 @contextmanager
 def rendering_together(records):
     """``records`` in an environment where the documents rendered together

@@ -7,7 +7,7 @@ from odoo.exceptions import UserError
 from odoo.tools import SQL, email_normalize, email_split, formataddr
 from odoo.tools.safe_eval import safe_eval, time
 
-from ..models.document_email_mixin import hold_filestore_gc, rendering_together
+from ..models.document_email_mixin import rendering_together
 
 
 def valid_address(text):
@@ -769,8 +769,6 @@ class DocumentEmailWizard(models.TransientModel):
             report_of.update(dict.fromkeys(group, report))
             if report and group & sent:
                 files.update((group & sent)._get_document_email_files(report))
-        # the filestore GC waits while the files below are written
-        hold_filestore_gc(self.env)
         result = {}
         for document in documents:
             partners = partners_of[document]

@@ -23,6 +23,7 @@
         "report/report_journal_entry.xml",
         "wizards/document_email_wizard_views.xml",
         "views/document_email_batch_views.xml",
+        "views/document_email_statement_views.xml",
         "views/res_config_settings_views.xml",
         "views/account_move_views.xml",
         "views/sale_order_views.xml",

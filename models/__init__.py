@@ -11,6 +11,8 @@ from . import account_payment
 from . import ir_actions_report
 from . import ir_attachment
 from . import document_email_batch
+from . import document_email_send
+from . import document_email_statement
 from . import res_company_statement
 from . import res_config_settings_statement
 from . import mail_mail_statement

@@ -229,7 +229,7 @@ class AccountConfirmationCampaign(models.Model):
         sendable.write({"state": "sent", "sent_date": fields.Date.context_today(self)})
         self.state = "sent"
         if sendable:
-            self.env["document.email.wizard"]._queue_for(sendable)
+            self.env["document.email.send"]._queue_documents(sendable)
         return self.action_view_requests()
 
     def action_close(self):

@@ -114,6 +114,12 @@ class AccountConfirmationRequest(models.Model):
         self.ensure_one()
         return ["account_document_email.action_report_confirmation_request"]
 
+    def _get_document_email_kind(self):
+        self.ensure_one()
+        if self.second_request_date:
+            return self.env._("second request"), self.env._("second requests")
+        return self.env._("confirmation request"), self.env._("confirmation requests")
+
     def _get_document_email_company(self):
         self.ensure_one()
         return self.company_id
@@ -333,9 +339,9 @@ class AccountConfirmationRequest(models.Model):
         )
         due.write({"state": "second_sent", "second_request_date": today})
         for requests in due.grouped("company_id").values():
-            self.env["document.email.wizard"].with_company(
+            self.env["document.email.send"].with_company(
                 requests.company_id
-            )._queue_for(requests)
+            )._queue_documents(requests)
         return due
 
     @api.model

@@ -40,6 +40,17 @@ class AccountMove(models.Model):
             kind = "invoice"
         return f"account_document_email.mail_template_{kind}"
 
+    def _get_document_email_kind(self):
+        self.ensure_one()
+        _ = self.env._
+        if self.move_type == "entry":
+            return _("journal entry"), _("journal entries")
+        if self.debit_origin_id:
+            return _("debit note"), _("debit notes")
+        if self.move_type in ("out_refund", "in_refund"):
+            return _("credit note"), _("credit notes")
+        return _("invoice"), _("invoices")
+
     def _get_document_email_report_xmlids(self):
         self.ensure_one()
         journal_entry = "account_document_email.action_report_journal_entry"

@@ -10,6 +10,12 @@ class AccountPayment(models.Model):
         kind = "receipt" if self.payment_type == "inbound" else "advice"
         return f"account_document_email.mail_template_payment_{kind}"
 
+    def _get_document_email_kind(self):
+        self.ensure_one()
+        if self.payment_type == "inbound":
+            return self.env._("receipt"), self.env._("receipts")
+        return self.env._("payment advice"), self.env._("payment advices")
+
     def _get_document_email_report_xmlids(self):
         self.ensure_one()
         receipt = "account.action_report_payment_receipt"

@@ -68,10 +68,9 @@ class DocumentEmailBatch(models.Model):
         default=lambda self: self.env.company,
     )
     res_model = fields.Char("Document Model", required=True, readonly=True)
+    # the template and PDF chosen instead of each document's own (else empty)
     template_id = fields.Many2one("mail.template", readonly=True)
     report_id = fields.Many2one("ir.actions.report", string="PDF", readonly=True)
-    subject = fields.Char(readonly=True, help="The subject, when edited")
-    body = fields.Html(readonly=True, sanitize=False, help="The body, when edited")
     email_cc = fields.Char("Cc", readonly=True)
     email_bcc = fields.Char("Bcc", readonly=True)
     attachment_ids = fields.Many2many(
@@ -147,37 +146,33 @@ class DocumentEmailBatch(models.Model):
     # ------------------------------------------------------------------
 
     @api.model
-    def _create_from_wizard(self, wizard, documents):
-        """The batch of these documents with what the wizard chose, one
-        pending line per document (inserted in one statement)."""
-        template = wizard.template_id
-        attachments = wizard.attachment_ids
+    def _create_batch(self, documents, settings, name=None):
+        """The batch of these documents with the settings the user chose,
+        one pending line per document (inserted in one statement)."""
+        attachments = settings["attachments"]
         batch = self.sudo().create(
             {
-                "name": self.env._(
-                    "%(model)s: %(count)s documents",
-                    model=self.env["ir.model"]._get(documents._name).name,
-                    count=len(documents),
-                ),
+                "name": name or documents._get_document_email_batch_name(),
                 "user_id": self.env.uid,
                 "company_id": self.env.company.id,
                 "res_model": documents._name,
-                "template_id": template.id,
-                "report_id": wizard.report_id.id,
-                "subject": wizard.subject
-                if wizard.subject != template.subject
-                else False,
-                "body": False if wizard.body_has_template_value else wizard.body,
-                "email_cc": wizard.email_cc,
-                "email_bcc": wizard.email_bcc,
+                "template_id": settings["template"].id,
+                "report_id": settings["report"].id,
+                "email_cc": settings["email_cc"],
+                "email_bcc": settings["email_bcc"],
                 "attachment_ids": [Command.set(attachments.ids)],
                 "options": self._get_rendering_options(),
             }
         )
         # files uploaded in the dialog outlive it: they belong to the batch now
-        attachments.filtered(lambda a: a.res_model == wizard._name).sudo().write(
-            {"res_model": self._name, "res_id": batch.id}
-        )
+        attachments.filtered(
+            lambda a: a.res_model == "document.email.wizard"
+        ).sudo().write({"res_model": self._name, "res_id": batch.id})
+        batch._insert_lines(documents)
+        batch._trigger_processing()
+        return batch.with_env(self.env)
+
+    def _insert_lines(self, documents):
         self.env.cr.execute(
             SQL(
                 """INSERT INTO document_email_batch_line
@@ -187,14 +182,12 @@ class DocumentEmailBatch(models.Model):
                           %(uid)s, now() at time zone 'UTC', %(uid)s,
                           now() at time zone 'UTC'
                      FROM unnest(%(ids)s::int[]) WITH ORDINALITY AS doc(id, seq)""",
-                batch=batch.id,
+                batch=self.id,
                 uid=self.env.uid,
                 ids=documents.ids,
             )
         )
-        batch.invalidate_recordset(["line_ids"])
-        batch._trigger_processing()
-        return batch.with_env(self.env)
+        self.invalidate_recordset(["line_ids"])
 
     @api.model
     def _get_rendering_options(self):
@@ -361,60 +354,39 @@ class DocumentEmailBatch(models.Model):
         companies = self.company_id | user.company_ids
         return self.with_user(user).with_context(allowed_company_ids=companies.ids)
 
-    def _rendering_env_wizard(self, documents):
-        """The send wizard as the user left it, as that user in the batch's
-        company, on these documents."""
+    def _get_engine(self):
+        """The sending engine as the batch's user in the batch's company,
+        with the context the documents render with (e.g. the date of a
+        statement); the filestore GC waits while the chunk writes its files
+        (ir.attachment.create)."""
         self.ensure_one()
-        template = self.template_id
-        # the filestore GC waits while the chunk writes its files
-        # (ir.attachment.create)
-        user_env = (
-            self._user_env()
-            .with_context(**(self.options or {}), document_email_hold_gc=True)
-            .env
+        env = self._user_env().with_context(
+            **(self.options or {}), document_email_hold_gc=True
         )
-        return user_env["document.email.wizard"].create(
-            {
-                "res_model": self.res_model,
-                "res_ids": json.dumps(documents.ids),
-                "template_id": template.id,
-                "subject": self.subject or template.subject,
-                "body": self.body or template.body_html,
-                "report_id": self.report_id.id,
-                "email_cc": self.email_cc,
-                "email_bcc": self.email_bcc,
-                "partner_ids": [Command.clear()],
-                "attachment_ids": [Command.set(self.attachment_ids.ids)],
-            }
+        return env.env["document.email.send"]
+
+    def _get_settings(self, engine):
+        """What the user chose, as the engine's settings: the templates'
+        own content is rendered for each document, never stored text."""
+        self.ensure_one()
+        return engine._get_default_settings(
+            template=self.template_id.with_env(engine.env),
+            report=self.report_id.with_env(engine.env),
+            email_cc=self.email_cc,
+            email_bcc=self.email_bcc,
+            attachments=self.attachment_ids.with_env(engine.env),
         )
 
     def _process_lines(self, lines):
         """Render and queue the documents of these lines (all of this batch)."""
         self.ensure_one()
         by_res_id = {line.res_id: line for line in lines}
-        user_env = self._user_env().env
-        documents = user_env[self.res_model].browse(list(by_res_id)).exists()
-        gone = set(by_res_id) - set(documents.ids)
-        readable = documents._filtered_access("read")
-        for res_id in gone:
-            by_res_id[res_id]._skip(self.env._("The document no longer exists."))
-        for document in documents - readable:
-            by_res_id[document.id]._skip(
-                self.env._("%(user)s may no longer read it.", user=self.user_id.name)
-            )
+        readable = self._get_readable_documents(by_res_id)
         if not readable:
             return
         try:
             with self.env.cr.savepoint():
-                wizard = self._rendering_env_wizard(readable)
-                prepared = wizard._prepare_batch_values(readable)
-                to_queue = {
-                    doc: values
-                    for doc, values in prepared.items()
-                    if isinstance(values, dict)
-                }
-                mails = wizard._create_mails(list(to_queue.values()))
-                wizard.sudo().unlink()
+                prepared, mails = self._queue_documents(readable)
         except (
             psycopg2.errors.TransactionRollbackError,
             psycopg2.errors.LockNotAvailable,
@@ -429,30 +401,57 @@ class DocumentEmailBatch(models.Model):
             if not isinstance(error, UserError | ValueError | psycopg2.Error):
                 _logger.exception("document email batch %s: rendering failed", self.id)
             _logger.info("document email batch %s: chunk failed: %s", self.id, error)
-            for document in readable:
-                by_res_id[document.id]._fail(str(error))
+            by_res_id[readable.id]._fail(str(error))
             return
-        for document, values in prepared.items():
-            if isinstance(values, UserError):
-                by_res_id[document.id]._fail(str(values))
-            elif document not in to_queue:
-                by_res_id[document.id]._skip(
-                    values
-                    if isinstance(values, str)
-                    else self.env._("No recipient with an email.")
-                )
-        for (document, values), mail in zip(to_queue.items(), mails, strict=True):
-            partners = mail.partner_ids
-            by_res_id[document.id].write(
-                {
-                    "stage": "queued",
-                    "mail_id": mail.id,
-                    "partner_id": partners[:1].id,
-                    "email_to": values.get("email_to"),
-                    "reason": False,
-                }
-            )
+        self._record_outcomes(by_res_id, prepared, mails)
         self.env.ref("mail.ir_cron_mail_scheduler_action").sudo()._trigger()
+
+    def _get_readable_documents(self, by_res_id):
+        """The documents of these lines the batch's user may still read;
+        the lines of the others are skipped with the reason."""
+        documents = self._user_env().env[self.res_model].browse(list(by_res_id))
+        existing = documents.exists()
+        readable = existing._filtered_access("read")
+        for res_id in set(by_res_id) - set(existing.ids):
+            by_res_id[res_id]._skip(self.env._("The document no longer exists."))
+        for document in existing - readable:
+            by_res_id[document.id]._skip(
+                self.env._("%(user)s may no longer read it.", user=self.user_id.name)
+            )
+        return readable
+
+    def _queue_documents(self, documents):
+        """{document: mail values, skip reason or error}, and the emails
+        queued, through the engine as the batch's user."""
+        engine = self._get_engine()
+        prepared = engine._prepare_documents_values(
+            documents.with_env(engine.env), self._get_settings(engine)
+        )
+        values_list = [
+            values for values in prepared.values() if isinstance(values, dict)
+        ]
+        return prepared, engine._create_mails(values_list)
+
+    def _record_outcomes(self, by_res_id, prepared, mails):
+        """Each line's stage: queued with its email, skipped or failed."""
+        mails = iter(mails)
+        for document, values in prepared.items():
+            line = by_res_id[document.id]
+            if isinstance(values, UserError):
+                line._fail(str(values))
+            elif isinstance(values, str):
+                line._skip(values)
+            else:
+                mail = next(mails)
+                line.write(
+                    {
+                        "stage": "queued",
+                        "mail_id": mail.id,
+                        "partner_id": mail.partner_ids[:1].id,
+                        "email_to": values.get("email_to"),
+                        "reason": False,
+                    }
+                )
 
     @api.model
     def _finish_batches(self, auto_commit):

@@ -3,6 +3,7 @@ from contextlib import contextmanager
 
 from odoo import models
 from odoo.exceptions import AccessError
+from odoo.tools import SQL
 
 
 @contextmanager
@@ -21,7 +22,8 @@ class DocumentEmailMixin(models.AbstractModel):
     """A document the "Send by email" wizard can send.
 
     A document type plugs in by overriding the small ``_get_document_email_*``
-    hooks; the wizard (``document.email.wizard``) does everything else."""
+    hooks; the engine (``document.email.send``) does everything else, for
+    the dialog (``document.email.wizard``) and every background path."""
 
     _name = "document.email.mixin"
     _description = "Document Sendable by Email"
@@ -86,7 +88,7 @@ class DocumentEmailMixin(models.AbstractModel):
         """{document id: [attachment values (name, raw, mimetype)]}: the
         files each document's email carries when ``report`` is the chosen
         PDF; may raise a UserError before anything is sent."""
-        pdfs = self.env["document.email.wizard"]._render_pdfs(report, self)
+        pdfs = self.env["document.email.send"]._render_pdfs(report, self)
         return {
             res_id: [{"name": name, "raw": raw, "mimetype": "application/pdf"}]
             for res_id, (name, raw) in pdfs.items()
@@ -130,10 +132,67 @@ class DocumentEmailMixin(models.AbstractModel):
             cached.update(compute(missing))
         return {res_id: cached[res_id] for res_id in self.ids}
 
+    def _get_document_email_thread(self):
+        """The record the email (its message, files and chatter trace) is
+        kept on: the document itself, unless it must not show on it."""
+        self.ensure_one()
+        return self
+
+    def _get_document_email_message_link(self):
+        """SQL linking emails' messages to these documents, for the
+        duplicate guard: the document id, the joins, the condition."""
+        return {
+            "document": SQL("msg.res_id"),
+            "join": SQL(""),
+            "where": SQL(
+                "msg.model = %s AND msg.res_id = ANY(%s)", self._name, self.ids
+            ),
+        }
+
+    def _get_document_email_kind(self):
+        """(singular, plural) name of this document's kind, as the user
+        reads it in a batch's name ("3 invoices")."""
+        self.ensure_one()
+        name = self.env["ir.model"]._get(self._name).name
+        return name, name
+
+    def _get_document_email_batch_name(self):
+        """What the user sent: "3 invoices", "12 statements", or "5
+        documents" when the kinds differ."""
+        kinds = {document._get_document_email_kind() for document in self}
+        if len(kinds) == 1:
+            [(singular, plural)] = kinds
+            kind = singular if len(self) == 1 else plural
+        else:
+            kind = self.env._("documents")
+        return self.env._("%(count)s %(kind)s", count=len(self), kind=kind)
+
     def _document_email_after_send(self):
         """The emails of these documents are queued: mark them as sent."""
         return
 
     def action_send_document_email(self):
-        """Open the "Send by email" wizard on these documents."""
-        return self.env["document.email.wizard"]._action_open(self)
+        """Open the "Send by email" dialog on these documents."""
+        return self._get_document_email_action()
+
+    def _get_document_email_action(self, context=None):
+        """The dialog on these documents, refused before anything renders;
+        ``context`` adds keys the documents read when rendered (e.g. the
+        date of a statement)."""
+        self.env["document.email.send"].with_context(
+            **(context or {})
+        )._browse_documents(self._name, self.ids)
+        return {
+            "type": "ir.actions.act_window",
+            "name": self.env._("Send by email"),
+            "res_model": "document.email.wizard",
+            "view_mode": "form",
+            "views": [(False, "form")],
+            "target": "new",
+            "context": {
+                **(context or {}),
+                "active_model": self._name,
+                "active_ids": self.ids,
+                "dialog_size": "large",
+            },
+        }

@@ -17,7 +17,7 @@ class MailMail(models.Model):
         # set only by res.partner._send_statements, for its own emails
         statement_date = self.env.context.get("document_statement_date")
         for vals in vals_list if statement_date else []:
-            if vals.get("model") == "res.partner":
+            if vals.get("model") == "document.email.statement":
                 vals["document_statement_date"] = statement_date
                 vals["document_statement_company_id"] = self.env.company.id
         return super().create(vals_list)
@@ -28,10 +28,10 @@ class MailMail(models.Model):
         for mail in self.filtered(
             lambda m: m.document_statement_date and m.state == "sent"
         ):
-            partner = self.env["res.partner"].browse(mail.res_id).exists()
-            partner.with_company(mail.document_statement_company_id)._statement_sent(
-                mail.document_statement_date
-            )
+            log = self.env["document.email.statement"].browse(mail.res_id).exists()
+            log.partner_id.with_company(
+                mail.document_statement_company_id
+            )._statement_sent(mail.document_statement_date)
         return super()._postprocess_sent_message(
             success_pids, failure_reason=failure_reason, failure_type=failure_type
         )

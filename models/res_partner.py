@@ -74,6 +74,29 @@ class ResPartner(models.Model):
         self.ensure_one()
         return f"account_document_email.mail_template_aged_{self._get_aged_document()}"
 
+    def _get_document_email_thread(self):
+        """A statement or letter shows figures: its email is kept on a
+        record of the company's billing users, not on the partner."""
+        self.ensure_one()
+        return self.env["document.email.statement"]._log_for(self)
+
+    def _get_document_email_message_link(self):
+        self.env["document.email.statement"].flush_model(["partner_id"])
+        return {
+            "document": SQL("log.partner_id"),
+            "join": SQL("JOIN document_email_statement log ON log.id = msg.res_id"),
+            "where": SQL(
+                "msg.model = 'document.email.statement' AND log.partner_id = ANY(%s)",
+                self.ids,
+            ),
+        }
+
+    def _get_document_email_kind(self):
+        self.ensure_one()
+        if self._get_aged_document() == "letter":
+            return self.env._("confirmation letter"), self.env._("confirmation letters")
+        return self.env._("statement"), self.env._("statements")
+
     def _get_document_email_report_xmlids(self):
         self.ensure_one()
         statement = "account_document_email.action_report_aged_statement"
@@ -522,16 +545,9 @@ class ResPartner(models.Model):
             if statement_date and statement_date <= today:
                 key = (statement_date, partner._get_statement_frequency())
                 due[key] = due.get(key, self.browse()) | partner
-        waiting = self.env["mail.mail"].search(
-            [
-                ("document_statement_company_id", "=", company.id),
-                ("model", "=", "res.partner"),
-                ("state", "=", "outgoing"),
-            ]
-        )
-        waiting_ids = set(waiting.mapped("res_id")) | self._get_statements_to_render(
+        waiting_ids = self._get_statements_waiting(
             company
-        )
+        ) | self._get_statements_to_render(company)
         for (statement_date, frequency), partners in sorted(due.items()):
             partners = partners.filtered(lambda p: p.id not in waiting_ids)
             if not company.statement_include_zero:
@@ -549,6 +565,21 @@ class ResPartner(models.Model):
                     lambda p: not p.statement_next_date
                 ).statement_next_date = statement_date
                 partners._send_statements(statement_date, frequency)
+
+    @api.model
+    def _get_statements_waiting(self, company):
+        """Customers whose scheduled statement email is still queued."""
+        waiting = self.env["mail.mail"].search(
+            [
+                ("document_statement_company_id", "=", company.id),
+                ("model", "=", "document.email.statement"),
+                ("state", "=", "outgoing"),
+            ]
+        )
+        logs = (
+            self.env["document.email.statement"].sudo().browse(waiting.mapped("res_id"))
+        )
+        return set(logs.partner_id.ids)
 
     @api.model
     def _get_statements_to_render(self, company):
@@ -595,7 +626,7 @@ class ResPartner(models.Model):
         """Queue one statement email per customer. The one place the run
         hands its emails over (to move to the batch model)."""
         return (
-            self.env["document.email.wizard"]
+            self.env["document.email.send"]
             .with_context(**self._get_statement_context(statement_date, frequency))
-            ._queue_for(self)
+            ._queue_documents(self)
         )

@@ -11,6 +11,12 @@ class SaleOrder(models.Model):
     def _get_document_email_template_xmlid(self):
         return "account_document_email.mail_template_sale_order"
 
+    def _get_document_email_kind(self):
+        self.ensure_one()
+        if self.state in ("draft", "sent"):
+            return self.env._("quotation"), self.env._("quotations")
+        return self.env._("order"), self.env._("orders")
+
     def _get_document_email_report_xmlids(self):
         return ["sale.action_report_saleorder", "sale.action_report_pro_forma_invoice"]
 

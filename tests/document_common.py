@@ -38,6 +38,21 @@ class DocumentEmailCase(SMTPServerMixin, AccountTestInvoicingHttpCommon):
         self.process_batches()
         return batch
 
+    def statement_mails(self, partners):
+        """The statement (or letter) emails of these partners: they are kept
+        on their statement record, not on the partner."""
+        logs = self.env["document.email.statement"].search(
+            [("partner_id", "in", partners.ids)]
+        )
+        return self.env["mail.mail"].search(
+            [("model", "=", logs._name), ("res_id", "in", logs.ids)]
+        )
+
+    def partner_ids_of(self, mails):
+        """The partner of each statement email, in the emails' order."""
+        logs = self.env["document.email.statement"]
+        return [logs.browse(mail.res_id).partner_id.id for mail in mails]
+
     def process_batches(self):
         batches = self.env["document.email.batch"]
         while batches._process_chunk():

@@ -94,11 +94,11 @@ def create_batch(env, count, port):
 def kill_in_create_mails(kill_at):
     """Kill this process once the emails of the kill_at-th chunk exist,
     before the chunk commits."""
-    from odoo.addons.account_document_email.wizards.document_email_wizard import (
-        DocumentEmailWizard,
+    from odoo.addons.account_document_email.models.document_email_send import (
+        DocumentEmailSend,
     )
 
-    original = DocumentEmailWizard._create_mails
+    original = DocumentEmailSend._create_mails
     calls = []
 
     def _create_mails(self, values_list):
@@ -109,7 +109,7 @@ def kill_in_create_mails(kill_at):
             os.kill(os.getpid(), signal.SIGKILL)
         return mails
 
-    DocumentEmailWizard._create_mails = _create_mails
+    DocumentEmailSend._create_mails = _create_mails
 
 
 def without_report_assets():

@@ -64,9 +64,11 @@ def setup(env, port, report_url):
 def cleanup(env, ids):
     customers = env["res.partner"].browse(ids)
     env["document.email.batch"].search([("res_model", "=", "res.partner")]).unlink()
+    logs = env["document.email.statement"].search([("partner_id", "in", ids)])
     env["mail.mail"].search(
-        [("model", "=", "res.partner"), ("res_id", "in", ids)]
+        [("model", "=", logs._name), ("res_id", "in", logs.ids)]
     ).unlink()
+    logs.unlink()
     moves = env["account.move"].search([("partner_id", "in", ids)])
     moves.button_draft()
     moves.with_context(force_delete=True).unlink()

@@ -131,9 +131,7 @@ class TestAgedReceivableEmail(AgedReceivableMixin, DocumentEmailCase):
         queries = []
         with contextmanager(self._patchExecute)(queries):
             self.process_batches()
-        mails = self.env["mail.mail"].search(
-            [("model", "=", "res.partner"), ("res_id", "in", partners.ids)]
-        )
+        mails = self.statement_mails(partners)
         return sum("late_partial" in query for query in queries), mails
 
     def test_figures_once_per_batch_not_per_customer(self):
@@ -158,7 +156,8 @@ class TestAgedReceivableEmail(AgedReceivableMixin, DocumentEmailCase):
             self.assertEqual(small, big, document)
             self.assertLessEqual(big, 3, "templates once, the PDFs' report once")
             for mail in big_mails:
-                partner = self.env["res.partner"].browse(mail.res_id)
+                [partner_id] = self.partner_ids_of(mail)
+                partner = self.env["res.partner"].browse(partner_id)
                 total = partner._get_aged_balance(DATE_AT)[partner.id]["total"]
                 self.assertIn(f"{total:,.2f}", mail.body_html, partner.name)
             big_mails.unlink()

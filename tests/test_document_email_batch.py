@@ -175,15 +175,15 @@ class TestDocumentEmailBatch(DocumentEmailCase):
         does not stop."""
         broken = self.invoices[1]
         broken.partner_id.email = "broken@customer.example.com"
-        Wizard = type(self.env["document.email.wizard"])
-        original = Wizard._prepare_batch_values
+        Engine = type(self.env["document.email.send"])
+        original = Engine._prepare_documents_values
 
-        def crash_on_broken(wizard, documents):
+        def crash_on_broken(engine, documents, settings):
             if broken in documents:
                 raise KeyError("template variable")
-            return original(wizard, documents)
+            return original(engine, documents, settings)
 
-        self.patch(Wizard, "_prepare_batch_values", crash_on_broken)
+        self.patch(Engine, "_prepare_documents_values", crash_on_broken)
         batch = self.send(self.invoices)
         self.process_batches()
         batch.invalidate_recordset()
@@ -281,10 +281,9 @@ class TestDocumentEmailBatch(DocumentEmailCase):
             self.env["document.email.batch.line"].with_user(other).create(
                 {"batch_id": mine.id, "res_id": 1, "mail_id": someone_elses.id}
             )
-        theirs = (
-            self.env["document.email.batch"]
-            .with_user(other)
-            ._create_from_wizard(self.open_wizard(self.invoices), self.invoices)
+        engine = self.env["document.email.send"].with_user(other)
+        theirs = engine._queue_batch(
+            self.invoices.with_user(other), engine._get_default_settings()
         )
         self.assertEqual(Batch.search([]), theirs)
         manager = new_test_user(
@@ -318,12 +317,13 @@ class TestDocumentEmailBatch(DocumentEmailCase):
     def test_duplicate_check_is_one_query(self):
         self.send(self.invoices)
         self.process_batches()
-        wizard = self.open_wizard(self.invoices)
+        engine = self.env["document.email.send"]
+        settings = engine._get_default_settings()
         counts = []
         for documents in (self.invoices[:2], self.invoices):
             documents.partner_id.mapped("email")  # read before counting
             before = self.env.cr.sql_log_count
-            self.assertEqual(wizard._recently_sent(documents), documents)
+            self.assertEqual(engine._recently_sent(documents, settings), documents)
             counts.append(self.env.cr.sql_log_count - before)
         self.assertEqual(counts[0], counts[1], "independent of the batch size")
         self.assertLessEqual(counts[1], 3)

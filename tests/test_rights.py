@@ -88,7 +88,7 @@ class TestRights(DocumentEmailCase):
                 with self.subTest(user=user.login, document=name):
                     model = self.wizard_model(user, records, **context)
                     with self.assertRaisesRegex(AccessError, refused):
-                        model._action_open(records.with_env(model.env), context)
+                        records.with_env(model.env)._get_document_email_action(context)
                     with self.assertRaisesRegex(AccessError, refused):
                         model.default_get(["res_ids", "attachment_ids", "body"])
                     with self.assertRaisesRegex(AccessError, refused):
@@ -97,7 +97,7 @@ class TestRights(DocumentEmailCase):
                 self.subTest(user=user.login, path="queued"),
                 self.assertRaisesRegex(AccessError, refused),
             ):
-                self.as_user(user)["document.email.wizard"]._queue_for(
+                self.as_user(user)["document.email.send"]._queue_documents(
                     payment.with_user(user)
                 )
         self.assertEqual(self.footprint(), before, "nothing rendered nor created")

@@ -328,7 +328,7 @@ class TestSendWizard(DocumentEmailCase):
             "out_invoice", partner=self.partner_b, amounts=[200.0], post=True
         )
         documents = self.invoice | invoice_b
-        pdfs = self.env["document.email.wizard"]._render_pdfs(
+        pdfs = self.env["document.email.send"]._render_pdfs(
             self.env.ref("account.account_invoices"), documents
         )
         from .common import pdf_text

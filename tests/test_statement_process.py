@@ -42,8 +42,9 @@ class TestStatementProcess(TransactionCase):
         with self.registry.cursor() as cr:
             env = odoo.api.Environment(cr, odoo.SUPERUSER_ID, {})
             customers = env["res.partner"].browse(ids)
+            logs = env["document.email.statement"].search([("partner_id", "in", ids)])
             mails = env["mail.mail"].search(
-                [("model", "=", "res.partner"), ("res_id", "in", ids)]
+                [("model", "=", logs._name), ("res_id", "in", logs.ids)]
             )
             return (
                 {c.email: c.statement_next_date for c in customers},

@@ -145,7 +145,7 @@ class TestStatementSchedule(AgedReceivableMixin, DocumentEmailCase):
     def test_run_sends_once_and_moves_the_date_when_delivered(self):
         mails = self.run_statements()
         # owing: due today; settled owes nothing; opted out; weekly: Monday
-        self.assertEqual(mails.mapped("res_id"), self.owing.ids)
+        self.assertEqual(self.partner_ids_of(mails), self.owing.ids)
         self.assertEqual(mails.document_statement_date, RUN)
         self.assertEqual(self.owing.statement_next_date, RUN, "not moved yet")
         self.assertEqual(self.settled.statement_next_date, date(2024, 8, 5))
@@ -171,7 +171,7 @@ class TestStatementSchedule(AgedReceivableMixin, DocumentEmailCase):
         self.assertFalse(self.run_statements(date(2024, 7, 6)))
         # 2024-08-05 is also a Monday
         self.assertEqual(
-            set(self.run_statements(date(2024, 8, 5)).mapped("res_id")),
+            set(self.partner_ids_of(self.run_statements(date(2024, 8, 5)))),
             {self.owing.id, self.weekly.id},
         )
 
@@ -195,7 +195,7 @@ class TestStatementSchedule(AgedReceivableMixin, DocumentEmailCase):
         self.assertEqual(self.owing.statement_next_date, RUN, "not moved on")
         self.company.document_smtp_port = self.smtp.port
         retried = self.run_statements(date(2024, 7, 6))
-        self.assertEqual(retried.res_id, self.owing.id)
+        self.assertEqual(self.partner_ids_of(retried), self.owing.ids)
         self.assertEqual(retried.document_statement_date, RUN, "the missed date")
         self.deliver()
         self.assertEqual(retried.state, "sent")
@@ -206,12 +206,12 @@ class TestStatementSchedule(AgedReceivableMixin, DocumentEmailCase):
         # first run on a Monday: the weekly customer only, the others'
         # first date is the company's next 5th
         mails = self.run_statements(date(2024, 7, 8))
-        self.assertEqual(mails.mapped("res_id"), self.weekly.ids)
+        self.assertEqual(self.partner_ids_of(mails), self.weekly.ids)
         self.assertEqual(self.owing.statement_next_date, False)
         self.deliver()
         self.assertEqual(self.weekly.statement_next_date, date(2024, 7, 15))
         self.assertEqual(
-            set(self.run_statements(date(2024, 8, 5)).mapped("res_id")),
+            set(self.partner_ids_of(self.run_statements(date(2024, 8, 5)))),
             {self.owing.id, self.weekly.id},
         )
         self.env["mail.mail"].search([("state", "=", "outgoing")]).unlink()
@@ -219,12 +219,16 @@ class TestStatementSchedule(AgedReceivableMixin, DocumentEmailCase):
         self.company.statement_schedule = "off"
         self.assertFalse(self.run_statements(date(2024, 8, 5)))
         self.company.statement_schedule = "weekly"
-        self.assertEqual(self.run_statements(date(2024, 8, 5)).res_id, self.weekly.id)
+        self.assertEqual(
+            self.partner_ids_of(self.run_statements(date(2024, 8, 5))), self.weekly.ids
+        )
 
     def test_zero_balance_sent_when_asked(self):
         self.company.statement_include_zero = True
         mails = self.run_statements()
-        self.assertEqual(set(mails.mapped("res_id")), {self.owing.id, self.settled.id})
+        self.assertEqual(
+            set(self.partner_ids_of(mails)), {self.owing.id, self.settled.id}
+        )
         self.deliver()
         text = self.statement_text("settled@customer.example.com")
         self.assertIn("No open items.", text)

@@ -141,9 +141,7 @@ class AccountAgedReceivableWizard(models.TransientModel):
         self.ensure_one()
         context = dict(self._get_aged_context(), aged_document=document)
         if self.send_by_email:
-            return self.env["document.email.wizard"]._action_open(
-                partners, context=context
-            )
+            return partners._get_document_email_action(context=context)
         report = self.env.ref(AGED_REPORTS[document])
         return report.with_context(**context).report_action(partners)
 

@@ -16,5 +16,5 @@ class PrintPrenumberedChecks(models.TransientModel):
             payments = self.env["account.payment"].browse(
                 self.env.context["payment_ids"]
             )
-            self.env["document.email.wizard"]._queue_for(payments)
+            self.env["document.email.send"]._queue_documents(payments)
         return action

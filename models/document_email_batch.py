@@ -1,4 +1,3 @@
-import json
 import logging
 import threading
 import time
@@ -15,18 +14,6 @@ _logger = logging.getLogger(__name__)
 # cron (20 invoices a call), a chunk stays well under a prefork worker's
 # limit_time_real (120 s) on a loaded server (50 took 85 to 90 s at load 5)
 CHUNK_SIZE = 20
-# context keys that belong to the request, not to the documents' rendering
-REQUEST_CONTEXT_KEYS = {
-    "document_email_render",
-    "active_id",
-    "active_ids",
-    "active_model",
-    "allowed_company_ids",
-    "bin_size",
-    "dialog_size",
-    "params",
-    "uid",
-}
 QUEUE_JOB_CHANNEL = "root.document_email"
 # chunk jobs enqueued at once (the channel's capacity decides how many run)
 QUEUE_JOB_PARALLEL = 4
@@ -71,6 +58,9 @@ class DocumentEmailBatch(models.Model):
     # the template and PDF chosen instead of each document's own (else empty)
     template_id = fields.Many2one("mail.template", readonly=True)
     report_id = fields.Many2one("ir.actions.report", string="PDF", readonly=True)
+    report_chosen = fields.Boolean(
+        readonly=True, help="The PDF (or none) was chosen for every document"
+    )
     email_cc = fields.Char("Cc", readonly=True)
     email_bcc = fields.Char("Bcc", readonly=True)
     attachment_ids = fields.Many2many(
@@ -146,9 +136,12 @@ class DocumentEmailBatch(models.Model):
     # ------------------------------------------------------------------
 
     @api.model
-    def _create_batch(self, documents, settings, name=None):
+    def _create_batch(self, documents, settings, name=None, options=None):
         """The batch of these documents with the settings the user chose,
-        one pending line per document (inserted in one statement)."""
+        one pending line per document (inserted in one statement).
+        ``options``: context keys the server sets for the rendering (e.g. a
+        statement run's date), beside those the document type accepts from
+        the request."""
         attachments = settings["attachments"]
         batch = self.sudo().create(
             {
@@ -157,11 +150,14 @@ class DocumentEmailBatch(models.Model):
                 "company_id": self.env.company.id,
                 "res_model": documents._name,
                 "template_id": settings["template"].id,
-                "report_id": settings["report"].id,
+                "report_id": settings["report"] and settings["report"].id,
+                "report_chosen": settings["report"] is not None,
                 "email_cc": settings["email_cc"],
                 "email_bcc": settings["email_bcc"],
                 "attachment_ids": [Command.set(attachments.ids)],
-                "options": self._get_rendering_options(),
+                "options": dict(
+                    documents._get_document_email_rendering_options(), **(options or {})
+                ),
             }
         )
         # files uploaded in the dialog outlive it: they belong to the batch now
@@ -188,21 +184,6 @@ class DocumentEmailBatch(models.Model):
             )
         )
         self.invalidate_recordset(["line_ids"])
-
-    @api.model
-    def _get_rendering_options(self):
-        """The context keys the documents read when rendered (e.g. the date
-        of a statement), without the request's own."""
-        options = {}
-        for key, value in self.env.context.items():
-            if key in REQUEST_CONTEXT_KEYS or key.startswith("default_"):
-                continue
-            try:
-                json.dumps(value)
-            except TypeError:
-                continue
-            options[key] = value
-        return options
 
     def _trigger_processing(self):
         """With OCA queue_job installed, one job per chunk on the channel
@@ -361,7 +342,7 @@ class DocumentEmailBatch(models.Model):
         (ir.attachment.create)."""
         self.ensure_one()
         env = self._user_env().with_context(
-            **(self.options or {}), document_email_hold_gc=True
+            dict(self.options or {}, document_email_hold_gc=True)
         )
         return env.env["document.email.send"]
 
@@ -371,7 +352,7 @@ class DocumentEmailBatch(models.Model):
         self.ensure_one()
         return engine._get_default_settings(
             template=self.template_id.with_env(engine.env),
-            report=self.report_id.with_env(engine.env),
+            report=self.report_id.with_env(engine.env) if self.report_chosen else None,
             email_cc=self.email_cc,
             email_bcc=self.email_bcc,
             attachments=self.attachment_ids.with_env(engine.env),
@@ -407,18 +388,29 @@ class DocumentEmailBatch(models.Model):
         self.env.ref("mail.ir_cron_mail_scheduler_action").sudo()._trigger()
 
     def _get_readable_documents(self, by_res_id):
-        """The documents of these lines the batch's user may still read;
+        """The documents of these lines the batch's user may still send;
         the lines of the others are skipped with the reason."""
         documents = self._user_env().env[self.res_model].browse(list(by_res_id))
         existing = documents.exists()
-        readable = existing._filtered_access("read")
         for res_id in set(by_res_id) - set(existing.ids):
             by_res_id[res_id]._skip(self.env._("The document no longer exists."))
-        for document in existing - readable:
-            by_res_id[document.id]._skip(
-                self.env._("%(user)s may no longer read it.", user=self.user_id.name)
+        if not existing._has_document_email_group():
+            lost = self.env._(
+                "%(user)s may no longer send them.", user=self.user_id.name
             )
-        return readable
+            return self._skip_all(existing, by_res_id, lost)
+        readable = existing._filtered_access("read")
+        lost = self.env._("%(user)s may no longer read it.", user=self.user_id.name)
+        self._skip_all(existing - readable, by_res_id, lost)
+        refused = readable.filtered(lambda d: d._get_document_email_refusal())
+        for document in refused:
+            by_res_id[document.id]._skip(document._get_document_email_refusal())
+        return readable - refused
+
+    def _skip_all(self, documents, by_res_id, reason):
+        for document in documents:
+            by_res_id[document.id]._skip(reason)
+        return documents.browse()
 
     def _queue_documents(self, documents):
         """{document: mail values, skip reason or error}, and the emails

@@ -37,13 +37,21 @@ class DocumentEmailMixin(models.AbstractModel):
         self.ensure_one()
         return False
 
+    def _has_document_email_group(self):
+        """The user may email documents of this type (the scheduled jobs'
+        superuser may)."""
+        user = self.env.user
+        return (
+            self.env.su
+            or user._is_superuser()
+            or user.has_group(self._get_document_email_group())
+        )
+
     def _check_document_email_access(self):
         """Raise AccessError unless the user may email (or print the
         statement of) these documents: the group of the document type and
         read access on each document."""
-        if not self.env.su and not self.env.user.has_group(
-            self._get_document_email_group()
-        ):
+        if not self._has_document_email_group():
             raise AccessError(
                 self.env._(
                     "You are not allowed to send %(documents)s by email.",
@@ -131,6 +139,16 @@ class DocumentEmailMixin(models.AbstractModel):
             missing = (together | self).filtered(lambda d: d.id not in cached)
             cached.update(compute(missing))
         return {res_id: cached[res_id] for res_id in self.ids}
+
+    def _get_document_email_rendering_options(self):
+        """The context keys of the request these documents read when a batch
+        renders them later (e.g. the date of an aged statement): only those
+        are kept, never the rest of a client's context."""
+        keys = self._get_document_email_context_keys()
+        return {key: self.env.context[key] for key in keys if key in self.env.context}
+
+    def _get_document_email_context_keys(self):
+        return ()
 
     def _get_document_email_thread(self):
         """The record the email (its message, files and chatter trace) is

@@ -9,6 +9,10 @@ from odoo.tools.safe_eval import safe_eval, time
 
 from .document_email_mixin import rendering_together
 
+# context keys set by the server for a statement run (they tag its emails and
+# move customers' statement dates): never taken from a client's context
+SERVER_CONTEXT_KEYS = ("document_statement_run", "document_statement_date")
+
 
 def valid_address(text):
     """The normalized address, or False: one @, a dotted domain, nothing
@@ -60,7 +64,7 @@ class DocumentEmailSend(models.AbstractModel):
     - ``template``: the mail.template the user chose instead of each
       document's own, or an empty recordset;
     - ``report``: the ir.actions.report chosen instead of each document's
-      own, or an empty recordset;
+      own, an empty recordset for no PDF, or None for each document's own;
     - ``subject``, ``body``: final text typed (or accepted) by the user for
       one document, sent as it is and never rendered; None to render the
       template's own subject and body for each document;
@@ -108,7 +112,7 @@ class DocumentEmailSend(models.AbstractModel):
         """Each document's own template, report and recipients."""
         settings = {
             "template": self.env["mail.template"],
-            "report": self.env["ir.actions.report"],
+            "report": None,
             "subject": None,
             "body": None,
             "partners": None,
@@ -128,7 +132,7 @@ class DocumentEmailSend(models.AbstractModel):
         """{report: documents}: the report the user chose, or each
         document's own default one (a receipt for one payment, an advice for
         the next)."""
-        if settings["report"]:
+        if settings["report"] is not None:
             return {settings["report"]: documents}
         return documents.grouped(lambda d: d._get_document_email_reports()[:1])
 
@@ -332,8 +336,9 @@ class DocumentEmailSend(models.AbstractModel):
         ]
 
     @api.model
-    def _check_settings(self, settings):
+    def _check_settings(self, settings, documents):
         """Typed input refused before anything is created."""
+        self._check_choices(settings, documents)
         subject = settings["subject"]
         if subject is not None and ("\r" in subject or "\n" in subject):
             raise UserError(self.env._("The subject must be on one line."))
@@ -347,6 +352,18 @@ class DocumentEmailSend(models.AbstractModel):
         settings["attachments"].check("read")
         self._check_addresses(settings["email_cc"], self.env._("Cc"))
         self._check_addresses(settings["email_bcc"], self.env._("Bcc"))
+
+    @api.model
+    def _check_choices(self, settings, documents):
+        """A template or PDF chosen by the user belongs to these documents'
+        model (another model's would render another record by its id)."""
+        template, report = settings["template"], settings["report"]
+        if template and template.model != documents._name:
+            raise UserError(self.env._("This template is not for these documents."))
+        if report and (
+            report.model != documents._name or report.report_type != "qweb-pdf"
+        ):
+            raise UserError(self.env._("This PDF is not for these documents."))
 
     @api.model
     def _get_skip_reason(self, partners):
@@ -565,7 +582,7 @@ class DocumentEmailSend(models.AbstractModel):
         """The email of one document with the user's final text, queued.
         The files the user uploaded for it (``own_uploads``) move onto the
         record the email is kept on; any other file is copied."""
-        self._check_settings(settings)
+        self._check_settings(settings, document)
         thread = document._get_document_email_thread()
         own_uploads.sudo().write(self._owner(thread))
         others = settings["attachments"].sudo() - own_uploads.sudo()
@@ -587,14 +604,16 @@ class DocumentEmailSend(models.AbstractModel):
             email_from,
             settings,
         )
-        return self._create_mails([values])
+        # keys a statement run sets on the server, never taken from a request
+        server_keys = dict.fromkeys(SERVER_CONTEXT_KEYS, False)
+        return self.with_context(**server_keys)._create_mails([values])
 
     @api.model
-    def _queue_batch(self, documents, settings, name=None):
+    def _queue_batch(self, documents, settings, name=None, options=None):
         """Record a batch of these documents (nothing rendered in the
         request): scheduled jobs render and queue one email per document
         with the templates' own content."""
-        self._check_settings(settings)
+        self._check_settings(settings, documents)
         if settings["subject"] is not None or settings["body"] is not None:
             raise UserError(
                 self.env._(
@@ -603,16 +622,18 @@ class DocumentEmailSend(models.AbstractModel):
                 )
             )
         return self.env["document.email.batch"]._create_batch(
-            documents, settings, name=name
+            documents, settings, name=name, options=options
         )
 
     @api.model
-    def _queue_documents(self, documents):
+    def _queue_documents(self, documents, options=None):
         """Queue one email per document with its own defaults, without the
         dialog (e.g. right after printing cheques, scheduled statements,
-        confirmation requests), and tell the user how it went."""
+        confirmation requests), and tell the user how it went. ``options``:
+        context keys the server sets for the rendering."""
         documents = self._browse_documents(documents._name, documents.ids)
-        batch = self._queue_batch(documents, self._get_default_settings())
+        settings = self._get_default_settings()
+        batch = self._queue_batch(documents, settings, options=options)
         self.env.user._bus_send(
             "simple_notification",
             {

@@ -22,14 +22,25 @@ class MailMail(models.Model):
                 vals["document_statement_company_id"] = self.env.company.id
         return super().create(vals_list)
 
+    def _get_statement_partners(self):
+        """The customers of these statement emails: kept on a statement
+        record, or on the customer itself for emails queued before that."""
+        logs = self.env["document.email.statement"].sudo()
+        partners = self.env["res.partner"]
+        for mail in self.filtered("document_statement_date"):
+            if mail.model == logs._name:
+                partners |= logs.browse(mail.res_id).exists().partner_id
+            elif mail.model == "res.partner":
+                partners |= partners.browse(mail.res_id).exists()
+        return partners
+
     def _postprocess_sent_message(
         self, success_pids, failure_reason=False, failure_type=None
     ):
         for mail in self.filtered(
             lambda m: m.document_statement_date and m.state == "sent"
         ):
-            log = self.env["document.email.statement"].browse(mail.res_id).exists()
-            log.partner_id.with_company(
+            mail._get_statement_partners().with_company(
                 mail.document_statement_company_id
             )._statement_sent(mail.document_statement_date)
         return super()._postprocess_sent_message(

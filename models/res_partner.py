@@ -74,6 +74,18 @@ class ResPartner(models.Model):
         self.ensure_one()
         return f"account_document_email.mail_template_aged_{self._get_aged_document()}"
 
+    def _get_document_email_context_keys(self):
+        # what the aged balance screen chose; a statement run's own keys are
+        # set by the server (``_send_statements``), never taken from a request
+        return (
+            "aged_date_at",
+            "aged_interval_days",
+            "aged_account_type",
+            "aged_by_currency",
+            "aged_document",
+            "aged_activity_from",
+        )
+
     def _get_document_email_thread(self):
         """A statement or letter shows figures: its email is kept on a
         record of the company's billing users, not on the partner."""
@@ -85,9 +97,14 @@ class ResPartner(models.Model):
         return {
             "document": SQL("log.partner_id"),
             "join": SQL("JOIN document_email_statement log ON log.id = msg.res_id"),
+            # the same kind of document of the same company only: another
+            # company's statement of a shared partner is none of this one's
             "where": SQL(
-                "msg.model = 'document.email.statement' AND log.partner_id = ANY(%s)",
+                "msg.model = 'document.email.statement' AND log.partner_id = ANY(%s)"
+                " AND log.company_id = %s AND log.document = %s",
                 self.ids,
+                self.env.company.id,
+                self._get_aged_document(),
             ),
         }
 
@@ -572,14 +589,10 @@ class ResPartner(models.Model):
         waiting = self.env["mail.mail"].search(
             [
                 ("document_statement_company_id", "=", company.id),
-                ("model", "=", "document.email.statement"),
                 ("state", "=", "outgoing"),
             ]
         )
-        logs = (
-            self.env["document.email.statement"].sudo().browse(waiting.mapped("res_id"))
-        )
-        return set(logs.partner_id.ids)
+        return set(waiting._get_statement_partners().ids)
 
     @api.model
     def _get_statements_to_render(self, company):
@@ -625,8 +638,9 @@ class ResPartner(models.Model):
     def _send_statements(self, statement_date, frequency):
         """Queue one statement email per customer. The one place the run
         hands its emails over (to move to the batch model)."""
+        context = self._get_statement_context(statement_date, frequency)
         return (
             self.env["document.email.send"]
-            .with_context(**self._get_statement_context(statement_date, frequency))
-            ._queue_documents(self)
+            .with_context(**context)
+            ._queue_documents(self, options=context)
         )

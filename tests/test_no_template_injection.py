@@ -6,7 +6,7 @@ is sent as typed, never rendered; the batch code never makes a dialog."""
 from datetime import date, timedelta
 
 from odoo import SUPERUSER_ID, Command, fields
-from odoo.exceptions import AccessError
+from odoo.exceptions import AccessError, UserError
 from odoo.tests import new_test_user, tagged
 
 from .aged_common import DATE_AT, AgedReceivableMixin
@@ -262,8 +262,9 @@ class TestNoTemplateInjection(AgedReceivableMixin, DocumentEmailCase):
         for invoice in invoices:
             mail = mails.filtered(lambda m, invoice=invoice: m.res_id == invoice.id)
             self.assertIn(invoice.name, mail.subject)
-            self.assertNotIn("42", mail.subject)
+            self.assertNotIn("42", mail.subject + str(mail.body_html))
             self.assertNotIn("{{", mail.subject + str(mail.body_html))
+            self.assertIn(invoice.name, str(mail.body_html), "the template's body")
 
     def test_batch_named_after_what_was_sent(self):
         invoices = self.init_invoice(
@@ -324,7 +325,12 @@ class TestNoTemplateInjection(AgedReceivableMixin, DocumentEmailCase):
                 partner = customer.with_user(user)
                 messages = partner.message_ids
                 self.assertTrue(messages, "the partner's chatter is readable")
-                self.assertIn(log.name.split()[0], " ".join(messages.mapped("body")))
+                notes = " ".join(messages.mapped("body"))
+                self.assertIn(
+                    f'data-oe-model="document.email.statement" data-oe-id="{log.id}"',
+                    notes.replace("'", '"'),
+                    "a link to the statement record",
+                )
                 for message in messages:
                     self.assertNotIn("1,234.56", str(message.body))
                     self.assertFalse(message.attachment_ids)
@@ -345,3 +351,110 @@ class TestNoTemplateInjection(AgedReceivableMixin, DocumentEmailCase):
         own = log.with_user(billing)
         self.assertEqual(own.partner_id, customer)
         self.assertTrue(own.message_ids.attachment_ids, "billing users read the PDF")
+
+    # ------------------------------------------------------------------
+    # Choices a client could forge
+    # ------------------------------------------------------------------
+
+    def test_template_or_pdf_of_another_model_refused(self):
+        invoice = self.init_invoice(
+            "out_invoice", partner=self.partner_a, amounts=[100.0], post=True
+        )
+        statement_template = self.env.ref(
+            "account_document_email.mail_template_aged_statement"
+        )
+        statement_pdf = self.env.ref(
+            "account_document_email.action_report_aged_statement"
+        )
+        for values in (
+            {"template_id": statement_template.id},
+            {"report_id": statement_pdf.id},
+        ):
+            with self.subTest(values=values):
+                wizard = self.open_wizard(invoice)
+                wizard.write(values)
+                with self.assertRaisesRegex(UserError, "not for these documents"):
+                    wizard.action_send()
+        self.assertFalse(self.mails_of(invoice), "nothing queued")
+
+    def test_server_context_keys_of_a_request_ignored(self):
+        """A client planting a statement run's keys in its context neither
+        tags the emails (which would move customers' statement dates) nor
+        reaches the batch's rendering."""
+        self.create_receivable(self.partner_a, 100, 10)
+        self.create_receivable(self.partner_b, 200, 10)
+        partners = self.partner_a | self.partner_b
+        planted = {
+            "document_statement_run": True,
+            "document_statement_date": "2099-01-05",
+            "active_test": False,
+        }
+        aged = self.env["account.aged.receivable.wizard"].create(
+            {"date_at": DATE_AT, "send_by_email": True, "partner_ids": partners.ids}
+        )
+        action = aged.action_statement()
+        wizard = (
+            self.env["document.email.wizard"]
+            .with_context(**action["context"], **planted)
+            .create({})
+        )
+        batch = self.send_in_background(wizard.with_context(**planted))
+        self.assertFalse(set(planted) & set(batch.options))
+        self.assertEqual(batch.options["aged_date_at"], str(DATE_AT))
+        mails = self.statement_mails(partners)
+        self.assertEqual(len(mails), 2)
+        self.assertFalse(any(mails.mapped("document_statement_date")))
+        # one document, sent at once: not tagged either
+        single = (
+            self.env["document.email.wizard"]
+            .with_context(**dict(action["context"], active_ids=self.partner_a.ids))
+            .with_context(**planted)
+            .create({"duplicate_confirmed": True})
+        )
+        single.with_context(**planted).action_send()
+        self.assertFalse(
+            any(self.statement_mails(partners).mapped("document_statement_date"))
+        )
+
+    def test_no_pdf_chosen_for_several_documents(self):
+        invoices = self.init_invoice(
+            "out_invoice", partner=self.partner_a, amounts=[100.0], post=True
+        ) | self.init_invoice(
+            "out_invoice", partner=self.partner_b, amounts=[50.0], post=True
+        )
+        wizard = self.open_wizard(invoices)
+        self.assertTrue(wizard.report_id)
+        wizard.report_id = False
+        self.send_in_background(wizard)
+        mails = self.mails_of(invoices)
+        self.assertEqual(len(mails), 2)
+        self.assertFalse(mails.attachment_ids, "no PDF, as chosen")
+
+    def test_letter_from_the_dialog_kept_off_the_partner(self):
+        self.create_receivable(self.partner_b, 777.77, 10)
+        aged = self.env["account.aged.receivable.wizard"].create(
+            {
+                "date_at": DATE_AT,
+                "send_by_email": True,
+                "partner_ids": self.partner_b.ids,
+            }
+        )
+        action = aged.action_letter()
+        wizard = (
+            self.env["document.email.wizard"]
+            .with_context(**action["context"])
+            .create({})
+        )
+        self.assertTrue(wizard.attachment_ids, "the letter rendered in the dialog")
+        wizard.action_send()
+        [mail] = self.statement_mails(self.partner_b)
+        log = self.env["document.email.statement"].browse(mail.res_id)
+        self.assertEqual(
+            (log.document, log.company_id, log.date_at),
+            ("letter", self.env.company, DATE_AT),
+        )
+        self.assertEqual(set(mail.attachment_ids.mapped("res_model")), {log._name})
+        self.assertIn("777.77", str(mail.body_html))
+        for message in self.partner_b.message_ids:
+            self.assertNotIn("777.77", str(message.body))
+            self.assertFalse(message.attachment_ids)

@@ -289,7 +289,7 @@ class DocumentEmailWizard(models.TransientModel):
         documents = self._get_documents()
         settings = self._get_settings(documents)
         engine = self.env["document.email.send"]
-        engine._check_settings(settings)
+        engine._check_settings(settings, documents)
         if not self.duplicate_confirmed:
             repeated = engine._recently_sent(documents, settings)
             if repeated:

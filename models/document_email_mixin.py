@@ -137,3 +137,15 @@ class DocumentEmailMixin(models.AbstractModel):
     def action_send_document_email(self):
         """Open the "Send by email" wizard on these documents."""
         return self.env["document.email.wizard"]._action_open(self)
+
+    def _get_document_email_files_apart(self, report):
+        """The documents whose files are made in a transaction of their own
+        before their batch chunk renders, because making them may commit
+        (e.g. an invoice a localisation submits to its government)."""
+        return self.browse()
+
+    def _make_document_email_files_apart(self, report):
+        """Make the files of this document, one of those made apart (the
+        transaction may be committed on the way); raise a UserError when they
+        cannot be made."""
+        self.ensure_one()

@@ -111,10 +111,11 @@ class AccountMove(models.Model):
             if key not in HANDLED_CORE_ALERTS
         }
 
-    def _document_email_make_official_files(self):
+    def _document_email_make_official_files(self, keep_errors=False):
         """Core's Send generation of the official PDF and e-invoice files for
         the moves that have none yet (a blocking alert or a generation error
-        is raised, so nothing is sent nor kept)."""
+        is raised, so nothing is sent nor kept; with ``keep_errors``, the
+        error is also posted on the move, as core's scheduled Send does)."""
         missing = self.filtered(lambda move: not move.invoice_pdf_report_id)
         if not missing:
             return
@@ -125,13 +126,44 @@ class AccountMove(models.Model):
         moves_data = missing._document_email_sending_data()
         send._raise_danger_alerts(missing._document_email_core_alerts(moves_data))
         send._generate_invoice_documents(moves_data)
-        errors = [
-            f"{move.display_name}: {send._format_error_text(data['error'])}"
-            for move, data in moves_data.items()
-            if data.get("error")
-        ]
-        if errors:
-            raise UserError("\n".join(errors))
+        failed = {move: data for move, data in moves_data.items() if data.get("error")}
+        if failed and keep_errors:
+            send._hook_if_errors(failed, allow_raising=False)
+        if failed:
+            raise UserError(
+                "\n".join(
+                    f"{move.display_name}: {send._format_error_text(data['error'])}"
+                    for move, data in failed.items()
+                )
+            )
+
+    def _document_email_official_files_to_make(self, report):
+        """The moves sent with official files that have none yet."""
+        return self.filtered(
+            lambda move: (
+                move._document_email_uses_official_files(report)
+                and not move.invoice_pdf_report_id
+            )
+        )
+
+    def _get_document_email_files_apart(self, report):
+        """The moves whose official files are still to make and go through a
+        government's web service (one of core's Send extra EDIs applies:
+        TicketBAI, NAV, MyInvois, SInvoice...): their localisation commits
+        there when core's Send allows it (``account.move.send._can_commit``)."""
+        send = self.env["account.move.send"]
+        return self._document_email_official_files_to_make(report).filtered(
+            send._get_default_extra_edis
+        )
+
+    def _make_document_email_files_apart(self, report):
+        """This move's official files, in a transaction the localisation may
+        commit; its row locked first, so that two workers never submit it to
+        the government at once (core's lock, "being sent by another
+        process"). An error is kept on the move and raised."""
+        self.ensure_one()
+        self.env["res.company"]._with_locked_records(self)
+        self._document_email_make_official_files(keep_errors=True)
 
     def _get_document_email_files(self, report):
         official = self.filtered(
@@ -160,12 +192,7 @@ class AccountMove(models.Model):
     def _get_document_email_alerts(self, report):
         """Core's Send alerts for the files still to make; for one move, also
         the e-invoice errors core's Send would raise."""
-        moves = self.filtered(
-            lambda m: (
-                m._document_email_uses_official_files(report)
-                and not m.invoice_pdf_report_id
-            )
-        )
+        moves = self._document_email_official_files_to_make(report)
         if not moves:
             return super()._get_document_email_alerts(report)
         moves_data = moves._document_email_sending_data()

@@ -297,7 +297,8 @@ class DocumentEmailBatch(models.Model):
         batches = self.sudo()
         lines = batches._lock_chunk(chunk_size or self._get_chunk_size())
         if lines:
-            lines.batch_id._process_lines(lines)
+            if not lines.batch_id._make_files_apart(lines):
+                lines.batch_id._process_lines(lines)
             if auto_commit:
                 # each chunk is its own transaction, as cron jobs commit theirs
                 self.env.cr.commit()  # pylint: disable=invalid-commit
@@ -357,6 +358,38 @@ class DocumentEmailBatch(models.Model):
             email_bcc=self.email_bcc,
             attachments=self.attachment_ids.with_env(engine.env),
         )
+
+    def _make_files_apart(self, lines):
+        """Make, in this transaction and before the chunk renders, the files
+        of one of these lines' documents whose making may commit (e.g. an
+        invoice a localisation submits to its government): a chunk never
+        commits half-way. Its line stays pending, rendered by the next call,
+        or fails with the error. Whether a document's files were made."""
+        self.ensure_one()
+        engine = self._get_engine()
+        documents = engine.env[self.res_model].browse(lines.mapped("res_id"))
+        documents = documents.exists()._filtered_access("read")
+        if not documents:
+            return False
+        # the report each one renders with, as the engine chooses it
+        by_report = engine._get_reports(documents, self._get_settings(engine))
+        apart = [
+            (document, report)
+            for report, group in by_report.items()
+            for document in group._get_document_email_files_apart(report)
+        ]
+        if not apart:
+            return False
+        document, report = apart[0]
+        try:
+            document._make_document_email_files_apart(report)
+        except psycopg2.Error:
+            raise  # the transaction is lost: the job runs again
+        except Exception as error:
+            if not isinstance(error, UserError):
+                _logger.exception("document email batch %s: files failed", self.id)
+            lines.filtered(lambda line: line.res_id == document.id)._fail(str(error))
+        return True
 
     def _process_lines(self, lines):
         """Render and queue the documents of these lines (all of this batch)."""

@@ -214,3 +214,15 @@ class DocumentEmailMixin(models.AbstractModel):
                 "dialog_size": "large",
             },
         }
+
+    def _get_document_email_files_apart(self, report):
+        """The documents whose files are made in a transaction of their own
+        before their batch chunk renders, because making them may commit
+        (e.g. an invoice a localisation submits to its government)."""
+        return self.browse()
+
+    def _make_document_email_files_apart(self, report):
+        """Make the files of this document, one of those made apart (the
+        transaction may be committed on the way); raise a UserError when they
+        cannot be made."""
+        self.ensure_one()

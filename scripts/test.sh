@@ -2,7 +2,9 @@
 # Run every test of the add-on on a database of its own (created and dropped
 # here), browser tours included; then, on a second database with OCA
 # queue_job installed (scripts/setup.sh unzips it), the tests of batches run
-# as jobs. Prints "N passed, N failed, N skipped" at the end.
+# as jobs; on a third with l10n_es_edi_tbai (TicketBAI, Spain), the batches
+# of invoices a localisation commits in. Prints "N passed, N failed, N
+# skipped" at the end.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 ODOO_SRC=${ODOO_SRC:-/opt/odoo18}
@@ -16,12 +18,14 @@ TAGS=${TEST_TAGS:-/account_document_email}
 LOG=${TEST_LOG:-$here/var/test.log}
 # the tests that need queue_job in the database (skipped without it)
 QUEUE_JOB_TAGS=/account_document_email:TestBatchQueueJob
+# the tests that need l10n_es_edi_tbai in the database (skipped without it)
+TBAI_TAGS=/account_document_email:TestTicketBaiBatch
 mkdir -p "$(dirname "$LOG")"
 
 command -v chromium >/dev/null || { echo "chromium is missing: run make setup" >&2; exit 1; }
 "$VENV/bin/python" -c "import websocket" || { echo "websocket-client is missing: run make setup" >&2; exit 1; }
 export PATH="$VENV/bin:$PATH"
-trap 'for db in "$DB" "${DB}_qj"; do dropdb --if-exists "$db" >/dev/null 2>&1; rm -rf "$ADE_HOME/data/filestore/$db"; done' EXIT
+trap 'for db in "$DB" "${DB}_qj" "${DB}_tbai"; do dropdb --if-exists "$db" >/dev/null 2>&1; rm -rf "$ADE_HOME/data/filestore/$db"; done' EXIT
 
 passed=0
 bad=0
@@ -60,13 +64,13 @@ run_tests() {
     failed=$(sed -E 's/^([0-9]+) failed.*/\1/' <<<"$summary")
     errors=$(sed -E 's/.*failed, ([0-9]+) error.*/\1/' <<<"$summary")
     total=$(sed -E 's/.* of ([0-9]+) tests/\1/' <<<"$summary")
-    # a skipped test is not a passed one; only the queue_job tests may skip
-    # (in the database without queue_job)
-    local skipped
+    # a skipped test is not a passed one; only the queue_job and TicketBAI
+    # tests may skip (in the database without their module)
+    local skipped allowed=": skipped (TestBatchQueueJob|TestTicketBaiBatch)\."
     skipped=$(grep -c ": skipped " "$log")
-    if grep ": skipped " "$log" | grep -qv ": skipped TestBatchQueueJob\."; then
+    if grep ": skipped " "$log" | grep -qvE "$allowed"; then
         echo "[test] tests were skipped in $db:" >&2
-        grep ": skipped " "$log" | grep -v ": skipped TestBatchQueueJob\." | head >&2
+        grep ": skipped " "$log" | grep -vE "$allowed" | head >&2
         rc=1
     fi
     echo "[test] $summary ($skipped skipped)"
@@ -95,6 +99,20 @@ if [ "$TAGS" = /account_document_email ] ||
             echo "[test] tests were skipped with queue_job installed" >&2
             bad=$((bad + 1))
         fi
+    fi
+fi
+
+# invoices TicketBAI submits (and commits) in a batch: on the full run, or
+# when TEST_TAGS names them
+if [ "$TAGS" = /account_document_email ] ||
+    [[ ",$TAGS" == *TestTicketBaiBatch* && ",$TAGS" != *,-*TestTicketBaiBatch* ]]; then
+    tbai_log=${LOG%.log}-tbai.log
+    run_tests "${DB}_tbai" "$ODOO_SRC/addons,$ADE_ADDONS" \
+        account_document_email,l10n_es_edi_tbai "$TBAI_TAGS" "$tbai_log"
+    # there, l10n_es_edi_tbai is installed: a skip would hide the test
+    if grep -q ": skipped " "$tbai_log"; then
+        echo "[test] tests were skipped with l10n_es_edi_tbai installed" >&2
+        bad=$((bad + 1))
     fi
 fi
 

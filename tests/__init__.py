@@ -6,6 +6,7 @@ from . import test_aged_receivable
 from . import test_aged_receivable_email
 from . import test_payment_email
 from . import test_queue_processes
+from . import test_ticketbai_batch
 from . import test_translation
 from . import test_smtp_scope
 from . import test_uninstall

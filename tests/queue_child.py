@@ -16,6 +16,13 @@ usage: python queue_child.py CONFIG_JSON MODE
         is committed, right after the next file reaches the filestore (its
         attachment row not inserted yet), creates MARKER and waits until the
         test creates MARKER.go (at most 60 s).
+  MODE "tbai-batch N": the demo Spanish company set up in Gipuzkoa with
+        l10n_es_edi_tbai's test helpers (its test certificate), N of its
+        invoices and one of the main company, sent as one batch from the
+        wizard by the administrator; prints ids
+  MODE "tbai-process SIZE [kill]": "process" on the date of TicketBAI's
+        tests (its certificate valid then); with "kill", the process kills
+        itself right after TicketBAI's hook commits a submission.
 Both run again after a concurrent update, as Odoo does with a request (and
 the cron on its next run): the one that loses the race on an email fails
 there before sending it.
@@ -89,6 +96,119 @@ def create_batch(env, count, port):
         "product": product.product_tmpl_id.id,
         "server": saved,
     }
+
+
+def tbai_helpers(env, company):
+    """l10n_es_edi_tbai's test helpers (tests/common.py) on this committed
+    environment, in this company."""
+    import logging
+
+    # they live in its tests: importing them outside test mode logs an
+    # error meant for business modules
+    logging.getLogger("odoo.tests.common").setLevel(logging.CRITICAL)
+    from odoo.addons.l10n_es_edi_tbai.tests.common import TestEsEdiTbaiCommon
+
+    class Basque(TestEsEdiTbaiCommon):
+        pass
+
+    Basque.env = env(context=dict(env.context, allowed_company_ids=company.ids))
+    Basque.company_data = {"company": company}
+    return Basque
+
+
+def create_basque_batch(env, count):
+    """The demo Spanish company configured as TicketBAI's tests configure
+    theirs (in Gipuzkoa, its test certificate), COUNT of its invoices after
+    one of the main company, sent as one batch by the administrator."""
+    company = env.ref("base.demo_company_es")
+    company.write(
+        {
+            "state_id": env.ref("base.state_es_ss").id,
+            "vat": "ES09760433S",
+            "l10n_es_tbai_test_env": True,
+        }
+    )
+    basque = tbai_helpers(env, company)
+    basque._set_tax_agency("gipuzkoa")
+    basque.product_a = env["product.product"].create({"name": "Basque service"})
+    invoices = env["account.move"]
+    for n in range(count):
+        # without Facturae, as TicketBAI's tests set their customer
+        basque.partner_a = basque.env["res.partner"].create(
+            {
+                "name": f"Basque customer {n}",
+                "email": f"basque{n}@example.com",
+                "vat": "ESF35999705",
+                "country_id": env.ref("base.es").id,
+                "invoice_edi_format": False,
+            }
+        )
+        invoices |= basque._create_posted_invoice()
+    main = env.ref("base.main_company")
+    customer = env["res.partner"].create(
+        {"name": "Main company customer", "email": "customer@example.com"}
+    )
+    normal = (
+        env["account.move"]
+        .with_company(main)
+        .create(
+            {
+                "move_type": "out_invoice",
+                "partner_id": customer.id,
+                "invoice_line_ids": [
+                    Command.create(
+                        {"product_id": basque.product_a.id, "price_unit": 10}
+                    )
+                ],
+            }
+        )
+    )
+    normal.action_post()
+    admin = env.ref("base.user_admin")
+    wizard = (
+        env(user=admin, context={"allowed_company_ids": (main | company).ids})[
+            "document.email.wizard"
+        ]
+        .with_context(active_model="account.move", active_ids=(normal | invoices).ids)
+        .create({})
+    )
+    return {
+        "batch": wizard.action_send()["res_id"],
+        "basque": invoices.ids,
+        "normal": normal.id,
+    }
+
+
+def kill_when_ticketbai_commits():
+    """Kill this process right after TicketBAI's hook commits (the outcome
+    of a submission saved), before anything else."""
+    from odoo.sql_db import Cursor
+
+    from odoo.addons.l10n_es_edi_tbai.models.account_move_send import (
+        AccountMoveSend,
+    )
+
+    original_hook = AccountMoveSend._call_web_service_before_invoice_pdf_render
+    original_commit = Cursor.commit
+    inside = []
+
+    def _call_web_service_before_invoice_pdf_render(self, invoices_data):
+        inside.append(True)
+        try:
+            return original_hook(self, invoices_data)
+        finally:
+            inside.pop()
+
+    def commit(self):
+        result = original_commit(self)
+        if inside:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    AccountMoveSend._call_web_service_before_invoice_pdf_render = (
+        _call_web_service_before_invoice_pdf_render
+    )
+    Cursor.commit = commit
 
 
 def kill_in_create_mails(kill_at):
@@ -184,6 +304,17 @@ def main():
             kill_in_create_mails(int(args[1]))
         sys.stdout.write(json.dumps(process_batches(registry, int(args[0]))))
         return
+    if mode == "tbai-process":
+        from freezegun import freeze_time
+
+        without_report_assets()
+        if args[1:] == ["kill"]:
+            kill_when_ticketbai_commits()
+        # the day TicketBAI's tests run on (tests/common.py, frozen_today)
+        with freeze_time("2022-01-01"):
+            chunks = process_batches(registry, int(args[0]))
+        sys.stdout.write(json.dumps(chunks))
+        return
     # the cursor commits when the block ends, as a cron job does
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
@@ -204,6 +335,8 @@ def main():
                 ]
             )
             sys.stdout.write(json.dumps(mails.ids))
+        elif mode == "tbai-batch":
+            sys.stdout.write(json.dumps(create_basque_batch(env, int(args[0]))))
         elif mode == "batch":
             sys.stdout.write(json.dumps(create_batch(env, int(args[0]), int(args[1]))))
         elif mode == "queue":

@@ -16,3 +16,4 @@ from . import test_statement_schedule
 from . import test_statement_process
 from . import test_confirmation
 from . import test_smtp_limits
+from . import test_smtp_privacy

@@ -621,8 +621,8 @@ class DocumentEmailBatchLine(models.Model):
     @api.depends("mail_id.failure_reason", "reason")
     def _compute_failure_reason(self):
         # the email of the user's own batch line (record rules on the line);
-        # never the server's host or account, even from reasons stored
-        # before the email's own were written without them
+        # never the server's host or account, even in reasons stored before
+        # they were left out where reasons are written
         for line in self:
             mail = line.sudo().mail_id
             company = mail.mail_server_id.document_company_id

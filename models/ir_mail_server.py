@@ -210,6 +210,7 @@ class IrMailServer(models.Model):
         return DocumentSMTPError(company._document_smtp_explain(error, detail=False))
 
     def _document_session(self, connection):
+        """Core's session, ready to tell what happens to each email."""
         session = connection.__obj__
         session._init_document_state()
         session.document_server_id = self.id

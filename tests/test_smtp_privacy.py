@@ -69,13 +69,17 @@ class TestSmtpDetailsStayWithAdministrators(DocumentEmailCase):
         mail = self.env["mail.mail"].search(
             [("model", "=", "account.move"), ("res_id", "=", invoices.id)]
         )
-        notifications = self.env["mail.notification"].with_user(self.clerk).search(
-            [("mail_mail_id", "=", mail.id)]
+        notifications = (
+            self.env["mail.notification"]
+            .with_user(self.clerk)
+            .search([("mail_mail_id", "=", mail.id)])
         )
         self.assertTrue(notifications)
         shown = [n.format_failure_reason() for n in notifications]
-        return result["params"]["message"], mail, shown + notifications.mapped(
-            "failure_reason"
+        return (
+            result["params"]["message"],
+            mail,
+            shown + notifications.mapped("failure_reason"),
         )
 
     def test_refused_account_named_to_administrators_only(self):

@@ -29,9 +29,9 @@ def sql_lines(tree):
     """The line numbers of SQL text: string constants that read as SQL."""
     lines = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if SQL.search(node.value):
-                lines.update(range(node.lineno, node.end_lineno + 1))
+        is_text = isinstance(node, ast.Constant) and isinstance(node.value, str)
+        if is_text and SQL.search(node.value):
+            lines.update(range(node.lineno, node.end_lineno + 1))
     return lines
 
 
@@ -66,7 +66,9 @@ def main(arguments):
         for line, name, length in long_functions(path):
             if f"{relative}:{name}" in NOT_YET_CHECKED:
                 continue
-            print(f"{relative}:{line}: {name} has {length} lines (max {MAX_LINES})")
+            sys.stdout.write(
+                f"{relative}:{line}: {name} has {length} lines (max {MAX_LINES})\n"
+            )
             found = True
     return 1 if found else 0
 

@@ -644,9 +644,15 @@ class DocumentEmailBatchLine(models.Model):
 
     @api.depends("mail_id.failure_reason", "reason")
     def _compute_failure_reason(self):
-        # the email of the user's own batch line (record rules on the line)
+        # the email of the user's own batch line (record rules on the line);
+        # never the server's host or account, even in reasons stored before
+        # they were left out where reasons are written
         for line in self:
-            line.failure_reason = line.reason or line.sudo().mail_id.failure_reason
+            mail = line.sudo().mail_id
+            company = mail.mail_server_id.document_company_id
+            line.failure_reason = line.reason or company._document_smtp_hide_server(
+                mail.failure_reason
+            )
 
     def _skip(self, reason):
         self.write({"stage": "skipped", "reason": reason})

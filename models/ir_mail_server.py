@@ -1,3 +1,4 @@
+import contextlib
 import contextvars
 import logging
 import smtplib
@@ -178,19 +179,41 @@ class IrMailServer(models.Model):
             return super().connect(**arguments)
         # core opens the session (debug, certificate, IDNA login, other
         # modules' overrides); the transport underneath is ours
-        token = _DOCUMENT_TRANSPORT.set(server._document_transport())
-        try:
+        with server._document_connecting():
             connection = super().connect(**arguments)
-        except (OSError, smtplib.SMTPException) as error:
-            explained = server.document_company_id._document_smtp_explain(error)
-            raise DocumentSMTPError(explained) from error
-        finally:
-            _DOCUMENT_TRANSPORT.reset(token)
         if connection is None:  # test mode: core connects to nothing
             return None
+        return server._document_session(connection)
+
+    @contextlib.contextmanager
+    def _document_connecting(self):
+        """Core's connect() inside runs over this server's transport; its
+        failures come out explained."""
+        token = _DOCUMENT_TRANSPORT.set(self._document_transport())
+        try:
+            yield
+        except (OSError, smtplib.SMTPException) as error:
+            raise self._document_connect_error(error) from error
+        finally:
+            _DOCUMENT_TRANSPORT.reset(token)
+
+    def _document_connect_error(self, error):
+        """The failure in plain words, without the host or the account: it
+        is stored on the emails, which other users read. The log and
+        Settings' connection test (administrators) keep the full diagnosis."""
+        company = self.document_company_id
+        _logger.info(
+            "SMTP connection of company %s failed: %s",
+            company.id,
+            company._document_smtp_explain(error),
+        )
+        return DocumentSMTPError(company._document_smtp_explain(error, detail=False))
+
+    def _document_session(self, connection):
+        """Core's session, ready to tell what happens to each email."""
         session = connection.__obj__
         session._init_document_state()
-        session.document_server_id = server.id
+        session.document_server_id = self.id
         # the sender is aligned with the account per message
         session.smtp_from = False
         return session

@@ -167,6 +167,21 @@ class MailMail(models.Model):
             self.message_id
         ):
             self._document_schedule_retry()
+        server = (
+            self.env["ir.mail_server"].sudo().browse(smtp_session.document_server_id)
+        )
+        self._document_hide_server(server.document_company_id)
+
+    def _document_hide_server(self, company):
+        """The reasons stored on the email and its notifications are read by
+        its users: the server's words in them lose the company's SMTP host and
+        account (Settings' connection test shows them to administrators)."""
+        if not self.failure_reason:
+            return
+        for record in (self, *self.notification_ids.sudo()):
+            hidden = company._document_smtp_hide_server(record.failure_reason)
+            if hidden != record.failure_reason:
+                record.failure_reason = hidden
 
     def _document_partial_refusal(self, refused):
         """Delivered to some recipients only: say so, and mark the refused

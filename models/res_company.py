@@ -1,4 +1,5 @@
 import logging
+import re
 import smtplib
 import socket
 import ssl
@@ -24,6 +25,172 @@ SMTP_FIELDS = (
     "document_smtp_verify_certificate",
     "document_smtp_max_per_connection",
     "document_smtp_max_per_minute",
+)
+
+
+def _any_of(*error_classes):
+    return lambda error: isinstance(error, error_classes)
+
+
+def _is_timeout(error):
+    return isinstance(error, TimeoutError | socket.timeout) or (
+        isinstance(error, smtplib.SMTPServerDisconnected) and "timed out" in str(error)
+    )
+
+
+def _is_starttls_missing(error):
+    return (
+        isinstance(error, smtplib.SMTPNotSupportedError)
+        and "STARTTLS" in str(error).upper()
+    )
+
+
+# How an SMTP failure is explained, the first row that matches: (does it
+# match the error, the message for administrators (Settings' connection
+# test: host, port, account, the server's words), the message for every
+# other user (stored on the email: the problem only, the server's words
+# without its host or account)).
+SMTP_FAILURES = (
+    (
+        _any_of(socket.gaierror),
+        lambda env, p: env._(
+            "The server %(host)s could not be found. Check its name.", **p
+        ),
+        lambda env, p: env._("The company's outgoing mail server could not be found."),
+    ),
+    (
+        _any_of(ConnectionRefusedError),
+        lambda env, p: env._(
+            "Nothing answers on %(host)s port %(port)s (connection refused). "
+            "Check the server and the port.",
+            **p,
+        ),
+        lambda env, p: env._(
+            "Nothing answers on the company's outgoing mail server (connection "
+            "refused)."
+        ),
+    ),
+    (
+        _is_timeout,
+        lambda env, p: env._(
+            "%(host)s did not answer on port %(port)s in time. Check the port "
+            "and the encryption.",
+            **p,
+        ),
+        lambda env, p: env._(
+            "The company's outgoing mail server did not answer in time."
+        ),
+    ),
+    (
+        _any_of(ssl.SSLCertVerificationError),
+        lambda env, p: env._(
+            "The certificate of %(host)s could not be verified (%(detail)s). "
+            "If the server uses a self-signed certificate you trust, turn off "
+            "certificate verification.",
+            **p,
+        ),
+        lambda env, p: env._(
+            "The certificate of the company's outgoing mail server could not be "
+            "verified."
+        ),
+    ),
+    (
+        _any_of(ssl.SSLError, OpenSSLError),
+        lambda env, p: env._(
+            "Encryption mismatch with %(host)s port %(port)s: the TLS handshake "
+            "failed (%(detail)s). Port 465 usually needs SSL/TLS, port 587 "
+            "STARTTLS.",
+            **p,
+        ),
+        lambda env, p: env._(
+            "Encryption mismatch with the company's outgoing mail server: the TLS "
+            "handshake failed."
+        ),
+    ),
+    (
+        _any_of(smtplib.SMTPAuthenticationError),
+        lambda env, p: env._(
+            "The server refused the account %(user)s or its password "
+            "(%(detail)s). Check the account and the password.",
+            **p,
+        ),
+        lambda env, p: env._(
+            "The company's outgoing mail server refused the account or its password."
+        ),
+    ),
+    (
+        _is_starttls_missing,
+        lambda env, p: env._(
+            "The server on port %(port)s does not offer STARTTLS. Choose "
+            "SSL/TLS or no encryption, or another port.",
+            **p,
+        ),
+        lambda env, p: env._(
+            "The company's outgoing mail server does not offer STARTTLS."
+        ),
+    ),
+    (
+        _any_of(smtplib.SMTPNotSupportedError),
+        lambda env, p: env._(
+            "The server does not support: %(detail)s. Check the encryption "
+            "and whether it requires authentication.",
+            **p,
+        ),
+        lambda env, p: env._(
+            "The company's outgoing mail server does not support: %(detail)s.",
+            detail=p["detail"],
+        ),
+    ),
+    (
+        _any_of(smtplib.SMTPServerDisconnected),
+        lambda env, p: env._(
+            "%(host)s closed the connection unexpectedly (%(detail)s). Check "
+            "the port and the encryption.",
+            **p,
+        ),
+        lambda env, p: env._(
+            "The company's outgoing mail server closed the connection "
+            "unexpectedly (%(detail)s).",
+            detail=p["detail"],
+        ),
+    ),
+    (
+        _any_of(smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused),
+        lambda env, p: env._("The server refused the address: %(detail)s", **p),
+        lambda env, p: env._("The server refused the address: %(detail)s", **p),
+    ),
+    (
+        _any_of(smtplib.SMTPResponseException),
+        lambda env, p: env._("The server answered: %(detail)s", **p),
+        lambda env, p: env._("The server answered: %(detail)s", **p),
+    ),
+    (
+        _any_of(BaseException),
+        lambda env, p: env._("Connection failed: %(detail)s", **p),
+        lambda env, p: env._("Connection failed: %(detail)s", **p),
+    ),
+)
+
+
+def _smtp_reply(error):
+    text = error.smtp_error
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    return f"{error.smtp_code} {text}"
+
+
+def _smtp_refused_recipients(error):
+    return "; ".join(
+        f"{rcpt}: {code} {msg.decode(errors='replace')}"
+        for rcpt, (code, msg) in error.recipients.items()
+    )
+
+
+# the server's words for an error, the first row whose class matches
+SMTP_ERROR_DETAILS = (
+    (smtplib.SMTPResponseException, _smtp_reply),
+    (smtplib.SMTPRecipientsRefused, _smtp_refused_recipients),
+    (BaseException, lambda error: str(error) or error.__class__.__name__),
 )
 
 
@@ -90,49 +257,52 @@ class ResCompany(models.Model):
     @api.constrains(*SMTP_FIELDS)
     def _check_document_smtp(self):
         for company in self.sudo():
-            if company.document_smtp_use_default:
-                continue
-            if (
-                min(
-                    company.document_smtp_max_per_connection,
-                    company.document_smtp_max_per_minute,
+            if not company.document_smtp_use_default:
+                company._check_document_smtp_limits()
+                company._check_document_smtp_server()
+
+    def _check_document_smtp_limits(self):
+        limits = (
+            self.document_smtp_max_per_connection,
+            self.document_smtp_max_per_minute,
+        )
+        if min(limits) < 0:
+            raise ValidationError(
+                self.env._(
+                    "%(company)s: the SMTP limits are numbers of emails, 0 for "
+                    "no limit.",
+                    company=self.name,
                 )
-                < 0
-            ):
-                raise ValidationError(
-                    self.env._(
-                        "%(company)s: the SMTP limits are numbers of emails, 0 for "
-                        "no limit.",
-                        company=company.name,
-                    )
+            )
+
+    def _check_document_smtp_server(self):
+        if not (self.document_smtp_host or "").strip():
+            raise ValidationError(
+                self.env._(
+                    "%(company)s: enter the SMTP server, or choose the default "
+                    "outgoing mail service.",
+                    company=self.name,
                 )
-            if not (company.document_smtp_host or "").strip():
-                raise ValidationError(
-                    self.env._(
-                        "%(company)s: enter the SMTP server, or choose the default "
-                        "outgoing mail service.",
-                        company=company.name,
-                    )
+            )
+        if not 1 <= self.document_smtp_port <= 65535:
+            raise ValidationError(
+                self.env._(
+                    "%(company)s: the SMTP port must be between 1 and 65535 "
+                    "(usually 587 for STARTTLS or 465 for SSL/TLS).",
+                    company=self.name,
                 )
-            if not 1 <= company.document_smtp_port <= 65535:
-                raise ValidationError(
-                    self.env._(
-                        "%(company)s: the SMTP port must be between 1 and 65535 "
-                        "(usually 587 for STARTTLS or 465 for SSL/TLS).",
-                        company=company.name,
-                    )
+            )
+        if (
+            self.document_smtp_authentication
+            and not (self.document_smtp_user or "").strip()
+        ):
+            raise ValidationError(
+                self.env._(
+                    "%(company)s: the server requires authentication, enter "
+                    "the account.",
+                    company=self.name,
                 )
-            if (
-                company.document_smtp_authentication
-                and not (company.document_smtp_user or "").strip()
-            ):
-                raise ValidationError(
-                    self.env._(
-                        "%(company)s: the server requires authentication, enter "
-                        "the account.",
-                        company=company.name,
-                    )
-                )
+            )
 
     @api.model_create_multi
     def create(self, vals_list):
@@ -243,10 +413,27 @@ class ResCompany(models.Model):
         )
         mail_server.send_email(message, smtp_session=smtp)
 
-    def _document_smtp_explain(self, error):
-        """One plain sentence for an SMTP failure; never the password."""
+    def _document_smtp_explain(self, error, detail=True):
+        """One plain sentence for an SMTP failure, never the password. With
+        detail (Settings' connection test, for administrators): the host, the
+        port, the account and the server's words. Without (what is stored on
+        the email and read by its users): the problem only."""
         if isinstance(error, DocumentSMTPError):
-            return str(error)
+            error = error.__cause__ or error  # the failure it explains
+        params = self._document_smtp_explain_params(error)
+        for matches, for_administrators, for_users in SMTP_FAILURES:
+            if not matches(error):
+                continue
+            if detail:
+                return for_administrators(self.env, params)
+            params["detail"] = self._document_smtp_hide_server(params["detail"])
+            return self.env._(
+                "%(problem)s An administrator can check the settings in Settings "
+                "> General Settings > Emails (Test connection).",
+                problem=for_users(self.env, params),
+            )
+
+    def _document_smtp_explain_params(self, error):
         sudo_self = self.sudo()
         params = {
             "host": sudo_self.document_smtp_host or "?",
@@ -256,84 +443,34 @@ class ResCompany(models.Model):
         }
         if sudo_self.document_smtp_use_default:
             params["host"], params["port"] = self.env._("the default server"), "-"
-        if isinstance(error, socket.gaierror):
-            return self.env._(
-                "The server %(host)s could not be found. Check its name.", **params
-            )
-        if isinstance(error, ConnectionRefusedError):
-            return self.env._(
-                "Nothing answers on %(host)s port %(port)s (connection refused). "
-                "Check the server and the port.",
-                **params,
-            )
-        timed_out = isinstance(error, TimeoutError | socket.timeout) or (
-            isinstance(error, smtplib.SMTPServerDisconnected)
-            and "timed out" in str(error)
-        )
-        if timed_out:
-            return self.env._(
-                "%(host)s did not answer on port %(port)s in time. Check the port "
-                "and the encryption.",
-                **params,
-            )
-        if isinstance(error, ssl.SSLCertVerificationError):
-            return self.env._(
-                "The certificate of %(host)s could not be verified (%(detail)s). "
-                "If the server uses a self-signed certificate you trust, turn off "
-                "certificate verification.",
-                **params,
-            )
-        if isinstance(error, ssl.SSLError | OpenSSLError):
-            return self.env._(
-                "Encryption mismatch with %(host)s port %(port)s: the TLS handshake "
-                "failed (%(detail)s). Port 465 usually needs SSL/TLS, port 587 "
-                "STARTTLS.",
-                **params,
-            )
-        if isinstance(error, smtplib.SMTPAuthenticationError):
-            return self.env._(
-                "The server refused the account %(user)s or its password "
-                "(%(detail)s). Check the account and the password.",
-                **params,
-            )
-        if isinstance(error, smtplib.SMTPNotSupportedError):
-            if "STARTTLS" in str(error).upper():
-                return self.env._(
-                    "The server on port %(port)s does not offer STARTTLS. Choose "
-                    "SSL/TLS or no encryption, or another port.",
-                    **params,
-                )
-            return self.env._(
-                "The server does not support: %(detail)s. Check the encryption "
-                "and whether it requires authentication.",
-                **params,
-            )
-        if isinstance(error, smtplib.SMTPServerDisconnected):
-            return self.env._(
-                "%(host)s closed the connection unexpectedly (%(detail)s). Check "
-                "the port and the encryption.",
-                **params,
-            )
-        if isinstance(error, smtplib.SMTPRecipientsRefused | smtplib.SMTPSenderRefused):
-            return self.env._("The server refused the address: %(detail)s", **params)
-        if isinstance(error, smtplib.SMTPResponseException):
-            return self.env._("The server answered: %(detail)s", **params)
-        return self.env._("Connection failed: %(detail)s", **params)
+        return params
 
     def _document_smtp_error_detail(self, error):
-        if isinstance(error, smtplib.SMTPResponseException):
-            text = error.smtp_error
-            if isinstance(text, bytes):
-                text = text.decode(errors="replace")
-            detail = f"{error.smtp_code} {text}"
-        elif isinstance(error, smtplib.SMTPRecipientsRefused):
-            detail = "; ".join(
-                f"{rcpt}: {code} {msg.decode(errors='replace')}"
-                for rcpt, (code, msg) in error.recipients.items()
-            )
-        else:
-            detail = str(error) or error.__class__.__name__
+        """The server's words (or the error's), the password masked."""
+        detail = next(
+            describe(error)
+            for error_class, describe in SMTP_ERROR_DETAILS
+            if isinstance(error, error_class)
+        )
         password = self.sudo().document_smtp_pass
         if password:
             detail = detail.replace(password, "********")
         return detail
+
+    def _document_smtp_hide_server(self, text):
+        """The text without the company's SMTP host, account or password, for
+        users other than administrators (a server's reply may name them)."""
+        sudo_self = self.sudo()
+        password = sudo_self.document_smtp_pass
+        if not text:
+            return text
+        if password:
+            text = text.replace(password, "********")
+        for name, mask in (
+            (sudo_self.document_smtp_host, "[server]"),
+            (sudo_self.document_smtp_user, "[account]"),
+        ):
+            if (name or "").strip():
+                pattern = rf"(?<![\w-]){re.escape(name.strip())}(?![\w-])"
+                text = re.sub(pattern, mask, text, flags=re.IGNORECASE)
+        return text

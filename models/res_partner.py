@@ -8,6 +8,13 @@ RECEIVABLE = "asset_receivable"
 PAYABLE = "liability_payable"
 # open amounts are shown positive: what customers owe, what is owed to vendors
 AGED_SIGN = {RECEIVABLE: 1, PAYABLE: -1}
+# the kind of a statement line by its move's type; payments are told apart
+ACTIVITY_KINDS = {
+    "out_invoice": "invoice",
+    "in_invoice": "invoice",
+    "out_refund": "credit_note",
+    "in_refund": "credit_note",
+}
 
 
 class ResPartner(models.Model):
@@ -358,37 +365,36 @@ class ResPartner(models.Model):
                 open_lines=self._get_open_balance_query(date_at, account_type),
             )
         )
-        company_currency = self.env.company.currency_id
         items = {}
         for row in self.env.cr.dictfetchall():
-            currency = (
-                self.env["res.currency"].browse(row["currency_id"])
-                if by_currency
-                else company_currency
-            )
             items.setdefault(row["partner_id"], []).append(
-                {
-                    "id": row["id"],
-                    "name": row["move_name"],
-                    "date": row["date"],
-                    "due_date": row["due_date"],
-                    "days_overdue": max(row["days_overdue"], 0),
-                    "currency": currency,
-                    "amount": float(
-                        row["amount_currency"] if by_currency else row["balance"]
-                    ),
-                    "open_amount": float(
-                        row["open_amount_currency"]
-                        if by_currency
-                        else row["open_amount"]
-                    ),
-                }
+                self._get_aged_balance_item(row, by_currency)
             )
         if not self:
             return items
         return {
             partner.id: items.get(partner.commercial_partner_id.id, [])
             for partner in self
+        }
+
+    @api.model
+    def _get_aged_balance_item(self, row, by_currency):
+        """An open item of :meth:`_get_aged_balance_items` from its row."""
+        if by_currency:
+            currency = self.env["res.currency"].browse(row["currency_id"])
+            amount, open_amount = row["amount_currency"], row["open_amount_currency"]
+        else:
+            currency = self.env.company.currency_id
+            amount, open_amount = row["balance"], row["open_amount"]
+        return {
+            "id": row["id"],
+            "name": row["move_name"],
+            "date": row["date"],
+            "due_date": row["due_date"],
+            "days_overdue": max(row["days_overdue"], 0),
+            "currency": currency,
+            "amount": float(amount),
+            "open_amount": float(open_amount),
         }
 
     def _get_aged_receivable_items(self, date_at):
@@ -436,36 +442,37 @@ class ResPartner(models.Model):
                 partners=tuple(self.commercial_partner_id.ids) or (0,),
             )
         )
-        kinds = {
-            "out_invoice": "invoice",
-            "in_invoice": "invoice",
-            "out_refund": "credit_note",
-            "in_refund": "credit_note",
-        }
         result = {}
         for row in self.env.cr.dictfetchall():
             currency = self.env["res.currency"].browse(row["currency_id"])
             activity = result.setdefault(row["partner_id"], {}).setdefault(
                 currency, {"opening": 0.0, "lines": [], "closing": 0.0}
             )
-            amount = float(row["amount"])
-            activity["closing"] = currency.round(activity["closing"] + amount)
-            if row["before"]:
-                activity["opening"] = activity["closing"]
-                continue
-            kind = "payment" if row["is_payment"] else kinds.get(row["move_type"])
-            activity["lines"].append(
-                {
-                    "name": row["move_name"],
-                    "date": row["date"],
-                    "kind": kind or "other",
-                    "amount": amount,
-                }
-            )
+            self._add_balance_activity_row(activity, row, currency)
         return {
             partner.id: result.get(partner.commercial_partner_id.id, {})
             for partner in self
         }
+
+    @api.model
+    def _add_balance_activity_row(self, activity, row, currency):
+        """Add a row of :meth:`_get_balance_activity` to its currency's
+        activity: to the opening balance if it is older than the period, else
+        as a line of the period."""
+        amount = float(row["amount"])
+        activity["closing"] = currency.round(activity["closing"] + amount)
+        if row["before"]:
+            activity["opening"] = activity["closing"]
+            return
+        kind = "payment" if row["is_payment"] else ACTIVITY_KINDS.get(row["move_type"])
+        activity["lines"].append(
+            {
+                "name": row["move_name"],
+                "date": row["date"],
+                "kind": kind or "other",
+                "amount": amount,
+            }
+        )
 
     # ------------------------------------------------------------------
     # Scheduled statements

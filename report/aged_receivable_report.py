@@ -43,7 +43,6 @@ class ReportAgedStatement(models.AbstractModel):
         context = self.env.context
         by_currency = bool(context.get("aged_by_currency"))
         account_type = partners._get_aged_account_type()
-        company_currency = self.env.company.currency_id
         aged = partners._get_aged_balance_by_currency(
             date_at, interval_days, account_type, by_currency
         )
@@ -56,27 +55,32 @@ class ReportAgedStatement(models.AbstractModel):
             if date_from
             else {}
         )
-        sections = {}
-        for partner in partners:
-            currencies = set(aged[partner.id]) | set(activity.get(partner.id, {}))
-            empty = dict.fromkeys(["not_due", "older", "total"], 0.0)
-            sections[partner.id] = [
-                {
-                    "currency": currency,
-                    "aged": aged[partner.id].get(currency, empty),
-                    "items": [
-                        item
-                        for item in items[partner.id]
-                        if item["currency"] == currency
-                    ],
-                    "activity": activity.get(partner.id, {}).get(currency),
-                }
-                for currency in sorted(
-                    currencies or {company_currency},
-                    key=lambda c: (c != company_currency, c.name),
-                )
-            ]
-        return sections
+        return {
+            partner.id: self._get_partner_sections(
+                aged[partner.id], items[partner.id], activity.get(partner.id, {})
+            )
+            for partner in partners
+        }
+
+    @api.model
+    def _get_partner_sections(self, aged, items, activity):
+        """One partner's sections from its figures by currency: one per
+        currency, the company's first (alone if the partner has none)."""
+        company_currency = self.env.company.currency_id
+        empty = dict.fromkeys(["not_due", "older", "total"], 0.0)
+        currencies = sorted(
+            set(aged) | set(activity) or {company_currency},
+            key=lambda c: (c != company_currency, c.name),
+        )
+        return [
+            {
+                "currency": currency,
+                "aged": aged.get(currency, empty),
+                "items": [item for item in items if item["currency"] == currency],
+                "activity": activity.get(currency),
+            }
+            for currency in currencies
+        ]
 
     @api.model
     def _get_bucket_labels(self, interval_days):

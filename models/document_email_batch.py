@@ -342,9 +342,9 @@ class DocumentEmailBatch(models.Model):
         statement); the filestore GC waits while the chunk writes its files
         (ir.attachment.create)."""
         self.ensure_one()
-        env = self._user_env().with_context(
-            dict(self.options or {}, document_email_hold_gc=True)
-        )
+        # merged into one dict first: a stored key may not clash with ours
+        options = dict(self.options or {}, document_email_hold_gc=True)
+        env = self._user_env().with_context(**options)
         return env.env["document.email.send"]
 
     def _get_settings(self, engine):

@@ -227,19 +227,20 @@ class TestNoTemplateInjection(AgedReceivableMixin, DocumentEmailCase):
             "out_invoice", partner=self.partner_a, amounts=[100.0], post=True
         )
         wizard = self.open_wizard(invoice.with_user(clerk))
-        typed_subject = "Total {{ object.amount_total }} {{ 6*7 }}"
+        # rendered, 'XQ' * 3 would read XQXQXQ: found in no token nor amount
+        typed_subject = "Total {{ object.amount_total }} {{ 'XQ' * 3 }}"
         wizard.write(
             {
                 "subject": typed_subject,
-                "body": "<p>Dear {{ object.partner_id.name }}: {{ 6*7 }}</p>",
+                "body": "<p>Dear {{ object.partner_id.name }}: {{ 'XQ' * 3 }}</p>",
             }
         )
         with real_smtp_delivery():
             wizard.action_send()
         mail = self.mails_of(invoice)
         self.assertEqual(mail.subject, typed_subject)
-        self.assertIn("{{ 6*7 }}", str(mail.body_html))
-        self.assertNotIn("42", str(mail.body_html))
+        self.assertIn("{{ 'XQ' * 3 }}", str(mail.body_html).replace("&#39;", "'"))
+        self.assertNotIn("XQXQXQ", str(mail.body_html))
         self.assertNotIn("100.0", mail.subject)
 
     def test_clerk_text_written_on_a_batch_dialog_is_never_rendered(self):
@@ -255,14 +256,14 @@ class TestNoTemplateInjection(AgedReceivableMixin, DocumentEmailCase):
         self.assertFalse(wizard.can_edit_body)
         self.assertIn(invoices[0].name, wizard.subject, "a preview on the first")
         self.assertIn(invoices[0].name, wizard.preview_label)
-        wizard.write({"subject": "{{ 6*7 }}", "body": "<p>{{ 6*7 }}</p>"})
+        wizard.write({"subject": "{{ 'XQ' * 3 }}", "body": "<p>{{ 'XQ' * 3 }}</p>"})
         self.send_in_background(wizard)
         mails = self.mails_of(invoices)
         self.assertEqual(len(mails), 2)
         for invoice in invoices:
             mail = mails.filtered(lambda m, invoice=invoice: m.res_id == invoice.id)
             self.assertIn(invoice.name, mail.subject)
-            self.assertNotIn("42", mail.subject + str(mail.body_html))
+            self.assertNotIn("XQXQXQ", mail.subject + str(mail.body_html))
             self.assertNotIn("{{", mail.subject + str(mail.body_html))
             self.assertIn(invoice.name, str(mail.body_html), "the template's body")
 

@@ -27,7 +27,7 @@ class DocumentEmailWizard(models.TransientModel):
         "wizard_id",
         "partner_id",
         string="To",
-        compute="_compute_partner_ids",
+        compute="_compute_defaults",
         store=True,
         readonly=False,
     )
@@ -36,7 +36,7 @@ class DocumentEmailWizard(models.TransientModel):
     report_id = fields.Many2one(
         "ir.actions.report",
         string="Document PDF",
-        compute="_compute_report_id",
+        compute="_compute_defaults",
         store=True,
         readonly=False,
         domain="[('model', '=', res_model), ('report_type', '=', 'qweb-pdf')]",
@@ -63,10 +63,6 @@ class DocumentEmailWizard(models.TransientModel):
     template_id = fields.Many2one(
         compute="_compute_template_id", store=True, readonly=False, precompute=True
     )
-
-    # ------------------------------------------------------------------
-    # The documents, checked before anything renders
-    # ------------------------------------------------------------------
 
     @api.model
     def _documents_from_context(self):
@@ -146,10 +142,6 @@ class DocumentEmailWizard(models.TransientModel):
             self.res_model, self.res_ids
         )
 
-    # ------------------------------------------------------------------
-    # Defaults shown
-    # ------------------------------------------------------------------
-
     def _compute_render_model(self):
         for wizard in self:
             wizard.render_model = wizard.res_model
@@ -172,15 +164,11 @@ class DocumentEmailWizard(models.TransientModel):
             wizard.template_id = documents[:1]._get_document_email_template()
 
     @api.depends("res_model", "res_ids")
-    def _compute_report_id(self):
+    def _compute_defaults(self):
+        """The first document's PDF; one document's partner."""
         for wizard in self:
             documents = wizard._get_documents()
             wizard.report_id = documents[:1]._get_document_email_reports()[:1]
-
-    @api.depends("res_model", "res_ids")
-    def _compute_partner_ids(self):
-        for wizard in self:
-            documents = wizard._get_documents()
             wizard.partner_ids = len(documents) == 1 and (
                 documents._get_document_email_partners().filtered("email")
             )
@@ -252,10 +240,6 @@ class DocumentEmailWizard(models.TransientModel):
                 for values in files[documents.id]
             ]
         )
-
-    # ------------------------------------------------------------------
-    # Sending
-    # ------------------------------------------------------------------
 
     def _get_settings(self, documents):
         """The engine's settings from what the user chose."""

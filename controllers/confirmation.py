@@ -7,6 +7,12 @@ from odoo.tools import consteq, float_round
 
 # what a partner may attach to their answer
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+# the answer's other fields; the page's other requests carry less: werkzeug
+# refuses a larger body (413) before Odoo spools it
+MAX_FORM_BYTES = 64 * 1024
+MAX_COMMENT_CHARS = 2000
+# our tokens are 36 ASCII characters: anything far from that is not one
+MAX_TOKEN_CHARS = 128
 UPLOAD_EXTENSIONS = {
     ".pdf", ".png", ".jpg", ".jpeg", ".csv", ".txt",
     ".xls", ".xlsx", ".ods", ".doc", ".docx", ".odt",
@@ -23,7 +29,7 @@ class ConfirmationController(http.Controller):
         confirmation = (
             request.env["account.confirmation.request"].sudo().browse(request_id)
         )
-        if not (access_token and isinstance(access_token, str)):
+        if not self._is_token_shaped(access_token):
             return None
         if not confirmation.exists() or not confirmation.access_token:
             return None
@@ -36,20 +42,37 @@ class ConfirmationController(http.Controller):
         request.update_context(lang=lang)
         return confirmation.with_context(lang=lang)
 
-    def _render(self, confirmation, error=None):
+    def _is_token_shaped(self, access_token):
+        """consteq compares ASCII text only: any other token is simply wrong."""
+        return (
+            isinstance(access_token, str)
+            and 0 < len(access_token) <= MAX_TOKEN_CHARS
+            and access_token.isascii()
+        )
+
+    def _render(self, confirmation, template, values=None, **kw):
         return request.render(
-            "account_document_email.confirmation_page",
+            f"account_document_email.{template}",
             {
                 "confirmation": confirmation,
                 "company": confirmation.company_id,
                 "res_company": confirmation.company_id,
-                "items": confirmation._get_open_items(),
-                "direction": confirmation._get_direction(),
-                "error": error,
                 "no_header": True,
                 "no_footer": True,
+                **(values or {}),
             },
+            **kw,
         )
+
+    def _render_page(self, confirmation, error=None, **kw):
+        """The balance, its open items and the answer (its form or as recorded)."""
+        values = {
+            "items": confirmation._get_open_items(),
+            "direction": confirmation._get_direction(),
+            "error": error,
+            "max_comment_chars": MAX_COMMENT_CHARS,
+        }
+        return self._render(confirmation, "confirmation_page", values, **kw)
 
     @http.route(
         "/my/confirmation/<int:request_id>",
@@ -57,13 +80,32 @@ class ConfirmationController(http.Controller):
         auth="public",
         methods=["GET"],
         sitemap=False,
+        max_content_length=MAX_FORM_BYTES,
     )
     def confirmation_page(self, request_id, access_token=None, **kwargs):
+        """The letterhead and a button: a GET (a mail scanner's too) shows no
+        figures and marks nothing."""
+        confirmation = self._get_request(request_id, access_token)
+        if not confirmation:
+            return request.not_found()
+        return self._render(confirmation, "confirmation_landing")
+
+    @http.route(
+        "/my/confirmation/<int:request_id>/open",
+        type="http",
+        auth="public",
+        methods=["POST"],
+        csrf=True,
+        sitemap=False,
+        max_content_length=MAX_FORM_BYTES,
+    )
+    def confirmation_open(self, request_id, access_token=None, **kwargs):
+        """The button pressed: someone opened the request."""
         confirmation = self._get_request(request_id, access_token)
         if not confirmation:
             return request.not_found()
         confirmation._mark_opened()
-        return self._render(confirmation)
+        return self._render_page(confirmation)
 
     @http.route(
         "/my/confirmation/<int:request_id>/answer",
@@ -72,51 +114,81 @@ class ConfirmationController(http.Controller):
         methods=["POST"],
         csrf=True,
         sitemap=False,
+        max_content_length=MAX_UPLOAD_BYTES + MAX_FORM_BYTES,
     )
     def confirmation_answer(self, request_id, access_token=None, answer=None, **post):
         confirmation = self._get_request(request_id, access_token)
         if not confirmation:
             return request.not_found()
+        refusal = self._refuse_answer(confirmation)
+        if refusal:
+            return refusal
+        values, error = self._read_answer(confirmation, answer, post)
+        if error:
+            return self._render_page(confirmation, error=error)
+        confirmation._record_answer(**values, ip=request.httprequest.remote_addr)
+        return self._render_page(confirmation)
+
+    def _refuse_answer(self, confirmation):
+        """The page to show instead of reading the answer, or None."""
+        Attempt = request.env["account.confirmation.attempt"].sudo()
+        if not Attempt._count_answer(confirmation):
+            error = request.env._(
+                "Too many answers were sent from this link. Try again in 10 minutes."
+            )
+            return self._render_page(confirmation, error=error, status=429)
         if not confirmation._is_answerable():
             # a second answer changes nothing: the page shows the first one
-            return self._render(confirmation)
+            return self._render_page(confirmation)
         if request.env.user._is_internal():
             # ISA 505: the partner answers, not someone of the company
-            return self._render(
-                confirmation,
-                error=request.env._(
-                    "You are signed in as a user of %(company)s: only the "
-                    "partner may answer. Sign out or use a private window.",
-                    company=confirmation.company_id.name,
-                ),
+            error = request.env._(
+                "You are signed in as a user of %(company)s: only the "
+                "partner may answer. Sign out or use a private window.",
+                company=confirmation.company_id.name,
             )
+            return self._render_page(confirmation, error=error)
+        return None
+
+    def _read_answer(self, confirmation, answer, post):
+        """(the answer's values for _record_answer, None) or (None, the reason
+        it is refused)."""
         agree = answer == "agree"
         amount = 0.0
         if not agree:
-            amount = self._parse_amount(post.get("their_balance"), confirmation)
+            amount = self._parse_amount(
+                self._text(post.get("their_balance")), confirmation
+            )
             if amount is None:
-                return self._render(
-                    confirmation, error=request.env._("Enter your balance.")
-                )
+                return None, request.env._("Enter your balance.")
+        comment = self._text(post.get("comment"))
+        if len(comment) > MAX_COMMENT_CHARS:
+            return None, request.env._(
+                "Your comment is longer than %(max)s characters: shorten it, "
+                "or attach a file.",
+                max=MAX_COMMENT_CHARS,
+            )
         upload = post.get("attachment")
         file = None
-        if upload and upload.filename:
+        if getattr(upload, "filename", None):
             file, error = self._read_upload(upload)
             if error:
-                return self._render(confirmation, error=error)
-        confirmation._record_answer(
-            agree,
-            amount,
-            (post.get("comment") or "").strip(),
-            file=file,
-            ip=request.httprequest.remote_addr,
-        )
-        return request.redirect(confirmation.get_portal_url())
+                return None, error
+        return {
+            "agree": agree,
+            "their_amount": amount,
+            "comment": comment,
+            "file": file,
+        }, None
+
+    def _text(self, value):
+        """A form field as typed, stripped; a file sent in its place is no text."""
+        return value.strip() if isinstance(value, str) else ""
 
     def _parse_amount(self, text, confirmation):
         """The typed balance, rounded, or None when it is not an amount."""
         try:
-            value = float((text or "").replace(",", ""))
+            value = float(text.replace(",", ""))
         except ValueError:
             return None
         if not math.isfinite(value) or abs(value) >= 1e15:

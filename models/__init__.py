@@ -18,3 +18,5 @@ from . import res_config_settings_statement
 from . import mail_mail_statement
 from . import account_confirmation_campaign
 from . import account_confirmation_request
+from . import account_confirmation_attempt
+from . import ir_http

@@ -283,16 +283,26 @@ class AccountConfirmationRequest(models.Model):
         return body
 
     def _post_answer(self):
+        """The answer on the request, which only the company's billing users
+        read; the partner, which every employee reads, gets a link to it."""
         self.ensure_one()
-        body = self._get_answer_summary()
-        # a copy for the partner's chatter: a visitor may not link existing files
-        file = self.answer_attachment_id
-        attachments = [(file.name, file.raw)] if file else []
         author = self.partner_id.id
-        self.partner_id.message_post(
-            body=body, attachments=attachments, author_id=author
+        message = self.message_post(body=self._get_answer_summary(), author_id=author)
+        if self.answer_attachment_id:
+            # linked here: message_post drops the existing files a visitor names
+            message.sudo().attachment_ids = self.answer_attachment_id
+        self.partner_id.message_post(body=self._get_answer_note(), author_id=author)
+
+    def _get_answer_note(self):
+        """What the partner's chatter says of the answer: no figures, no file."""
+        self.ensure_one()
+        lang_env = self.with_context(lang=self.company_id.partner_id.lang).env
+        text = lang_env._(
+            "Balance confirmation %(campaign)s answered: see %(link)s.",
+            campaign=self.campaign_id.name,
+            link=self._get_html_link(title=lang_env._("the request")),
         )
-        self.message_post(body=body, author_id=author)
+        return Markup("<p>%s</p>") % text
 
     def _notify_answer(self):
         """An email to the campaign's reply address (the auditor's, maybe)."""

@@ -4,7 +4,7 @@ from contextlib import contextmanager
 from datetime import date, timedelta
 
 from odoo import fields
-from odoo.exceptions import AccessError
+from odoo.exceptions import AccessError, UserError
 from odoo.tests import new_test_user, tagged
 
 from .aged_common import DATE_AT, AgedReceivableMixin
@@ -12,6 +12,12 @@ from .common import pdf_parts, pdf_text, real_smtp_delivery
 from .document_common import DocumentEmailCase
 
 AUDITOR = "auditor@audit.example.com"
+PAGE_HEADERS = {
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "Cache-Control": "no-store",
+}
 
 
 @tagged("post_install", "-at_install")
@@ -53,9 +59,36 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         self.process_batches()
         return campaign.request_ids
 
-    def page(self, confirmation, token=None):
+    def landing(self, confirmation, token=None):
+        """What a GET of the personal link shows (a mail scanner's too)."""
         token = confirmation.access_token if token is None else token
         return self.url_open(f"/my/confirmation/{confirmation.id}?access_token={token}")
+
+    def page(self, confirmation, token=None):
+        """The page with the balance, as a person gets it: the link opened,
+        then its button pressed."""
+        landing = self.landing(confirmation, token)
+        if landing.status_code != 200:
+            return landing
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', landing.text).group(1)
+        return self.url_open(
+            f"/my/confirmation/{confirmation.id}/open",
+            data={"access_token": confirmation.access_token, "csrf_token": csrf},
+        )
+
+    def answer_note(self, confirmation):
+        """The answer posted on the request's chatter (not the copy emailed)."""
+        return confirmation.message_ids.filtered(
+            lambda m: (
+                m.message_type == "notification"
+                and m.author_id == confirmation.partner_id
+            )
+        )
+
+    def form_csrf(self):
+        """A valid CSRF token of this session, from any form."""
+        login = self.url_open("/web/login").text
+        return re.search(r'name="csrf_token" value="([^"]+)"', login).group(1)
 
     def answer(self, confirmation, files=None, **data):
         """POST the page's form, CSRF token and all, as a visitor would."""
@@ -267,12 +300,18 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
             ],
         )
         self.assertTrue(confirmation.answer_date)
-        # on the partner's chatter, with date, time and IP
-        [note] = self.customer.message_ids.filtered(
-            lambda m: "disputed on" in (m.body or "")
-        )
+        # on the request's chatter, with date, time and IP
+        note = self.answer_note(confirmation)
+        self.assertIn("disputed on", note.body)
         self.assertIn("127.0.0.1", note.body)
         self.assertIn("234.50", note.body)
+        # the partner's chatter links there, without figures
+        [link] = self.customer.message_ids.filtered(
+            lambda m: "answered" in (m.body or "")
+        )
+        self.assertIn('data-oe-model="account.confirmation.request"', link.body)
+        self.assertIn(f'data-oe-id="{confirmation.id}"', link.body)
+        self.assertNotIn("234.50", link.body)
         # the auditor gets a copy
         [copy] = self.env["mail.mail"].search(
             [("email_to", "=", AUDITOR), ("res_id", "=", confirmation.id)]
@@ -280,10 +319,28 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         self.assertIn("Confirm Customer", copy.subject)
         self.assertIn("Invoice paid on 28 June", copy.body_html)
 
-    def test_opening_marks_opened(self):
+    def test_get_marks_nothing_the_button_marks_opened(self):
+        """A GET of the link (a mail scanner's) shows no figures and marks
+        nothing; the page's button, a person's action, marks it opened."""
         [confirmation] = self.sent_request()
-        self.assertEqual(self.page(confirmation).status_code, 200)
+        for __ in range(2):
+            landing = self.landing(confirmation)
+            self.assertEqual(landing.status_code, 200)
+            self.assertIn("o_confirmation_open", landing.text)
+            self.assertNotIn("1,234.50", landing.text)
+            self.assertEqual(confirmation.state, "sent")
+        page = self.page(confirmation)
+        self.assertEqual(page.status_code, 200)
+        self.assertIn("1,234.50", page.text)
         self.assertEqual(confirmation.state, "opened")
+        # the button needs the form's CSRF token
+        second = self.sent_request(self.vendor, partner_scope="vendor")
+        response = self.url_open(
+            f"/my/confirmation/{second.id}/open",
+            data={"access_token": second.access_token},
+        )
+        self.assertEqual(response.status_code, 400)
+        self.assertEqual(second.state, "sent")
 
     def test_tampered_token_and_expired_link_not_found(self):
         [confirmation] = self.sent_request()
@@ -304,11 +361,13 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         self.assertEqual(confirmation.state, "sent", "not opened by a bad link")
         # posting with a tampered token (and a valid CSRF token, so that the
         # token check itself refuses it) records nothing
-        login = self.url_open("/web/login").text
-        csrf = re.search(r'name="csrf_token" value="([^"]+)"', login).group(1)
         response = self.url_open(
             f"/my/confirmation/{confirmation.id}/answer",
-            data={"access_token": tampered, "answer": "agree", "csrf_token": csrf},
+            data={
+                "access_token": tampered,
+                "answer": "agree",
+                "csrf_token": self.form_csrf(),
+            },
         )
         self.assertEqual(response.status_code, 404)
         self.assertEqual(confirmation.state, "sent")
@@ -411,14 +470,12 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
             confirmation,
             [{"state": "disputed", "their_balance": -450.0, "difference": 50.0}],
         )
-        # their file: on the request, on the partner's note, in the copy
+        # their file: on the request and its note, in the copy
         file = confirmation.answer_attachment_id
         self.assertEqual((file.name, file.raw), ("ledger.csv", b"INV-7;450.00\n"))
-        note = self.vendor.message_ids.filtered(lambda m: "disputed on" in m.body)
-        self.assertEqual(
-            note.attachment_ids.mapped(lambda a: (a.name, a.raw)),
-            [("ledger.csv", b"INV-7;450.00\n")],
-        )
+        note = self.answer_note(confirmation)
+        self.assertIn("disputed on", note.body)
+        self.assertEqual(note.attachment_ids, file)
         [copy] = self.env["mail.mail"].search([("email_to", "=", AUDITOR)])
         self.assertEqual(copy.attachment_ids, file)
 
@@ -429,6 +486,7 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         )
         self.customer.lang = "es_ES"
         [confirmation] = self.sent_request()
+        self.assertIn("Ver mi saldo", self.landing(confirmation).text)
         page = self.page(confirmation).text
         self.assertIn("Confirmación de saldo", page)
         self.assertIn("No estoy de acuerdo", page)
@@ -439,6 +497,253 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         self.customer.lang = "en_US"
         page = self.page(confirmation).text
         self.assertIn("I do not agree", page)
+
+    # ------------------------------------------------------------------
+    # The page hardened (issue 21 §7)
+    # ------------------------------------------------------------------
+
+    def test_malformed_tokens_not_found(self):
+        """Non-ASCII, unicode, too long or too short: 404 on every route of
+        the page, never a 500, and nothing recorded."""
+        [confirmation] = self.sent_request()
+        token = confirmation.access_token
+        csrf = self.form_csrf()
+        for bad in (
+            "é" * len(token),
+            token[:-1] + "é",
+            "\u202e" + token[1:],
+            "𝟎" * 8,
+            token + "0",
+            token[:10],
+            "x" * 5000,
+        ):
+            responses = [
+                self.landing(confirmation, bad),
+                *(
+                    self.url_open(
+                        f"/my/confirmation/{confirmation.id}/{route}",
+                        data={
+                            "access_token": bad,
+                            "answer": "agree",
+                            "csrf_token": csrf,
+                        },
+                    )
+                    for route in ("open", "answer")
+                ),
+            ]
+            self.assertEqual([r.status_code for r in responses], [404] * 3, bad)
+        self.assertEqual(confirmation.state, "sent")
+
+    def test_size_limits(self):
+        """A body larger than the upload cap is refused (413) by werkzeug from
+        its length, before Odoo parses the form into files; a comment over
+        2,000 characters is refused with a message on the form."""
+        [confirmation] = self.sent_request()
+        response = self.answer(
+            confirmation,
+            answer="disagree",
+            their_balance="1",
+            files={"attachment": ("big.pdf", b"x" * (11 << 20), "application/pdf")},
+        )
+        self.assertEqual(response.status_code, 413)
+        self.assertEqual(response.headers.get("X-Frame-Options"), "DENY")
+        self.assertIn(confirmation.state, ("sent", "opened"))
+
+        page = self.answer(
+            confirmation, answer="disagree", their_balance="1", comment="x" * 2001
+        )
+        self.assertIn("Your comment is longer than 2000 characters", page.text)
+        self.assertIn(confirmation.state, ("sent", "opened"))
+        self.assertIn('maxlength="2000"', page.text)
+        self.answer(
+            confirmation, answer="disagree", their_balance="1", comment="x" * 2000
+        )
+        self.assertEqual(confirmation.state, "disputed")
+        self.assertEqual(len(confirmation.comment), 2000)
+
+    def test_headers_on_every_response(self):
+        """The page, its button, its answer and its errors (404, 400 without
+        CSRF token, 413, 429) all forbid framing, referrers and caching."""
+        [confirmation] = self.sent_request()
+        url = f"/my/confirmation/{confirmation.id}"
+        responses = {
+            "landing": self.landing(confirmation),
+            "page": self.page(confirmation),
+            "answer": self.answer(confirmation, answer="disagree", their_balance="x"),
+            "404": self.landing(confirmation, "wrong"),
+            "404 route": self.url_open(f"{url}/nothing"),
+            "400": self.url_open(
+                f"{url}/answer", data={"access_token": confirmation.access_token}
+            ),
+            "413": self.url_open(
+                f"{url}/open",
+                data={"access_token": confirmation.access_token, "pad": "x" * 70000},
+            ),
+        }
+        statuses = {name: r.status_code for name, r in responses.items()}
+        self.assertEqual(
+            statuses,
+            {
+                "landing": 200,
+                "page": 200,
+                "answer": 200,
+                "404": 404,
+                "404 route": 404,
+                "400": 400,
+                "413": 413,
+            },
+        )
+        for name, response in responses.items():
+            self.assertEqual(
+                {header: response.headers.get(header) for header in PAGE_HEADERS},
+                PAGE_HEADERS,
+                name,
+            )
+
+    def test_answers_rate_limited_per_token(self):
+        """Ten answers per link in ten minutes, counted in the database: the
+        eleventh gets 429 and records nothing; another link is not hindered;
+        ten minutes later the link answers again."""
+        [confirmation] = self.sent_request()
+        [other] = self.sent_request(self.vendor, partner_scope="vendor")
+        for __ in range(10):
+            page = self.answer(confirmation, answer="disagree", their_balance="abc")
+            self.assertEqual(page.status_code, 200)
+        page = self.answer(confirmation, answer="agree")
+        self.assertEqual(page.status_code, 429)
+        self.assertIn("Too many answers were sent from this link", page.text)
+        self.assertEqual(
+            {header: page.headers.get(header) for header in PAGE_HEADERS}, PAGE_HEADERS
+        )
+        self.assertIn(confirmation.state, ("sent", "opened"))
+        self.assertEqual(self.answer(other, answer="agree").status_code, 200)
+        self.assertEqual(other.state, "confirmed")
+        count = (
+            self.env["account.confirmation.attempt"]
+            .sudo()
+            .search([("request_id", "=", confirmation.id)])
+        )
+        self.assertEqual(count.count, 11)
+        count.window_start -= timedelta(minutes=10, seconds=1)
+        self.env.flush_all()
+        self.assertEqual(self.answer(confirmation, answer="agree").status_code, 200)
+        self.assertEqual(confirmation.state, "confirmed")
+
+    # ------------------------------------------------------------------
+    # The answer stays with the company's billing users (issue 19 §4)
+    # ------------------------------------------------------------------
+
+    def test_answer_read_by_billing_users_only(self):
+        """The answer's figures, comment, IP and file are on the request; a
+        plain employee and a user of another company (the partner is shared)
+        find none of it through the partner, nor read the request; a billing
+        user of the company reads it all there."""
+        [confirmation] = self.sent_request()
+        self.assertFalse(self.customer.company_id, "a partner every company shares")
+        self.answer(
+            confirmation,
+            answer="disagree",
+            their_balance="1000",
+            comment="Secret comment",
+            files={"attachment": ("ledger.csv", b"SECRET;1000\n", "text/csv")},
+        )
+        self.assertEqual(confirmation.state, "disputed")
+        file = confirmation.answer_attachment_id
+        other = self.setup_other_company(name="Other Answer Co")["company"]
+        employee = new_test_user(self.env, "answer_employee", groups="base.group_user")
+        outsider = new_test_user(
+            self.env,
+            "answer_outsider",
+            groups="account.group_account_manager",
+            company_id=other.id,
+            company_ids=[other.id],
+        )
+        for user in (employee, outsider):
+            partner = self.customer.with_user(user)
+            bodies = " ".join(m.body or "" for m in partner.message_ids)
+            self.assertIn("answered", bodies, user.login)
+            for secret in ("1,000.00", "234.50", "Secret comment", "127.0.0.1"):
+                self.assertNotIn(secret, bodies, user.login)
+            self.assertFalse(partner.message_ids.attachment_ids, user.login)
+            self.assertFalse(
+                self.env["ir.attachment"]
+                .with_user(user)
+                .search([("name", "=", "ledger.csv")]),
+                user.login,
+            )
+            with self.assertRaises(AccessError):
+                confirmation.with_user(user).read(["comment", "their_balance"])
+            with self.assertRaises(AccessError):
+                file.with_user(user).read(["raw"])
+        billing = new_test_user(
+            self.env,
+            "answer_billing",
+            groups="account.group_account_invoice",
+            company_id=self.env.company.id,
+            company_ids=[self.env.company.id],
+        )
+        mine = confirmation.with_user(billing)
+        self.assertRecordValues(
+            mine,
+            [
+                {
+                    "their_balance": 1000.0,
+                    "comment": "Secret comment",
+                    "answer_ip": "127.0.0.1",
+                }
+            ],
+        )
+        self.assertEqual(mine.answer_attachment_id.raw, b"SECRET;1000\n")
+        note = self.answer_note(mine)
+        self.assertIn("234.50", note.body)
+        self.assertEqual(note.attachment_ids.raw, b"SECRET;1000\n")
+
+    # ------------------------------------------------------------------
+    # A partner merge keeps every request (issue 21 §6)
+    # ------------------------------------------------------------------
+
+    def merge(self, partners, destination):
+        wizard = (
+            self.env["base.partner.merge.automatic.wizard"]
+            .with_context(active_model="res.partner", active_ids=partners.ids)
+            .create({"dst_partner_id": destination.id})
+        )
+        wizard.action_merge()
+
+    def test_merge_never_deletes_a_request(self):
+        """Two partners asked in the same campaign (one disputed) cannot be
+        merged: a clear refusal, both requests kept. Asked in different
+        campaigns, they merge and both requests stay, on the partner kept."""
+        duplicate = self.create_customer(
+            "Confirm Customer (copy)", email=self.customer.email
+        )
+        self.create_receivable(duplicate, 10, 5)
+        campaign = self.campaign()
+        campaign.action_select_partners()
+        both = campaign.request_ids.filtered(
+            lambda r: r.partner_id in (self.customer | duplicate)
+        )
+        self.assertEqual(len(both), 2)
+        disputed = both.filtered(lambda r: r.partner_id == duplicate)
+        disputed.state = "sent"
+        disputed._record_answer(False, 5.0, "not ours", ip="127.0.0.1")
+        with self.assertRaisesRegex(UserError, "cannot be merged.*Year-end"):
+            self.merge(self.customer | duplicate, self.customer)
+        self.assertEqual(both.exists(), both)
+        self.assertEqual(disputed.partner_id, duplicate)
+        self.assertEqual(disputed.comment, "not ours")
+
+        # the customer asked in another campaign only: the merge keeps both
+        (both - disputed).unlink()
+        later = self.campaign(name="Mid-year")
+        later.action_select_partners()
+        kept = later.request_ids.filtered(lambda r: r.partner_id == self.customer)
+        (later.request_ids - kept).unlink()
+        self.merge(self.customer | duplicate, self.customer)
+        self.assertFalse(duplicate.exists())
+        self.assertEqual((disputed | kept).exists(), disputed | kept)
+        self.assertEqual((disputed | kept).partner_id, self.customer)
+        self.assertEqual(disputed.state, "disputed")
 
     # ------------------------------------------------------------------
     # Follow-up

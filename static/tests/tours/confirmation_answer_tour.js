@@ -4,6 +4,15 @@ import { registry } from "@web/core/registry";
 registry.category("web_tour.tours").add("account_document_email_confirmation_answer", {
   steps: () => [
     {
+      content: "The link shows a button, not the balance yet",
+      trigger: ".o_confirmation_landing:not(:has(.o_confirmation_amount))",
+    },
+    {
+      content: "View my balance",
+      trigger: ".o_confirmation_open",
+      run: "click",
+    },
+    {
       content: "The page shows the balance and the open items",
       trigger: ".o_confirmation_page .o_confirmation_amount:contains(1,234.50)",
     },

@@ -373,8 +373,9 @@ class TestNoTemplateInjection(AgedReceivableMixin, DocumentEmailCase):
         ):
             with self.subTest(values=values):
                 wizard = self.open_wizard(invoice)
-                wizard.write(values)
+                # refused as soon as chosen (nothing rendered), or when sent
                 with self.assertRaisesRegex(UserError, "not for these documents"):
+                    wizard.write(values)
                     wizard.action_send()
         self.assertFalse(self.mails_of(invoice), "nothing queued")
 

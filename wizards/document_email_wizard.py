@@ -27,7 +27,7 @@ class DocumentEmailWizard(models.TransientModel):
         "wizard_id",
         "partner_id",
         string="To",
-        compute="_compute_defaults",
+        compute="_compute_partner_ids",
         store=True,
         readonly=False,
     )
@@ -36,7 +36,7 @@ class DocumentEmailWizard(models.TransientModel):
     report_id = fields.Many2one(
         "ir.actions.report",
         string="Document PDF",
-        compute="_compute_defaults",
+        compute="_compute_report_id",
         store=True,
         readonly=False,
         domain="[('model', '=', res_model), ('report_type', '=', 'qweb-pdf')]",
@@ -164,11 +164,16 @@ class DocumentEmailWizard(models.TransientModel):
             wizard.template_id = documents[:1]._get_document_email_template()
 
     @api.depends("res_model", "res_ids")
-    def _compute_defaults(self):
-        """The first document's PDF; one document's partner."""
+    def _compute_report_id(self):
         for wizard in self:
             documents = wizard._get_documents()
             wizard.report_id = documents[:1]._get_document_email_reports()[:1]
+
+    # one method per field: a default given for one would stop the others
+    @api.depends("res_model", "res_ids")
+    def _compute_partner_ids(self):
+        for wizard in self:
+            documents = wizard._get_documents()
             wizard.partner_ids = len(documents) == 1 and (
                 documents._get_document_email_partners().filtered("email")
             )
@@ -195,6 +200,7 @@ class DocumentEmailWizard(models.TransientModel):
         document = self._get_documents()[:1]
         engine = self.env["document.email.send"]
         settings = engine._get_default_settings(template=self.template_id)
+        engine._check_choices(settings, document)
         return engine._render_templates(document, settings)[document.id][:2]
 
     @api.depends("report_id", "res_ids")
@@ -228,7 +234,11 @@ class DocumentEmailWizard(models.TransientModel):
             return self.env["ir.attachment"]
         if documents._get_document_email_files_made_when_sent(self.report_id):
             return self.env["ir.attachment"]
-        files = self.env["document.email.send"]._get_files(documents, self.report_id)
+        engine = self.env["document.email.send"]
+        engine._check_choices(
+            engine._get_default_settings(report=self.report_id), documents
+        )
+        files = engine._get_files(documents, self.report_id)
         return self.env["ir.attachment"].create(
             [
                 dict(

@@ -31,6 +31,7 @@ the end unless ``--keep``):
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,7 +57,21 @@ def parse_args():
     parser.add_argument("--db", default=f"ade_bench_dist_{int(time.time())}")
     parser.add_argument("--timeout", type=int, default=3600)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--template",
+        help="create the database as a copy of this one (the add-on "
+        "installed, without demo data) instead of installing from scratch",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="smallest run, for CI: 4 invoices in chunks of 1 (both servers "
+        "get some), a 5-minute limit",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.invoices = 4
+        args.timeout = 300
     # bench/batch_email.py's data: one set of invoices, no stored PDFs
     args.only_prefork = True
     return args
@@ -155,6 +170,10 @@ def prepare_data(args, smtp_port, url):
         for xmlid in ("ir_cron_document_email_batch", "ir_cron_document_email_batch_2"):
             env.ref(f"account_document_email.{xmlid}").sudo().active = False
         assert "queue.job" in env, "queue_job is not installed"
+        if args.smoke:
+            env["ir.config_parameter"].set_param(
+                "account_document_email.batch_chunk_size", 1
+            )
         cr.commit()  # pylint: disable=invalid-commit
         return registry, invoices.ids, model._name
 
@@ -237,9 +256,12 @@ def run(args, folder, sink, smtp_port):
             )
             say(f"Odoo server {name} on 127.0.0.1:{port} (pid {processes[name].pid})")
         haproxy_conf = write_haproxy_conf(folder, balancer_port, ports)
-        processes["haproxy"] = subprocess.Popen(
-            ["haproxy", "-db", "-f", haproxy_conf], stdout=subprocess.DEVNULL
-        )
+        with open(f"{folder}/haproxy.log", "w") as haproxy_log:
+            processes["haproxy"] = subprocess.Popen(
+                ["haproxy", "-db", "-f", haproxy_conf],
+                stdout=subprocess.DEVNULL,
+                stderr=haproxy_log,
+            )
         for _name, port in ports:
             wait_http(f"http://127.0.0.1:{port}", processes.values())
         wait_http(url, processes.values())
@@ -262,7 +284,7 @@ def run(args, folder, sink, smtp_port):
             time.sleep(1)
         elapsed = time.perf_counter() - start
         # a late duplicate would show within a few seconds
-        time.sleep(10)
+        time.sleep(bench.late_duplicate_wait(args))
         return report(args, registry, batch_id, sink, n, request, elapsed, processes)
     finally:
         for process in processes.values():
@@ -307,6 +329,7 @@ def report(args, registry, batch_id, sink, n, request, elapsed, processes):
 
 def main():
     args = parse_args()
+    bench.stop_on_sigterm()
     sys.path.insert(0, bench.ODOO_SRC)
     from aiosmtpd.controller import Controller
 
@@ -314,6 +337,8 @@ def main():
 
     if not os.path.isdir(os.path.join(args.oca, "queue_job")):
         raise SystemExit(f"no queue_job in {args.oca}: run scripts/setup.sh")
+    if not shutil.which("haproxy"):
+        raise SystemExit("HAProxy is missing: apt-get install haproxy")
     say(f"load before: {bench.load()}")
     sink = bench.Sink()
     smtp_port = bench.free_port()

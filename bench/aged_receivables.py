@@ -1,10 +1,12 @@
 """Time ``res.partner._get_aged_receivable`` (and the options of the aged
 balance screen) on a throwaway database.
 
-Run by hand (not in CI), with the Odoo venv's Python::
+Run by hand for its figures (``make test`` runs it once with ``--smoke``),
+with the Odoo venv's Python::
 
     /opt/ade/venv/bin/python bench/aged_receivables.py [--customers 1000]
         [--items 20] [--addons /opt/ade/addons] [--oca DIR] [--keep]
+        [--template DB] [--smoke]
 
 Installs the add-on in a new database, posts ``customers`` journal entries
 of ``items`` receivable lines each (due dates spread over a year, one

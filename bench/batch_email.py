@@ -1,12 +1,14 @@
 """Batch email of posted invoices, end to end: this add-on versus Odoo's own
 batch "Send", and the add-on versus rendering the same PDFs alone.
 
-Run by hand (not in CI), with the Odoo venv's Python and its wkhtmltopdf on
-the PATH::
+Run by hand for its figures (``make test`` runs it once with ``--smoke``, no
+timing asserted), with the Odoo venv's Python and its wkhtmltopdf on the
+PATH::
 
     export PATH=/opt/ade/venv/bin:$PATH
     python bench/batch_email.py [--invoices 200] [--http-port 8869]
         [--addons /opt/ade/addons] [--skip-native] [--profile] [--keep]
+        [--chunk-size N] [--template DB] [--smoke]
 
 What it does, on a throwaway database (dropped at the end unless ``--keep``):
 
@@ -78,6 +80,12 @@ def parse_args():
     parser.add_argument("--skip-native", action="store_true")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        help="documents per committed chunk of a batch "
+        "(account_document_email.batch_chunk_size; the add-on's default if unset)",
+    )
     parser.add_argument(
         "--template",
         help="create the database as a copy of this one (the add-on "
@@ -367,6 +375,8 @@ def _build_data(env, args, smtp_port, url):
     for key in ("web.base.url", "report.url"):
         params.set_param(key, url)
     params.set_param("web.base.url.freeze", "True")
+    if getattr(args, "chunk_size", None):
+        params.set_param("account_document_email.batch_chunk_size", args.chunk_size)
     partners = env["res.partner"].create(
         [
             {"name": f"Bench Customer {n:04d}", "email": f"customer{n}@bench.example"}
@@ -430,11 +440,20 @@ def drain_queue(env, deadline):
 def batch_worker(args):
     """``--batch-worker``: one scheduled-job worker processing batches in
     committed chunks until none is left; prints its chunks and its peak RSS
-    (MiB, ``VmHWM``), and the peak after each chunk on stderr."""
+    (MiB, ``VmHWM``), and on stderr the peak after each chunk."""
+    import resource
+
+    inherited = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    log = f"[worker {os.getpid()}]"
+    sys.stderr.write(
+        f"{log} at start: ru_maxrss {inherited:.0f} MiB (inherited from the bench "
+        f"process through fork and exec), VmHWM {vm_hwm():.0f} MiB\n"
+    )
     sys.path.insert(0, ODOO_SRC)
     from odoo import SUPERUSER_ID, api
 
     registry = open_registry(args)
+    sys.stderr.write(f"{log} registry loaded: VmHWM {vm_hwm():.0f} MiB\n")
     chunks = 0
     while True:
         with registry.cursor() as cr:
@@ -442,12 +461,13 @@ def batch_worker(args):
             if not env["document.email.batch"]._process_chunk(auto_commit=True):
                 break
         chunks += 1
-        sys.stderr.write(f"[worker {os.getpid()}] chunk {chunks}: {vm_hwm():.0f} MiB\n")
+        sys.stderr.write(f"{log} chunk {chunks}: VmHWM {vm_hwm():.0f} MiB\n")
     sys.stdout.write(f"{chunks} {vm_hwm():.0f}\n")
 
 
 def run_batch_workers(args, count=2):
     """Two workers, as two cron threads (or two servers) would run."""
+    say(f"  bench process: {vm_rss():.0f} MiB resident as the workers start")
     workers = [
         subprocess.Popen(
             [sys.executable, __file__, "--batch-worker", "--db", args.db]
@@ -458,12 +478,16 @@ def run_batch_workers(args, count=2):
         for _i in range(count)
     ]
     results = []
-    for worker in workers:
-        out, _err = worker.communicate(timeout=3600)
-        if worker.returncode:
-            raise SystemExit(f"a batch worker failed (exit {worker.returncode})")
-        chunks, peak = out.split()
-        results.append((int(chunks), float(peak)))
+    try:
+        for worker in workers:
+            out, _err = worker.communicate(timeout=3600)
+            if worker.returncode:
+                raise SystemExit(f"a batch worker failed (exit {worker.returncode})")
+            chunks, peak = out.split()
+            results.append((int(chunks), float(peak)))
+    finally:
+        for worker in workers:
+            stop(worker)
     return results
 
 
@@ -537,13 +561,22 @@ def vm_hwm(pid="self"):
     """Peak resident set size of a process in MiB (0 if it is gone): the
     kernel's high-water mark of this process image. Not ``ru_maxrss``, which
     a process started by fork and exec inherits from its parent."""
+    return proc_status(pid, "VmHWM")
+
+
+def vm_rss(pid="self"):
+    """Resident set size of a process now, in MiB."""
+    return proc_status(pid, "VmRSS")
+
+
+def proc_status(pid, key):
     try:
         with open(f"/proc/{pid}/status") as status:
             lines = status.readlines()
     except OSError:  # the process has exited
         return 0
     for line in lines:
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{key}:"):
             return int(line.split()[1]) / 1024
     return 0
 

@@ -1,13 +1,14 @@
 """Distributed batch email: two Odoo servers on one database share a batch
 through OCA's queue_job, the job runner dispatching through HAProxy.
 
-Run by hand (not in CI), with the Odoo venv's Python and its wkhtmltopdf on
-the PATH, HAProxy installed (``apt-get install haproxy``) and queue_job
-unzipped by ``scripts/setup.sh`` (``/opt/ade/oca/odoo/addons``)::
+Run by hand for its figures (``make test`` runs it once with ``--smoke``),
+with the Odoo venv's Python and its wkhtmltopdf on the PATH, HAProxy
+installed (``apt-get install haproxy``, done by ``scripts/setup.sh``) and
+queue_job unzipped by ``scripts/setup.sh`` (``/opt/ade/oca/odoo/addons``)::
 
     export PATH=/opt/ade/venv/bin:$PATH
     python bench/distributed.py [--invoices 1000] [--addons /opt/ade/addons]
-        [--oca /opt/ade/oca/odoo/addons] [--keep]
+        [--oca /opt/ade/oca/odoo/addons] [--keep] [--template DB] [--smoke]
 
 What it does, on loopback addresses only, on a throwaway database (dropped at
 the end unless ``--keep``):

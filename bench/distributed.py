@@ -8,7 +8,8 @@ queue_job unzipped by ``scripts/setup.sh`` (``/opt/ade/oca/odoo/addons``)::
 
     export PATH=/opt/ade/venv/bin:$PATH
     python bench/distributed.py [--invoices 1000] [--addons /opt/ade/addons]
-        [--oca /opt/ade/oca/odoo/addons] [--keep] [--template DB] [--smoke]
+        [--oca /opt/ade/oca/odoo/addons] [--chunk-size N] [--keep]
+        [--template DB] [--smoke]
 
 What it does, on loopback addresses only, on a throwaway database (dropped at
 the end unless ``--keep``):
@@ -57,6 +58,12 @@ def parse_args():
     parser.add_argument("--oca", default=f"{bench.ADE_HOME}/oca/odoo/addons")
     parser.add_argument("--db", default=f"ade_bench_dist_{int(time.time())}")
     parser.add_argument("--timeout", type=int, default=3600)
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        help="documents per chunk job (account_document_email.batch_chunk_size; "
+        "the add-on's default if unset): both servers render only from two chunks",
+    )
     parser.add_argument("--keep", action="store_true")
     parser.add_argument(
         "--template",
@@ -71,8 +78,7 @@ def parse_args():
     )
     args = parser.parse_args()
     if args.smoke:
-        args.invoices = 4
-        args.timeout = 300
+        args.invoices, args.chunk_size, args.timeout = 4, 1, 300
     # bench/batch_email.py's data: one set of invoices, no stored PDFs
     args.only_prefork = True
     return args
@@ -171,10 +177,6 @@ def prepare_data(args, smtp_port, url):
         for xmlid in ("ir_cron_document_email_batch", "ir_cron_document_email_batch_2"):
             env.ref(f"account_document_email.{xmlid}").sudo().active = False
         assert "queue.job" in env, "queue_job is not installed"
-        if args.smoke:
-            env["ir.config_parameter"].set_param(
-                "account_document_email.batch_chunk_size", 1
-            )
         cr.commit()  # pylint: disable=invalid-commit
         return registry, invoices.ids, model._name
 

@@ -1,10 +1,12 @@
 """Time ``res.partner._get_aged_receivable`` (and the options of the aged
 balance screen) on a throwaway database.
 
-Run by hand (not in CI), with the Odoo venv's Python::
+Run by hand for its figures (``make test`` runs it once with ``--smoke``),
+with the Odoo venv's Python::
 
     /opt/ade/venv/bin/python bench/aged_receivables.py [--customers 1000]
         [--items 20] [--addons /opt/ade/addons] [--oca DIR] [--keep]
+        [--template DB] [--smoke]
 
 Installs the add-on in a new database, posts ``customers`` journal entries
 of ``items`` receivable lines each (due dates spread over a year, one
@@ -25,12 +27,15 @@ import argparse
 import json
 import os
 import random
+import shutil
+import signal
 import subprocess
 import sys
 import time
 from datetime import date, timedelta
 
 ODOO_SRC = os.environ.get("ODOO_SRC", "/opt/odoo18")
+DATA_DIR = f"{os.environ.get('ADE_HOME', '/opt/ade')}/data"
 DATE_AT = date(2024, 6, 30)
 AGED_BUCKETS = ("not_due", "period_1", "period_2", "period_3", "period_4", "older")
 
@@ -50,7 +55,20 @@ def parse_args():
     )
     parser.add_argument("--db", default=f"ade_bench_{int(time.time())}")
     parser.add_argument("--keep", action="store_true")
-    return parser.parse_args()
+    parser.add_argument(
+        "--template",
+        help="create the database as a copy of this one (the add-on "
+        "installed, without demo data) instead of installing from scratch",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="smallest run, for CI: 10 customers x 2 items, x2",
+    )
+    args = parser.parse_args()
+    if args.smoke:
+        args.customers, args.items, args.scale = 10, 2, 2
+    return args
 
 
 def say(text):
@@ -64,14 +82,20 @@ def addons_path(args):
 
 def install(args):
     modules = "account_document_email" + ",account_financial_report" * bool(args.oca)
+    if args.template:
+        subprocess.run(["createdb", "-T", args.template, args.db], check=True)
+        filestore = f"{DATA_DIR}/filestore"
+        if os.path.isdir(f"{filestore}/{args.template}"):
+            shutil.copytree(f"{filestore}/{args.template}", f"{filestore}/{args.db}")
+    else:
+        subprocess.run(["createdb", args.db], check=True)
     say(f"installing {modules} in {args.db}")
-    subprocess.run(["createdb", args.db], check=True)
     subprocess.run(
         [
             sys.executable,
             f"{ODOO_SRC}/odoo-bin",
             f"--addons-path={addons_path(args)}",
-            f"--data-dir={os.environ.get('ADE_HOME', '/opt/ade')}/data",
+            f"--data-dir={DATA_DIR}",
             "-d",
             args.db,
             "-i",
@@ -132,7 +156,7 @@ def build_data(env, customers, items):
         moves.action_post()
         pay_partially_after_the_date(moves, receivable, income, journal)
         env.cr.commit()
-        say(f"{start + 100} customers")
+        say(f"{min(start + 100, customers)} customers")
     return partners
 
 
@@ -318,6 +342,8 @@ def measure_options(env, result):
         totals, sum(r["total"] for r in result.values())
     )
     say(f"  by currency total {totals:,.2f} {'agrees' if same else 'DIFFERS'}")
+    if not same:
+        raise SystemExit("the by-currency total differs from the company's")
     wizard = env["account.aged.receivable.wizard"].create(
         {"date_at": DATE_AT, "interval_days": 30, "by_currency": True}
     )
@@ -356,19 +382,22 @@ def compare_totals(env, result, accounts):
         say("TOTALS DIFFER by bucket:")
         for bucket, a, b in zip(AGED_BUCKETS, ours, theirs, strict=True):
             say(f"  {bucket:9}: ours {a:,.2f}  OCA {b:,.2f}")
+        raise SystemExit("ours and OCA's totals differ")
 
 
 def main():
     args = parse_args()
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     sys.path.insert(0, ODOO_SRC)
     import odoo
     from odoo import SUPERUSER_ID, api
 
-    install(args)
     try:
+        install(args)
         odoo.tools.config.parse_config(
             [
                 f"--addons-path={addons_path(args)}",
+                f"--data-dir={DATA_DIR}",
                 "-d",
                 args.db,
                 "--log-level=warn",
@@ -388,6 +417,7 @@ def main():
         if not args.keep:
             odoo.sql_db.close_all()
             subprocess.run(["dropdb", "--if-exists", args.db], check=False)
+            shutil.rmtree(f"{DATA_DIR}/filestore/{args.db}", ignore_errors=True)
             say(f"dropped {args.db}")
 
 

@@ -1,12 +1,14 @@
 """Batch email of posted invoices, end to end: this add-on versus Odoo's own
 batch "Send", and the add-on versus rendering the same PDFs alone.
 
-Run by hand (not in CI), with the Odoo venv's Python and its wkhtmltopdf on
-the PATH::
+Run by hand for its figures (``make test`` runs it once with ``--smoke``, no
+timing asserted), with the Odoo venv's Python and its wkhtmltopdf on the
+PATH::
 
     export PATH=/opt/ade/venv/bin:$PATH
     python bench/batch_email.py [--invoices 200] [--http-port 8869]
         [--addons /opt/ade/addons] [--skip-native] [--profile] [--keep]
+        [--chunk-size N] [--template DB] [--smoke]
 
 What it does, on a throwaway database (dropped at the end unless ``--keep``):
 
@@ -29,7 +31,8 @@ What it does, on a throwaway database (dropped at the end unless ``--keep``):
      ``account.ir_cron_account_move_send`` (20 invoices a run, as scheduled)
      until no invoice waits, then the mail queue until empty;
    - rendering alone, on set A again: ``_render_qweb_pdf`` of the invoice
-     report on all ids in one call, and the wizard's own ``_render_pdfs``;
+     report on all ids in one call, and our own ``_render_pdfs`` (the
+     sending engine's, or the wizard's before it);
    - ours again on set C, whose invoices all have their official PDF already
      (made beforehand by Odoo's own Print, untimed): the emails carry those
      stored files, so the batch should cost little more than the mail queue;
@@ -48,6 +51,8 @@ import io
 import os
 import pstats
 import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -75,6 +80,24 @@ def parse_args():
     parser.add_argument("--skip-native", action="store_true")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        help="documents per committed chunk of a batch "
+        "(account_document_email.batch_chunk_size; the add-on's default if unset)",
+    )
+    parser.add_argument(
+        "--template",
+        help="create the database as a copy of this one (the add-on "
+        "installed, without demo data; its filestore copied too) instead of "
+        "installing from scratch",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="smallest run, for CI: 2 invoices, every case (--workers too), "
+        "HTTP servers on free ports; no target is checked",
+    )
     parser.add_argument("--batch-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--workers",
@@ -100,7 +123,17 @@ def parse_args():
     args = parser.parse_args()
     if args.ratio_only and args.skip_native:
         parser.error("--ratio-only compares with Odoo's Send: drop --skip-native")
+    if args.smoke:
+        args.invoices = 2
+        args.workers = True
+        args.http_port = free_port()
     return args
+
+
+def stop_on_sigterm():
+    """A terminated run (``timeout``, CI) still stops what it started and
+    drops its database: SIGTERM ends it as an error would."""
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
 
 
 def say(text):
@@ -127,14 +160,27 @@ def odoo_command(args, addons=None):
 
 
 def install(args, modules="account_document_email", addons=None, timeout=900):
+    """The bench database: a new one with ``modules`` installed, or a copy
+    of ``--template`` (and of its filestore) with whichever are missing."""
+    create_database(args)
     say(f"installing {modules} in {args.db}")
-    subprocess.run(["createdb", args.db], check=True)
     subprocess.run(
         odoo_command(args, addons)
         + ["-i", modules, "--without-demo=all", "--stop-after-init"],
         check=True,
         timeout=timeout,
     )
+
+
+def create_database(args):
+    template = getattr(args, "template", None)
+    if not template:
+        subprocess.run(["createdb", args.db], check=True)
+        return
+    subprocess.run(["createdb", "-T", template, args.db], check=True)
+    filestore = f"{ADE_HOME}/data/filestore"
+    if os.path.isdir(f"{filestore}/{template}"):
+        shutil.copytree(f"{filestore}/{template}", f"{filestore}/{args.db}")
 
 
 def open_registry(args, addons=None):
@@ -151,6 +197,20 @@ def open_registry(args, addons=None):
         ]
     )
     return odoo.modules.registry.Registry(args.db)
+
+
+def render_pdfs(env, report, documents):
+    """Our parallel rendering: the sending engine's ``_render_pdfs``, or the
+    send wizard's where the engine does not exist yet."""
+    model = "document.email.send"
+    if model not in env:
+        model = "document.email.wizard"
+    return env[model]._render_pdfs(report, documents)
+
+
+def figure(label, value, unit=" s"):
+    """One figure, printed (and flushed) as soon as it is measured."""
+    say(f"{label:46}: {value:6.1f}{unit}")
 
 
 def admin_env(cr):
@@ -211,6 +271,11 @@ class Sink:
             if not number or number.group(0) not in text:
                 wrong.append(subject)
         return wrong
+
+
+def late_duplicate_wait(args):
+    """Seconds to wait, once every email arrived, for a late duplicate."""
+    return 2 if args.smoke else 10
 
 
 def free_port():
@@ -310,6 +375,8 @@ def _build_data(env, args, smtp_port, url):
     for key in ("web.base.url", "report.url"):
         params.set_param(key, url)
     params.set_param("web.base.url.freeze", "True")
+    if getattr(args, "chunk_size", None):
+        params.set_param("account_document_email.batch_chunk_size", args.chunk_size)
     partners = env["res.partner"].create(
         [
             {"name": f"Bench Customer {n:04d}", "email": f"customer{n}@bench.example"}
@@ -372,13 +439,21 @@ def drain_queue(env, deadline):
 
 def batch_worker(args):
     """``--batch-worker``: one scheduled-job worker processing batches in
-    committed chunks until none is left; prints its peak RSS (MiB)."""
+    committed chunks until none is left; prints its chunks and its peak RSS
+    (MiB, ``VmHWM``), and on stderr the peak after each chunk."""
     import resource
 
+    inherited = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    log = f"[worker {os.getpid()}]"
+    sys.stderr.write(
+        f"{log} at start: ru_maxrss {inherited:.0f} MiB (inherited from the bench "
+        f"process through fork and exec), VmHWM {vm_hwm():.0f} MiB\n"
+    )
     sys.path.insert(0, ODOO_SRC)
     from odoo import SUPERUSER_ID, api
 
     registry = open_registry(args)
+    sys.stderr.write(f"{log} registry loaded: VmHWM {vm_hwm():.0f} MiB\n")
     chunks = 0
     while True:
         with registry.cursor() as cr:
@@ -386,12 +461,13 @@ def batch_worker(args):
             if not env["document.email.batch"]._process_chunk(auto_commit=True):
                 break
         chunks += 1
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    sys.stdout.write(f"{chunks} {peak:.0f}\n")
+        sys.stderr.write(f"{log} chunk {chunks}: VmHWM {vm_hwm():.0f} MiB\n")
+    sys.stdout.write(f"{chunks} {vm_hwm():.0f}\n")
 
 
 def run_batch_workers(args, count=2):
     """Two workers, as two cron threads (or two servers) would run."""
+    say(f"  bench process: {vm_rss():.0f} MiB resident as the workers start")
     workers = [
         subprocess.Popen(
             [sys.executable, __file__, "--batch-worker", "--db", args.db]
@@ -402,10 +478,16 @@ def run_batch_workers(args, count=2):
         for _i in range(count)
     ]
     results = []
-    for worker in workers:
-        out, _err = worker.communicate(timeout=3600)
-        chunks, peak = out.split()
-        results.append((int(chunks), float(peak)))
+    try:
+        for worker in workers:
+            out, _err = worker.communicate(timeout=3600)
+            if worker.returncode:
+                raise SystemExit(f"a batch worker failed (exit {worker.returncode})")
+            chunks, peak = out.split()
+            results.append((int(chunks), float(peak)))
+    finally:
+        for worker in workers:
+            stop(worker)
     return results
 
 
@@ -431,18 +513,22 @@ def send_ours(env, invoices, args, profile=False):
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(35)
         say("profile of the request (cumulative):\n" + out.getvalue())
+    parts = {"request (wizard + send)": requested - start}
+    figure("  request (wizard + send)", parts["request (wizard + send)"])
     workers = run_batch_workers(args)
     queued = time.perf_counter()
+    say(f"  batch workers (chunks, peak RSS MiB): {workers}")
+    parts["batch workers: render + queue"] = queued - requested
+    figure("  batch workers: render + queue", queued - requested)
+    parts["peak RSS of a batch worker (MiB)"] = peak = max(p for _c, p in workers)
+    figure("  peak RSS of a batch worker (MiB)", peak, "")
     env.invalidate_all()
     drain_queue(env, time.monotonic() + 1800)
     end = time.perf_counter()
-    say(f"  batch workers (chunks, peak RSS MiB): {workers}")
-    return end - start, {
-        "request (wizard + send)": requested - start,
-        "batch workers: render + queue": queued - requested,
-        "mail queue": end - queued,
-        "peak RSS of a batch worker (MiB)": max(peak for _c, peak in workers),
-    }
+    parts["mail queue"] = end - queued
+    figure("  mail queue", end - queued)
+    figure("  total", end - start)
+    return end - start, parts
 
 
 class WorkerMemory(threading.Thread):
@@ -471,15 +557,26 @@ class WorkerMemory(threading.Thread):
             time.sleep(0.5)
 
 
-def vm_hwm(pid):
-    """Peak resident set size of a process in MiB (0 if it is gone)."""
+def vm_hwm(pid="self"):
+    """Peak resident set size of a process in MiB (0 if it is gone): the
+    kernel's high-water mark of this process image. Not ``ru_maxrss``, which
+    a process started by fork and exec inherits from its parent."""
+    return proc_status(pid, "VmHWM")
+
+
+def vm_rss(pid="self"):
+    """Resident set size of a process now, in MiB."""
+    return proc_status(pid, "VmRSS")
+
+
+def proc_status(pid, key):
     try:
         with open(f"/proc/{pid}/status") as status:
             lines = status.readlines()
     except OSError:  # the process has exited
         return 0
     for line in lines:
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{key}:"):
             return int(line.split()[1]) / 1024
     return 0
 
@@ -617,7 +714,7 @@ def send_prefork(env, invoices, args, sink):
             time.sleep(1)
         total = time.perf_counter() - start
         # a late duplicate would show within a few seconds
-        time.sleep(10)
+        time.sleep(late_duplicate_wait(args))
         return requested, total, prefork_report(logfile, memory)
     finally:
         memory.running = False
@@ -649,8 +746,11 @@ def send_native(env, invoices):
         env.invalidate_all()
         runs += 1
     cron_done = time.perf_counter()
+    figure(f"  batch wizard + {runs} cron runs", cron_done - start)
     drain_queue(env, deadline)
     end = time.perf_counter()
+    figure("  mail queue", end - cron_done)
+    figure("  total", end - start)
     return end - start, {
         f"batch wizard + {runs} cron runs": cron_done - start,
         "mail queue": end - cron_done,
@@ -665,10 +765,12 @@ def render_alone(env, invoices):
         report.report_name, invoices.ids
     )
     timings["_render_qweb_pdf, one call"] = time.perf_counter() - start
+    figure("  _render_qweb_pdf, one call", timings["_render_qweb_pdf, one call"])
     assert content.startswith(b"%PDF"), "no PDF rendered"
     start = time.perf_counter()
-    pdfs = env["document.email.wizard"]._render_pdfs(report, invoices)
-    timings["wizard's _render_pdfs"] = time.perf_counter() - start
+    pdfs = render_pdfs(env, report, invoices)
+    timings["our _render_pdfs"] = time.perf_counter() - start
+    figure("  our _render_pdfs", timings["our _render_pdfs"])
     assert len(pdfs) == len(invoices)
     env.cr.rollback()
     return timings
@@ -759,7 +861,7 @@ def run(env, args, sink, sets):
     sink.reset()
     say(f"ours again, on {n} invoices that all have their official PDF")
     printed_pdfs = {move.id: move.invoice_pdf_report_id.raw for move in printed_set}
-    printed, printed_parts = send_ours(env, printed_set)
+    printed, printed_parts = send_ours(env, printed_set, args)
     check_delivered(sink, "ours, official PDFs", n)
     sent_pdfs = {pdfs[0] for _subject, pdfs in sink.pdfs if pdfs}
     if sent_pdfs != set(printed_pdfs.values()):
@@ -770,7 +872,7 @@ def run(env, args, sink, sets):
         say(f"{'render alone, ' + label:46}: {value:6.1f} s")
     say(f"{'ours, every invoice has its official PDF':46}: {printed:6.1f} s")
     for label, value in printed_parts.items():
-        say(f"{'  ' + label:46}: {value:6.1f} s")
+        figure("  " + label, value, "" if "MiB" in label else " s")
     if native is not None:
         verdict("ratio ours / Odoo", ours / native, TARGET_VS_ODOO)
     for label, value in alone.items():
@@ -794,8 +896,7 @@ def say_contenders(args, n, ours, native):
             continue
         say(f"{name:46}: {total:6.1f} s")
         for label, value in parts.items():
-            unit = "" if "MiB" in label else " s"
-            say(f"{'  ' + label:46}: {value:6.1f}{unit}")
+            figure("  " + label, value, "" if "MiB" in label else " s")
 
 
 def verdict(label, ratio, target):
@@ -812,6 +913,7 @@ def main():
     args = parse_args()
     if args.batch_worker:
         return batch_worker(args)
+    stop_on_sigterm()
     sys.path.insert(0, ODOO_SRC)
     from aiosmtpd.controller import Controller
 
@@ -824,8 +926,8 @@ def main():
     controller.start()
     say(f"SMTP sink on 127.0.0.1:{smtp_port}")
     http = None
-    install(args)
     try:
+        install(args)
         http, url = start_http(args)
         with open_registry(args).cursor() as cr:
             env = admin_env(cr)

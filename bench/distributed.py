@@ -1,13 +1,15 @@
 """Distributed batch email: two Odoo servers on one database share a batch
 through OCA's queue_job, the job runner dispatching through HAProxy.
 
-Run by hand (not in CI), with the Odoo venv's Python and its wkhtmltopdf on
-the PATH, HAProxy installed (``apt-get install haproxy``) and queue_job
-unzipped by ``scripts/setup.sh`` (``/opt/ade/oca/odoo/addons``)::
+Run by hand for its figures (``make test`` runs it once with ``--smoke``),
+with the Odoo venv's Python and its wkhtmltopdf on the PATH, HAProxy
+installed (``apt-get install haproxy``, done by ``scripts/setup.sh``) and
+queue_job unzipped by ``scripts/setup.sh`` (``/opt/ade/oca/odoo/addons``)::
 
     export PATH=/opt/ade/venv/bin:$PATH
     python bench/distributed.py [--invoices 1000] [--addons /opt/ade/addons]
-        [--oca /opt/ade/oca/odoo/addons] [--keep]
+        [--oca /opt/ade/oca/odoo/addons] [--chunk-size N] [--keep]
+        [--template DB] [--smoke]
 
 What it does, on loopback addresses only, on a throwaway database (dropped at
 the end unless ``--keep``):
@@ -31,6 +33,7 @@ the end unless ``--keep``):
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -55,8 +58,27 @@ def parse_args():
     parser.add_argument("--oca", default=f"{bench.ADE_HOME}/oca/odoo/addons")
     parser.add_argument("--db", default=f"ade_bench_dist_{int(time.time())}")
     parser.add_argument("--timeout", type=int, default=3600)
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        help="documents per chunk job (account_document_email.batch_chunk_size; "
+        "the add-on's default if unset): both servers render only from two chunks",
+    )
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--template",
+        help="create the database as a copy of this one (the add-on "
+        "installed, without demo data) instead of installing from scratch",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="smallest run, for CI: 4 invoices in chunks of 1 (both servers "
+        "get some), a 5-minute limit",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.invoices, args.chunk_size, args.timeout = 4, 1, 300
     # bench/batch_email.py's data: one set of invoices, no stored PDFs
     args.only_prefork = True
     return args
@@ -237,9 +259,12 @@ def run(args, folder, sink, smtp_port):
             )
             say(f"Odoo server {name} on 127.0.0.1:{port} (pid {processes[name].pid})")
         haproxy_conf = write_haproxy_conf(folder, balancer_port, ports)
-        processes["haproxy"] = subprocess.Popen(
-            ["haproxy", "-db", "-f", haproxy_conf], stdout=subprocess.DEVNULL
-        )
+        with open(f"{folder}/haproxy.log", "w") as haproxy_log:
+            processes["haproxy"] = subprocess.Popen(
+                ["haproxy", "-db", "-f", haproxy_conf],
+                stdout=subprocess.DEVNULL,
+                stderr=haproxy_log,
+            )
         for _name, port in ports:
             wait_http(f"http://127.0.0.1:{port}", processes.values())
         wait_http(url, processes.values())
@@ -262,7 +287,7 @@ def run(args, folder, sink, smtp_port):
             time.sleep(1)
         elapsed = time.perf_counter() - start
         # a late duplicate would show within a few seconds
-        time.sleep(10)
+        time.sleep(bench.late_duplicate_wait(args))
         return report(args, registry, batch_id, sink, n, request, elapsed, processes)
     finally:
         for process in processes.values():
@@ -307,6 +332,7 @@ def report(args, registry, batch_id, sink, n, request, elapsed, processes):
 
 def main():
     args = parse_args()
+    bench.stop_on_sigterm()
     sys.path.insert(0, bench.ODOO_SRC)
     from aiosmtpd.controller import Controller
 
@@ -314,6 +340,8 @@ def main():
 
     if not os.path.isdir(os.path.join(args.oca, "queue_job")):
         raise SystemExit(f"no queue_job in {args.oca}: run scripts/setup.sh")
+    if not shutil.which("haproxy"):
+        raise SystemExit("HAProxy is missing: apt-get install haproxy")
     say(f"load before: {bench.load()}")
     sink = bench.Sink()
     smtp_port = bench.free_port()

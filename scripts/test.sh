@@ -3,7 +3,10 @@
 # here), browser tours included; then, on a second database with OCA
 # queue_job installed (scripts/setup.sh unzips it), the tests of batches run
 # as jobs; on a third with l10n_es_edi_tbai (TicketBAI, Spain), the batches
-# of invoices a localisation commits in. Prints "N passed, N failed, N
+# of invoices a localisation commits in. Then each benchmark once at its
+# smallest size (bench/*.py --smoke, no timing asserted; BENCH_SMOKE=0 skips
+# them, BENCH_SMOKE=1 runs them with TEST_TAGS too, BENCH_SMOKE=only runs
+# nothing else), each counted as one test. Prints "N passed, N failed, N
 # skipped" at the end.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,12 +23,14 @@ LOG=${TEST_LOG:-$here/var/test.log}
 QUEUE_JOB_TAGS=/account_document_email:TestBatchQueueJob
 # the tests that need l10n_es_edi_tbai in the database (skipped without it)
 TBAI_TAGS=/account_document_email:TestTicketBaiBatch
+BENCH_SMOKE=${BENCH_SMOKE:-auto}
+BENCHES=(batch_email distributed aged_receivables)
 mkdir -p "$(dirname "$LOG")"
 
 command -v chromium >/dev/null || { echo "chromium is missing: run make setup" >&2; exit 1; }
 "$VENV/bin/python" -c "import websocket" || { echo "websocket-client is missing: run make setup" >&2; exit 1; }
 export PATH="$VENV/bin:$PATH"
-trap 'for db in "$DB" "${DB}_qj" "${DB}_tbai"; do dropdb --if-exists "$db" >/dev/null 2>&1; rm -rf "$ADE_HOME/data/filestore/$db"; done' EXIT
+trap 'for db in "$DB" "${DB}_qj" "${DB}_tbai" "${DB}_bench" "${BENCHES[@]/#/${DB}_bench_}"; do dropdb --if-exists "$db" >/dev/null 2>&1; rm -rf "$ADE_HOME/data/filestore/$db"; done' EXIT
 
 passed=0
 bad=0
@@ -81,31 +86,77 @@ run_tests() {
     skips=$((skips + skipped))
 }
 
-run_tests "$DB" "$ODOO_SRC/addons,$ADE_ADDONS" \
-    account_document_email,account_edi_ubl_cii,account_payment "$TAGS" "$LOG"
-
-# batches as queue_job jobs: on the full run, or when TEST_TAGS names them
-if [ "$TAGS" = /account_document_email ] ||
-    [[ ",$TAGS" == *TestBatchQueueJob* && ",$TAGS" != *,-*TestBatchQueueJob* ]]; then
-    if [ ! -f "$OCA_ADDONS/queue_job/__manifest__.py" ]; then
-        echo "[test] OCA queue_job is missing from $OCA_ADDONS: run make setup" >&2
-        bad=$((bad + 1))
+# run_bench_smoke NAME [ARGS...]: bench/NAME.py --smoke on a copy of the
+# template database (its own, dropped by the bench), one passed or failed
+run_bench_smoke() {
+    local name=$1
+    shift
+    local log=${LOG%.log}-bench-$name.log
+    local start=$SECONDS
+    if ADE_HOME="$ADE_HOME" ODOO_SRC="$ODOO_SRC" timeout -k 30 600 \
+        "$VENV/bin/python" "$here/bench/$name.py" --smoke \
+        --template "${DB}_bench" --db "${DB}_bench_$name" --addons "$ADE_ADDONS" \
+        "$@" >"$log" 2>&1; then
+        echo "[test] bench/$name.py --smoke: ok ($((SECONDS - start)) s, log $log)"
+        passed=$((passed + 1))
     else
-        qj_log=${LOG%.log}-queue_job.log
-        run_tests "${DB}_qj" "$ODOO_SRC/addons,$ADE_ADDONS,$OCA_ADDONS" \
-            account_document_email,queue_job "$QUEUE_JOB_TAGS" "$qj_log"
-        # there, queue_job is installed: a skip would hide the test
-        if grep -q ": skipped " "$qj_log"; then
-            echo "[test] tests were skipped with queue_job installed" >&2
+        echo "[test] bench/$name.py --smoke FAILED ($((SECONDS - start)) s, log $log):" >&2
+        tail -30 "$log" >&2
+        bad=$((bad + 1))
+    fi
+}
+
+# each benchmark once at its smallest size, on copies of one database with
+# the add-on installed (one install instead of one per benchmark)
+bench_smoke() {
+    local log=${LOG%.log}-bench-install.log
+    echo "[test] benchmarks at their smallest size (database ${DB}_bench), log $log"
+    if ! createdb "${DB}_bench" || ! "$VENV/bin/python" "$ODOO_SRC/odoo-bin" \
+        --addons-path="$ODOO_SRC/addons,$ADE_ADDONS" --data-dir="$ADE_HOME/data" \
+        -d "${DB}_bench" -i account_document_email --without-demo=all \
+        --stop-after-init --log-level=warn --max-cron-threads=0 \
+        ${PGHOST:+--db_host="$PGHOST"} ${PGPORT:+--db_port="$PGPORT"} \
+        >"$log" 2>&1; then
+        echo "[test] cannot install the benchmarks' database" >&2
+        tail -30 "$log" >&2
+        bad=$((bad + ${#BENCHES[@]}))
+        return
+    fi
+    for name in "${BENCHES[@]}"; do
+        case $name in
+            distributed) run_bench_smoke "$name" --oca "$OCA_ADDONS" ;;
+            *) run_bench_smoke "$name" ;;
+        esac
+    done
+}
+
+if [ "$BENCH_SMOKE" != only ]; then
+    run_tests "$DB" "$ODOO_SRC/addons,$ADE_ADDONS" \
+        account_document_email,account_edi_ubl_cii,account_payment "$TAGS" "$LOG"
+
+    # batches as queue_job jobs: on the full run, or when TEST_TAGS names them
+    if [ "$TAGS" = /account_document_email ] ||
+        [[ ",$TAGS" == *TestBatchQueueJob* && ",$TAGS" != *,-*TestBatchQueueJob* ]]; then
+        if [ ! -f "$OCA_ADDONS/queue_job/__manifest__.py" ]; then
+            echo "[test] OCA queue_job is missing from $OCA_ADDONS: run make setup" >&2
             bad=$((bad + 1))
+        else
+            qj_log=${LOG%.log}-queue_job.log
+            run_tests "${DB}_qj" "$ODOO_SRC/addons,$ADE_ADDONS,$OCA_ADDONS" \
+                account_document_email,queue_job "$QUEUE_JOB_TAGS" "$qj_log"
+            # there, queue_job is installed: a skip would hide the test
+            if grep -q ": skipped " "$qj_log"; then
+                echo "[test] tests were skipped with queue_job installed" >&2
+                bad=$((bad + 1))
+            fi
         fi
     fi
 fi
 
 # invoices TicketBAI submits (and commits) in a batch: on the full run, or
 # when TEST_TAGS names them
-if [ "$TAGS" = /account_document_email ] ||
-    [[ ",$TAGS" == *TestTicketBaiBatch* && ",$TAGS" != *,-*TestTicketBaiBatch* ]]; then
+if [ "$BENCH_SMOKE" != only ] && { [ "$TAGS" = /account_document_email ] ||
+    [[ ",$TAGS" == *TestTicketBaiBatch* && ",$TAGS" != *,-*TestTicketBaiBatch* ]]; }; then
     tbai_log=${LOG%.log}-tbai.log
     run_tests "${DB}_tbai" "$ODOO_SRC/addons,$ADE_ADDONS" \
         account_document_email,l10n_es_edi_tbai "$TBAI_TAGS" "$tbai_log"
@@ -114,6 +165,11 @@ if [ "$TAGS" = /account_document_email ] ||
         echo "[test] tests were skipped with l10n_es_edi_tbai installed" >&2
         bad=$((bad + 1))
     fi
+fi
+
+if [ "$BENCH_SMOKE" = only ] || [ "$BENCH_SMOKE" = 1 ] ||
+    { [ "$BENCH_SMOKE" = auto ] && [ "$TAGS" = /account_document_email ]; }; then
+    bench_smoke
 fi
 
 echo "$passed passed, $bad failed, $skips skipped"

@@ -23,6 +23,8 @@ usage: python queue_child.py CONFIG_JSON MODE
   MODE "tbai-process SIZE [kill]": "process" on the date of TicketBAI's
         tests (its certificate valid then); with "kill", the process kills
         itself right after TicketBAI's hook commits a submission.
+  MODE "gc": Odoo's filestore GC, as the auto-vacuum runs it; prints what
+        it returned (false: it could not lock ir_attachment and gave up).
 Both run again after a concurrent update, as Odoo does with a request (and
 the cron on its next run): the one that loses the race on an email fails
 there before sending it.
@@ -344,6 +346,8 @@ def main():
         elif mode == "send":
             mails = env["mail.mail"].browse([int(i) for i in args])
             retrying(lambda: mails.send(raise_exception=False), env)
+        elif mode == "gc":
+            sys.stdout.write(json.dumps(env["ir.attachment"]._gc_file_store()))
 
 
 if __name__ == "__main__":

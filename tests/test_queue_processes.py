@@ -13,12 +13,17 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import timedelta
+from unittest.mock import patch
 
 import psycopg2.errors
 
 import odoo
+from odoo import SUPERUSER_ID, api, fields
 from odoo.tests import TransactionCase, tagged
 from odoo.tools import config, mute_logger
+
+from odoo.addons.account_document_email.models import ir_attachment
 
 from .common import RecordingHandler, SMTPTestServer
 
@@ -334,3 +339,92 @@ class TestBatchProcesses(ChildProcessCase):
                 cr.rollback()
             self._run("queue")
             self._assert_each_delivered_once(server, created)
+
+    def test_filestore_gc_met_by_a_chunk_runs_again_once_it_is_done(self):
+        """Odoo's filestore GC gives up after 10 s on a chunk holding
+        ir_attachment while it writes files (until the next day): while a
+        batch runs, it tries again after a short pause, and collects once
+        the chunk has committed; the chunk's files stay, an orphan goes."""
+        marker = os.path.join(tempfile.mkdtemp(), "file-written")
+        Attachment = self.env["ir.attachment"]
+        orphan = f"an orphan file {time.time()}".encode()
+        orphan = Attachment._full_path(
+            Attachment._file_write(orphan, Attachment._compute_checksum(orphan))
+        )
+        with SMTPTestServer() as server:
+            created = self._batch(4, server.port)
+            child = self._child("process-pause", "2", marker)
+            deadline = time.time() + 240
+            while not os.path.exists(marker) and child.poll() is None:
+                self.assertLess(time.time(), deadline, "no file written")
+                time.sleep(0.05)
+            self.assertTrue(os.path.exists(marker), "the worker wrote a file")
+            gc = self._child("gc")
+            # the GC waits for the lock, then gives up (core's 10 s)
+            self._wait_for_gc_lock(gc, waiting=True)
+            self._wait_for_gc_lock(gc, waiting=False)
+            self.assertTrue(os.path.exists(orphan), "nothing collected yet")
+            with open(f"{marker}.go", "w"):
+                pass
+            out, err = child.communicate(timeout=300)
+            self.assertEqual(child.returncode, 0, err[-3000:])
+            out, err = gc.communicate(timeout=120)
+            self.assertEqual(gc.returncode, 0, err[-3000:])
+            self.assertIsNot(json.loads(out), False, "the GC ran again")
+            self.assertFalse(os.path.exists(orphan), "the orphan was collected")
+            with open(marker) as file:
+                fname = file.read()
+            with self.registry.cursor() as cr:
+                cr.execute(
+                    "SELECT count(*) FROM ir_attachment WHERE store_fname = %s",
+                    [fname],
+                )
+                if cr.fetchone()[0]:
+                    self.assertTrue(os.path.exists(Attachment._full_path(fname)))
+            self._run("queue")
+            self._assert_each_delivered_once(server, created)
+
+    def test_filestore_gc_still_held_runs_again_in_a_few_minutes(self):
+        """When a chunk still holds ir_attachment after the GC's last try,
+        the auto-vacuum (the GC with it) runs again in a few minutes, not
+        the next day."""
+        cron = self.env.ref("base.autovacuum_job")
+        with SMTPTestServer() as server:
+            self._batch(2, server.port)  # in progress, committed
+            with (
+                self.registry.cursor() as chunk,
+                self.registry.cursor() as cr,
+                patch.object(ir_attachment, "GC_RETRIES", 0),
+            ):
+                chunk.execute("LOCK TABLE ir_attachment IN ROW EXCLUSIVE MODE")
+                env = api.Environment(cr, SUPERUSER_ID, {})
+                before = fields.Datetime.now()
+                with mute_logger("odoo.sql_db"):
+                    self.assertIs(env["ir.attachment"]._gc_file_store(), False)
+                cr.execute(
+                    "SELECT call_at FROM ir_cron_trigger "
+                    "WHERE cron_id = %s AND call_at > %s",
+                    [cron.id, before + timedelta(minutes=5)],
+                )
+                later = cr.fetchall()
+                cr.rollback()
+                chunk.rollback()
+        self.assertEqual(len(later), 1, "the auto-vacuum runs again soon")
+        self.assertLess(later[0][0], before + timedelta(hours=1))
+
+    def _wait_for_gc_lock(self, gc, waiting):
+        """Until the GC child waits for its SHARE lock (or no longer does)."""
+        deadline = time.time() + 120
+        while True:
+            with self.registry.cursor() as cr:
+                cr.execute(
+                    """SELECT count(*) FROM pg_stat_activity
+                        WHERE datname = current_database()
+                          AND wait_event_type = 'Lock'
+                          AND query ILIKE 'LOCK ir_attachment IN SHARE MODE%%'"""
+                )
+                if bool(cr.fetchone()[0]) == waiting:
+                    return
+            self.assertIsNone(gc.poll(), "the GC ended while the chunk held it")
+            self.assertLess(time.time(), deadline, "the GC did not get there")
+            time.sleep(0.05)

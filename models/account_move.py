@@ -42,14 +42,13 @@ class AccountMove(models.Model):
 
     def _get_document_email_kind(self):
         self.ensure_one()
-        _ = self.env._
         if self.move_type == "entry":
-            return _("journal entry"), _("journal entries")
+            return self.env._("journal entry"), self.env._("journal entries")
         if self.debit_origin_id:
-            return _("debit note"), _("debit notes")
+            return self.env._("debit note"), self.env._("debit notes")
         if self.move_type in ("out_refund", "in_refund"):
-            return _("credit note"), _("credit notes")
-        return _("invoice"), _("invoices")
+            return self.env._("credit note"), self.env._("credit notes")
+        return self.env._("invoice"), self.env._("invoices")
 
     def _get_document_email_report_xmlids(self):
         self.ensure_one()

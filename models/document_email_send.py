@@ -665,20 +665,22 @@ class DocumentEmailSend(models.AbstractModel):
 
     @api.model
     def _describe_outcome(self, document, mail):
-        _ = self.env._
         outcomes = {
-            ("sent", False): (_("%(document)s was sent to %(recipients)s."), "success"),
+            ("sent", False): (
+                self.env._("%(document)s was sent to %(recipients)s."),
+                "success",
+            ),
             ("sent", True): (
-                _("%(document)s was sent, but not to everyone: %(reason)s"),
+                self.env._("%(document)s was sent, but not to everyone: %(reason)s"),
                 "warning",
             ),
             ("outgoing", True): (
-                _("%(document)s was not sent yet: %(reason)s"),
+                self.env._("%(document)s was not sent yet: %(reason)s"),
                 "warning",
             ),
         }
         failed = (
-            _(
+            self.env._(
                 "%(document)s could not be sent: %(reason)s The email is kept "
                 "and can be retried from the document's chatter."
             ),
@@ -688,6 +690,6 @@ class DocumentEmailSend(models.AbstractModel):
         values = {
             "document": document.display_name,
             "recipients": ", ".join(mail.partner_ids.mapped("email")),
-            "reason": mail.failure_reason or _("unknown error."),
+            "reason": mail.failure_reason or self.env._("unknown error."),
         }
         return message % values, kind

@@ -18,3 +18,7 @@ from . import res_config_settings_statement
 from . import mail_mail_statement
 from . import account_confirmation_campaign
 from . import account_confirmation_request
+from . import account_reminder_level
+from . import account_move_reminder
+from . import res_partner_reminder
+from . import document_email_statement_reminder

@@ -17,3 +17,5 @@ from . import test_statement_process
 from . import test_confirmation
 from . import test_smtp_limits
 from . import test_no_template_injection
+from . import test_payment_reminders
+from . import test_reminder_process

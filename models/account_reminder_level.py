@@ -72,7 +72,7 @@ class AccountReminderLevel(models.Model):
         levels._lock_run()
         invoices = levels._get_remindable_invoices(today)
         given = levels._get_levels_given(invoices)
-        reminders = self.env["document.email.statement"]
+        due = {}
         for partner, partner_invoices in invoices.grouped(
             "commercial_partner_id"
         ).items():
@@ -82,7 +82,8 @@ class AccountReminderLevel(models.Model):
                 for level, level_invoices in reached.items()
                 for invoice in level_invoices
             ):
-                reminders |= reminders._reminder_for(partner, reached, today)
+                due[partner] = reached
+        reminders = self.env["document.email.statement"]._create_reminders(due, today)
         if reminders:
             self.env["document.email.send"]._queue_documents(reminders)
         return reminders

@@ -61,44 +61,56 @@ class DocumentEmailStatement(models.Model):
             lambda n: n.notification_status == "bounce"
         ).mail_mail_id
         waiting = set(pending.mapped("res_id"))
-        for reminder in reminders.filtered(
-            lambda r: r.id not in mails.mapped("res_id")
-        ):
+        mailed = set(mails.mapped("res_id"))
+        for reminder in reminders.filtered(lambda r: r.id not in mailed):
             reminder.mail_state = "queued" if reminder.id in waiting else "failed"
         for reminder in reminders.browse(bounced.mapped("res_id")):
             reminder.mail_state = "failed"
 
     @api.model
-    def _reminder_for(self, partner, reached, today):
-        """The reminder of ``today`` at the highest level in ``reached``
-        ({level: invoices}) listing all those invoices, with a note on the
-        partner that shows no figure."""
-        level = max(reached, key=lambda level: level.days)
-        invoices = self.env["account.move"].union(*reached.values())
-        reminder = self.sudo().create(
-            {
-                "name": f"{level.name} {partner.display_name} "
-                f"{fields.Date.to_string(today)}",
-                "partner_id": partner.id,
-                "company_id": self.env.company.id,
-                "document": "reminder",
-                "date_at": today,
-                "reminder_level_id": level.id,
-                "reminder_move_ids": [fields.Command.set(invoices.ids)],
+    def _create_reminders(self, due, today):
+        """The reminders of ``today``, one per customer of ``due`` ({partner:
+        {level: invoices}}), at the highest level reached and listing all
+        those invoices, with a note on each partner that shows no figure
+        (created together: a run may remind thousands of customers)."""
+        if not due:
+            return self.browse()
+        reminders = self.sudo().create(
+            [
+                self._prepare_reminder_values(partner, reached, today)
+                for partner, reached in due.items()
+            ]
+        )
+        reminders.partner_id._message_log_batch(
+            bodies={
+                reminder.partner_id.id: Markup("%s %s")
+                % (
+                    self.env._(
+                        "Payment reminder (%(level)s) queued for email; its "
+                        "delivery, invoices and amounts are on",
+                        level=reminder.reminder_level_id.name,
+                    ),
+                    reminder._get_html_link(),
+                )
+                for reminder in reminders
             }
         )
-        partner.sudo()._message_log(
-            body=Markup("%s %s")
-            % (
-                self.env._(
-                    "Payment reminder (%(level)s) queued for email; its delivery, "
-                    "invoices and amounts are on",
-                    level=level.name,
-                ),
-                reminder._get_html_link(),
-            )
-        )
-        return reminder
+        return reminders.with_env(self.env)
+
+    @api.model
+    def _prepare_reminder_values(self, partner, reached, today):
+        level = max(reached, key=lambda level: level.days)
+        invoices = self.env["account.move"].union(*reached.values())
+        return {
+            "name": f"{level.name} {partner.display_name} "
+            f"{fields.Date.to_string(today)}",
+            "partner_id": partner.id,
+            "company_id": self.env.company.id,
+            "document": "reminder",
+            "date_at": today,
+            "reminder_level_id": level.id,
+            "reminder_move_ids": [fields.Command.set(invoices.ids)],
+        }
 
     # ------------------------------------------------------------------
     # Send by email: a payment reminder (document.email.mixin)

@@ -2,9 +2,9 @@
 invoices and customers left out, each level of the same invoices given once,
 delivered through a real SMTP server with the invoices' real PDFs."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 
-from odoo.tests import tagged
+from odoo.tests import TransactionCase, tagged
 
 from .aged_common import DATE_AT, AgedReceivableMixin
 from .common import pdf_parts, pdf_text, real_smtp_delivery
@@ -226,3 +226,27 @@ class TestPaymentRemindersSpanish(AgedReceivableMixin, DocumentEmailCase):
         self.assertIn("Estimado/a", body)
         self.assertIn("Fecha de vencimiento", body)
         self.assertIn(self.invoice.name, body)
+
+
+@tagged("post_install", "-at_install")
+class TestPaymentRemindersDemo(TransactionCase):
+    """The demo has two levels and customers who reach each of them."""
+
+    def test_demo_customers_reach_both_levels(self):
+        friendly = self.env.ref(
+            "account_document_email.demo_reminder_level_friendly",
+            raise_if_not_found=False,
+        )
+        if not friendly:
+            self.skipTest("installed without demo data")
+        second = self.env.ref("account_document_email.demo_reminder_level_second")
+        levels = self.env["account.reminder.level"].with_company(friendly.company_id)
+        reminders = levels._send_due_reminders(date.today())
+        fjord = self.env.ref("account_document_email.demo_reminder_customer_fjord")
+        self.assertEqual(
+            reminders.filtered(lambda r: r.partner_id == fjord).reminder_level_id,
+            friendly,
+        )
+        self.assertIn(second, reminders.reminder_level_id)
+        disputed = self.env.ref("account_document_email.demo_aged_move_danube_2")
+        self.assertNotIn(disputed, reminders.reminder_move_ids)

@@ -100,7 +100,7 @@ def cleanup(env, ids):
 
 def run(env, cr):
     env["account.reminder.level"]._cron_send_payment_reminders()
-    cr.commit()
+    cr.commit()  # pylint: disable=invalid-commit
     # the run's batch, rendered and queued as its scheduled job does
     while env["document.email.batch"]._process_chunk(auto_commit=True):
         pass

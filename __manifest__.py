@@ -41,11 +41,15 @@
         "views/confirmation_portal_templates.xml",
         "report/account_confirmation_templates.xml",
         "views/account_confirmation_views.xml",
+        "security/payment_reminder_security.xml",
+        "data/payment_reminder_data.xml",
+        "views/payment_reminder_views.xml",
     ],
     "demo": [
         "demo/res_company_demo.xml",
         "demo/aged_receivable_demo.xml",
         "demo/account_confirmation_demo.xml",
+        "demo/payment_reminder_demo.xml",
     ],
     "assets": {
         "web.assets_tests": [

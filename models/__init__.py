@@ -20,3 +20,7 @@ from . import account_confirmation_campaign
 from . import account_confirmation_request
 from . import account_confirmation_attempt
 from . import ir_http
+from . import account_reminder_level
+from . import account_move_reminder
+from . import res_partner_reminder
+from . import document_email_statement_reminder

@@ -19,3 +19,5 @@ from . import test_confirmation
 from . import test_smtp_limits
 from . import test_no_template_injection
 from . import test_smtp_privacy
+from . import test_payment_reminders
+from . import test_reminder_process

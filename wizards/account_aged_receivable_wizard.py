@@ -41,6 +41,12 @@ class AccountAgedReceivableWizard(models.TransientModel):
         help="Statements and letters open the Send by email wizard: one email "
         "per customer, with their own document."
     )
+    reminder_level_id = fields.Many2one(
+        "account.reminder.level",
+        string="Last Reminder Level",
+        help="Only the customers whose last payment reminder (not failed) was "
+        "of this level.",
+    )
     line_ids = fields.One2many("account.aged.receivable.line", "wizard_id")
 
     @api.constrains("interval_days")
@@ -69,8 +75,10 @@ class AccountAgedReceivableWizard(models.TransientModel):
 
     def _compute_lines(self):
         self.ensure_one()
-        aged = self._get_commercial_partners()._get_aged_balance_by_currency(
-            self.date_at, self.interval_days, self.account_type, self.by_currency
+        aged = self._filter_reminder_level(
+            self._get_commercial_partners()._get_aged_balance_by_currency(
+                self.date_at, self.interval_days, self.account_type, self.by_currency
+            )
         )
         company_currency = self.env.company.currency_id
         self.line_ids.unlink()
@@ -125,15 +133,33 @@ class AccountAgedReceivableWizard(models.TransientModel):
         return self._action_document("letter", self._get_partners())
 
     def _get_partners(self):
-        """The chosen partners, or every partner with an open balance."""
+        """The chosen partners, or every partner with an open balance (of
+        the last reminder level chosen)."""
         self.ensure_one()
-        return self._get_commercial_partners() or self.env["res.partner"].browse(
+        partners = self._get_commercial_partners() or self.env["res.partner"].browse(
             list(
                 self.partner_ids._get_aged_balance(
                     self.date_at, self.interval_days, self.account_type
                 )
             )
         )
+        return partners.browse(
+            list(self._filter_reminder_level(dict.fromkeys(partners.ids)))
+        )
+
+    def _filter_reminder_level(self, by_partner):
+        """``by_partner`` ({partner id: values}) without the partners whose
+        last payment reminder was not of the level chosen, if any."""
+        self.ensure_one()
+        if not self.reminder_level_id:
+            return by_partner
+        partners = self.env["res.partner"].browse(list(by_partner))
+        last_levels = partners._get_last_reminder_levels()
+        return {
+            partner_id: values
+            for partner_id, values in by_partner.items()
+            if last_levels.get(partner_id) == self.reminder_level_id
+        }
 
     def _action_document(self, document, partners):
         """Print ``document`` for these partners, or open the Send by email

@@ -16,5 +16,6 @@ from . import document_email_statement
 from . import res_company_statement
 from . import res_config_settings_statement
 from . import mail_mail_statement
+from . import document_email_batch_statement
 from . import account_confirmation_campaign
 from . import account_confirmation_request

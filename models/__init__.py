@@ -4,6 +4,9 @@ from . import mail_mail
 from . import mail_template
 from . import res_company
 from . import res_config_settings
+from . import fetchmail_server
+from . import res_company_incoming
+from . import res_config_settings_incoming
 from . import account_move
 from . import sale_order
 from . import res_partner

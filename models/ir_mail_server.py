@@ -252,10 +252,20 @@ class IrMailServer(models.Model):
         return encapsulate_email(sender, account) or sender
 
     def _prepare_email_message(self, message, smtp_session):
-        if isinstance(smtp_session, DocumentSMTPMixin):
-            server = self.sudo().browse(smtp_session.document_server_id)
-            self._document_align_sender(message, server)
-        return super()._prepare_email_message(message, smtp_session)
+        if not isinstance(smtp_session, DocumentSMTPMixin):
+            return super()._prepare_email_message(message, smtp_session)
+        server = self.sudo().browse(smtp_session.document_server_id)
+        self._document_align_sender(message, server)
+        smtp_from, smtp_to_list, message = super()._prepare_email_message(
+            message, smtp_session
+        )
+        # bounces of the company's documents go to the mailbox Odoo reads
+        bounce_address = server.document_company_id._get_document_bounce_address()
+        if bounce_address:
+            smtp_from = bounce_address
+            del message["Return-Path"]
+            message["Return-Path"] = bounce_address
+        return smtp_from, smtp_to_list, message
 
     @api.model
     def _document_align_sender(self, message, server):

@@ -19,3 +19,4 @@ from . import test_confirmation
 from . import test_smtp_limits
 from . import test_no_template_injection
 from . import test_smtp_privacy
+from . import test_incoming_mailbox

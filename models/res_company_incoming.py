@@ -127,9 +127,7 @@ class ResCompany(models.Model):
         required=True,
         groups="base.group_system",
     )
-    document_incoming_host = fields.Char(
-        "Incoming Server", groups="base.group_system"
-    )
+    document_incoming_host = fields.Char("Incoming Server", groups="base.group_system")
     document_incoming_port = fields.Integer(
         "Incoming Port", default=993, groups="base.group_system"
     )
@@ -145,9 +143,7 @@ class ResCompany(models.Model):
         default=True,
         groups="base.group_system",
     )
-    document_incoming_user = fields.Char(
-        "Incoming Account", groups="base.group_system"
-    )
+    document_incoming_user = fields.Char("Incoming Account", groups="base.group_system")
     document_incoming_pass = fields.Char(
         "Incoming Password", groups="base.group_system"
     )
@@ -171,7 +167,9 @@ class ResCompany(models.Model):
             if problem:
                 raise ValidationError(
                     self.env._(
-                        "%(company)s: %(problem)s", company=company.name, problem=problem
+                        "%(company)s: %(problem)s",
+                        company=company.name,
+                        problem=problem,
                     )
                 )
 
@@ -273,8 +271,7 @@ class ResCompany(models.Model):
         if not (server.active and self.sudo()._document_incoming_active()):
             raise UserError(
                 self.env._(
-                    "Turn on reading the account's mailbox and save the settings "
-                    "first."
+                    "Turn on reading the account's mailbox and save the settings first."
                 )
             )
         connection = None
@@ -315,8 +312,9 @@ class ResCompany(models.Model):
                 connection.quit()
             else:
                 connection.logout()
-        except (OSError, imaplib.IMAP4.error, poplib.error_proto):
-            pass  # a consequence of the failure already explained
+        except (OSError, imaplib.IMAP4.error, poplib.error_proto) as error:
+            # a consequence of the failure already explained
+            _logger.debug("Closing the incoming test connection failed: %s", error)
 
     def _document_incoming_explain(self, error, server):
         """One plain sentence for an incoming failure, never the password."""

@@ -95,8 +95,11 @@ class TestIncomingMailbox(DocumentEmailCase):
         self.assertFalse(self.env.company.document_fetchmail_server_id)
 
     def test_password_admin_only(self):
-        self._save(incoming_same_account=False, incoming_user="b@a.example.com",
-                   incoming_pass="pw-bounces")
+        self._save(
+            incoming_same_account=False,
+            incoming_user="b@a.example.com",
+            incoming_pass="pw-bounces",
+        )
         accountant = new_test_user(
             self.env, login="acc-incoming", groups="account.group_account_manager"
         )
@@ -104,9 +107,9 @@ class TestIncomingMailbox(DocumentEmailCase):
         with self.assertRaises(AccessError):
             company.read(["document_incoming_pass"])
         with self.assertRaises(AccessError):
-            self.env.company.document_fetchmail_server_id.with_user(
-                accountant
-            ).read(["password"])
+            self.env.company.document_fetchmail_server_id.with_user(accountant).read(
+                ["password"]
+            )
         settings = self.env["res.config.settings"].with_user(accountant)
         self.assertNotIn("incoming_pass", settings.fields_get())
         self.assertNotIn("incoming_pass", settings.get_values())

@@ -284,7 +284,9 @@ class TestStatementSchedule(AgedReceivableMixin, DocumentEmailCase):
                 self.run_statements(RUN + timedelta(days=day))
                 self.deliver()
             delivered = [
-                m for m in server.messages if "owing@customer.example.com" in m["rcpt_tos"]
+                m
+                for m in server.messages
+                if "owing@customer.example.com" in m["rcpt_tos"]
             ]
         self.assertEqual(len(delivered), 1, "delivered once, never re-sent")
         mail = self.env["mail.mail"].search([("document_statement_date", "=", RUN)])

@@ -5,10 +5,14 @@ from . import report
 
 
 def uninstall_hook(env):
-    """Remove the outgoing servers this add-on created for companies, so that
-    Odoo never chooses them once the add-on is gone; hand-made servers stay.
-    Emails still queued for them are failed with a reason (the user may retry
-    them through Odoo's own server); sent emails only lose the link."""
+    """Remove the outgoing and incoming servers this add-on created for
+    companies, so that Odoo never chooses or reads them once the add-on is
+    gone; hand-made servers stay. Emails still queued for them are failed with
+    a reason (the user may retry them through Odoo's own server); sent emails
+    only lose the link."""
+    env["fetchmail.server"].sudo().with_context(active_test=False).search(
+        [("document_company_id", "!=", False)]
+    ).unlink()
     servers = (
         env["ir.mail_server"]
         .sudo()

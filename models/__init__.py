@@ -4,6 +4,9 @@ from . import mail_mail
 from . import mail_template
 from . import res_company
 from . import res_config_settings
+from . import fetchmail_server
+from . import res_company_incoming
+from . import res_config_settings_incoming
 from . import account_move
 from . import sale_order
 from . import res_partner
@@ -16,6 +19,7 @@ from . import document_email_statement
 from . import res_company_statement
 from . import res_config_settings_statement
 from . import mail_mail_statement
+from . import document_email_batch_statement
 from . import account_confirmation_campaign
 from . import account_confirmation_request
 from . import account_confirmation_attempt

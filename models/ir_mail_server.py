@@ -33,6 +33,7 @@ class DocumentSMTPMixin:
     def _init_document_state(self):
         self.refused_by_message = {}
         self.temporary_by_message = {}
+        self.uncertain_by_message = set()
 
     def data(self, msg):
         try:
@@ -55,6 +56,9 @@ class DocumentSMTPMixin:
         message_id = msg["Message-Id"]
         try:
             refused = super().send_message(msg, from_addr, to_addrs, **kwargs)
+        except UncertainDeliveryError:
+            self.uncertain_by_message.add(message_id)
+            raise
         except smtplib.SMTPRecipientsRefused as error:
             codes = [code for code, _msg in error.recipients.values()]
             self.temporary_by_message[message_id] = all(400 <= c < 500 for c in codes)
@@ -248,10 +252,20 @@ class IrMailServer(models.Model):
         return encapsulate_email(sender, account) or sender
 
     def _prepare_email_message(self, message, smtp_session):
-        if isinstance(smtp_session, DocumentSMTPMixin):
-            server = self.sudo().browse(smtp_session.document_server_id)
-            self._document_align_sender(message, server)
-        return super()._prepare_email_message(message, smtp_session)
+        if not isinstance(smtp_session, DocumentSMTPMixin):
+            return super()._prepare_email_message(message, smtp_session)
+        server = self.sudo().browse(smtp_session.document_server_id)
+        self._document_align_sender(message, server)
+        smtp_from, smtp_to_list, message = super()._prepare_email_message(
+            message, smtp_session
+        )
+        # bounces of the company's documents go to the mailbox Odoo reads
+        bounce_address = server.document_company_id._get_document_bounce_address()
+        if bounce_address:
+            smtp_from = bounce_address
+            del message["Return-Path"]
+            message["Return-Path"] = bounce_address
+        return smtp_from, smtp_to_list, message
 
     @api.model
     def _document_align_sender(self, message, server):
@@ -283,11 +297,12 @@ class IrMailServer(models.Model):
         (Odoo keeps that write in memory until later): another process sending
         the same email now waits or fails here instead of sending it too. The
         queue (auto-commit) also commits it: a process killed now leaves the
-        email failed with this reason instead of sending it again."""
+        email failed with this reason, uncertain, instead of sending it again."""
         mail.failure_reason = self.env._(
             "Sending was interrupted: the email may have been delivered. Check with "
             "the recipient before sending it again."
         )
-        mail.flush_recordset(["state", "failure_reason"])
+        mail.document_uncertain = True
+        mail.flush_recordset(["state", "failure_reason", "document_uncertain"])
         if commit:
             self.env.cr.commit()  # pylint: disable=invalid-commit

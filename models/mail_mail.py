@@ -22,6 +22,13 @@ class MailMail(models.Model):
     document_sent_at = fields.Datetime(
         "Taken by the server at", readonly=True, copy=False, index="btree_not_null"
     )
+    document_uncertain = fields.Boolean(
+        "Delivery uncertain",
+        readonly=True,
+        copy=False,
+        help="The connection broke while the server was taking the email: it "
+        "may have been delivered, so it is never sent again automatically.",
+    )
 
     def _prepare_outgoing_list(
         self, mail_server=False, recipients_follower_status=None
@@ -158,6 +165,10 @@ class MailMail(models.Model):
         message was accepted, or a temporary refusal to try again later."""
         if not self.exists():
             return
+        self.document_uncertain = (
+            self.state == "exception"
+            and self.message_id in smtp_session.uncertain_by_message
+        )
         if self.state == "sent":
             self.document_sent_at = fields.Datetime.now()
         refused = smtp_session.refused_by_message.get(self.message_id)

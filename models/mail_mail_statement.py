@@ -34,6 +34,13 @@ class MailMail(models.Model):
                 partners |= partners.browse(mail.res_id).exists()
         return partners
 
+    def _flag_uncertain(self):
+        """Uncertain statement emails: their statement records ask a person
+        to check (customers of older emails, kept on the partner, just wait)."""
+        logs = self.env["document.email.statement"].sudo()
+        statement_mails = self.filtered(lambda mail: mail.model == logs._name)
+        logs.browse(statement_mails.mapped("res_id")).exists()._flag_uncertain()
+
     def _postprocess_sent_message(
         self, success_pids, failure_reason=False, failure_type=None
     ):

@@ -557,48 +557,80 @@ class ResPartner(models.Model):
     @api.model
     def _send_due_statements(self, today):
         """Queue the statements due on or before ``today`` in the current
-        company: customers whose statement email is still waiting are left
-        alone, those with nothing owed are skipped (their date moves on)
-        unless the company asks for them, the others are sent, grouped by
-        statement date. A customer's date moves on only when the email is
-        sent; a failed one is due again at the next run."""
+        company: customers whose statement email is still waiting (or ended
+        uncertain) are left alone, those with nothing owed are skipped (their
+        date moves on) unless the company asks for them, those without a
+        usable address are named on the run's result, the others are sent,
+        grouped by statement date. A customer's date moves on only when the
+        email is sent; a failed one is due again at the next run."""
         company = self.env.company
+        waiting_ids = self._get_statements_waiting(
+            company
+        ) | self._get_statements_to_render(company)
+        due = self._get_due_statement_groups(today)
+        for (statement_date, frequency), partners in sorted(due.items()):
+            partners = partners.filtered(lambda p: p.id not in waiting_ids)
+            if not company.statement_include_zero:
+                partners -= partners._skip_statements_owing_nothing(statement_date)
+            # pinned: a failed send (or a missing address) is due again at
+            # the next run
+            partners.filtered(
+                lambda p: not p.statement_next_date
+            ).statement_next_date = statement_date
+            unreachable = partners._get_statement_unreachable()
+            if partners:
+                (partners - unreachable)._send_statements(
+                    statement_date, frequency, unreachable
+                )
+
+    @api.model
+    def _get_due_statement_groups(self, today):
+        """{(statement date, frequency): customers} due on or before ``today``."""
         due = {}
         for partner in self._get_statement_customers():
             statement_date = partner._get_statement_due_date(today)
             if statement_date and statement_date <= today:
                 key = (statement_date, partner._get_statement_frequency())
                 due[key] = due.get(key, self.browse()) | partner
-        waiting_ids = self._get_statements_waiting(
-            company
-        ) | self._get_statements_to_render(company)
-        for (statement_date, frequency), partners in sorted(due.items()):
-            partners = partners.filtered(lambda p: p.id not in waiting_ids)
-            if not company.statement_include_zero:
-                balances = partners._get_aged_balance_by_currency(statement_date)
-                owing_nothing = partners.browse(
-                    partner_id
-                    for partner_id, amounts in balances.items()
-                    if not any(a["total"] for a in amounts.values())
-                )
-                owing_nothing._statement_sent(statement_date)
-                partners -= owing_nothing
-            if partners:
-                # pinned: a failed send is due again at the next run
-                partners.filtered(
-                    lambda p: not p.statement_next_date
-                ).statement_next_date = statement_date
-                partners._send_statements(statement_date, frequency)
+        return due
+
+    def _skip_statements_owing_nothing(self, statement_date):
+        """These customers owing nothing at ``statement_date``: rightly
+        skipped, their date moves on."""
+        balances = self._get_aged_balance_by_currency(statement_date)
+        owing_nothing = self.browse(
+            partner_id
+            for partner_id, amounts in balances.items()
+            if not any(a["total"] for a in amounts.values())
+        )
+        owing_nothing._statement_sent(statement_date)
+        return owing_nothing
+
+    def _get_statement_unreachable(self):
+        """These customers with no usable address for their statement: left
+        out of the run (no batch line every day), named on its result, and
+        still due once an address is added."""
+        engine = self.env["document.email.send"]
+        return self.filtered(
+            lambda p: engine._get_skip_reason(p._get_statement_recipients())
+        )
 
     @api.model
     def _get_statements_waiting(self, company):
-        """Customers whose scheduled statement email is still queued."""
+        """Customers whose scheduled statement email is still queued, or
+        ended uncertain (it may have been delivered): never sent again
+        automatically, they wait for a person, who is asked to check."""
         waiting = self.env["mail.mail"].search(
             [
                 ("document_statement_company_id", "=", company.id),
+                "|",
                 ("state", "=", "outgoing"),
+                "&",
+                ("state", "=", "exception"),
+                ("document_uncertain", "=", True),
             ]
         )
+        waiting.filtered(lambda m: m.state == "exception")._flag_uncertain()
         return set(waiting._get_statement_partners().ids)
 
     @api.model
@@ -642,12 +674,27 @@ class ResPartner(models.Model):
             )
         return context
 
-    def _send_statements(self, statement_date, frequency):
+    def _send_statements(self, statement_date, frequency, unreachable=None):
         """Queue one statement email per customer. The one place the run
-        hands its emails over (to move to the batch model)."""
+        hands its emails over (to move to the batch model); the run's batch
+        names the customers left out for want of an address."""
         context = self._get_statement_context(statement_date, frequency)
-        return (
-            self.env["document.email.send"]
-            .with_context(**context)
-            ._queue_documents(self, options=context)
-        )
+        engine = self.env["document.email.send"].with_context(**context)
+        if self:
+            batch = engine._queue_documents(self, options=context)
+        else:
+            batch = (
+                self.env["document.email.batch"]
+                .with_context(**context)
+                ._create_batch(
+                    self,
+                    engine._get_default_settings(),
+                    name=self.env._(
+                        "Statements of %(date)s: none to send",
+                        date=fields.Date.to_string(statement_date),
+                    ),
+                    options=context,
+                )
+            )
+        batch.sudo().statement_unreachable_ids = unreachable or self.browse()
+        return batch

@@ -21,3 +21,4 @@ from . import test_no_template_injection
 from . import test_smtp_privacy
 from . import test_payment_reminders
 from . import test_reminder_process
+from . import test_incoming_mailbox

@@ -2,13 +2,20 @@
 what they show, and that a customer's date moves on only once their
 statement has really been delivered."""
 
-from datetime import date
+from datetime import date, timedelta
 
 from odoo.tests import tagged
 
 from .aged_common import AgedReceivableMixin
-from .common import free_port, pdf_parts, pdf_text, real_smtp_delivery
+from .common import (
+    SMTPTestServer,
+    free_port,
+    pdf_parts,
+    pdf_text,
+    real_smtp_delivery,
+)
 from .document_common import DocumentEmailCase
+from .test_reliability import DropAfterDataHandler
 
 RUN = date(2024, 7, 5)  # a Friday, the company's day of the month
 
@@ -265,3 +272,74 @@ class TestStatementSchedule(AgedReceivableMixin, DocumentEmailCase):
         self.assertIn("$ 50.00", text)
         self.assertNotIn("$ 150.00", text, "the euros are not converted")
         self.assertIn("EUR", text)
+
+    # issue 20: an uncertain delivery waits for a person ---------------------
+
+    def test_uncertain_statement_never_sent_again(self):
+        """The server stores the statement and drops the line: three daily
+        runs deliver it once, the billing team is asked to check, once."""
+        with SMTPTestServer(handler=DropAfterDataHandler()) as server:
+            self.company.write(server.company_values())
+            for day in range(3):
+                self.run_statements(RUN + timedelta(days=day))
+                self.deliver()
+            delivered = [
+                m
+                for m in server.messages
+                if "owing@customer.example.com" in m["rcpt_tos"]
+            ]
+        self.assertEqual(len(delivered), 1, "delivered once, never re-sent")
+        mail = self.env["mail.mail"].search([("document_statement_date", "=", RUN)])
+        self.assertEqual(mail.state, "exception")
+        self.assertTrue(mail.document_uncertain)
+        log = self.env["document.email.statement"].browse(mail.res_id)
+        self.assertEqual(log.mail_state, "uncertain")
+        self.assertEqual(len(log.activity_ids), 1, "flagged once, not every run")
+        self.assertEqual(self.owing.statement_next_date, RUN, "not done either")
+        # a person checked with the customer: done for July, nothing re-sent
+        log.action_mark_delivered()
+        self.assertEqual(log.mail_state, "handled")
+        self.assertFalse(log.activity_ids)
+        self.assertEqual(self.owing.statement_next_date, date(2024, 8, 5))
+        self.assertFalse(self.run_statements(date(2024, 7, 9)))
+
+    def test_uncertain_statement_retried_by_a_person(self):
+        with SMTPTestServer(handler=DropAfterDataHandler()) as server:
+            self.company.write(server.company_values())
+            [mail] = self.run_statements()
+            self.deliver()
+        self.assertTrue(mail.document_uncertain)
+        self.company.write(self.smtp.company_values())
+        mail.action_retry()
+        self.deliver()
+        self.assertEqual(mail.state, "sent")
+        self.assertFalse(mail.document_uncertain)
+        self.assertEqual(self.owing.statement_next_date, date(2024, 8, 5))
+
+    # issue 20: a customer without an address, named once per run ------------
+
+    def test_customer_without_address_named_on_each_run(self):
+        lost = self.create_customer("Lost Ltd")
+        self.create_receivable(lost, 100, 10)
+        wrong = self.create_customer("Wrong Ltd", email="not an address")
+        self.create_receivable(wrong, 100, 10)
+        self.weekly.statement_frequency = "never"  # one run a day, one result
+        Batch = self.env["document.email.batch"]
+        for day in range(4):
+            before = Batch.search([])
+            self.run_statements(RUN + timedelta(days=day))
+            self.deliver()
+            runs = Batch.search([("res_model", "=", "res.partner")]) - before
+            self.assertEqual(len(runs), 1, "one result per run")
+            self.assertEqual(runs.statement_unreachable_ids, lost | wrong)
+            self.assertEqual(runs.state, "done")
+        lines = self.env["document.email.batch.line"].search(
+            [("batch_id.res_model", "=", "res.partner")]
+        )
+        self.assertEqual(lines.mapped("res_id"), self.owing.ids, "no skipped line")
+        self.assertEqual(len(self.messages_to("owing@customer.example.com")), 1)
+        # an address added: the missed statement goes out at the next run
+        lost.email = "lost@customer.example.com"
+        mails = self.run_statements(RUN + timedelta(days=4))
+        self.assertEqual(self.partner_ids_of(mails), lost.ids)
+        self.assertEqual(mails.document_statement_date, RUN)

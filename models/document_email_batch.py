@@ -360,18 +360,20 @@ class DocumentEmailBatch(models.Model):
         )
 
     def _make_files_apart(self, lines):
-        """Make, in this transaction and before the chunk renders, the files
-        of one of these lines' documents whose making may commit (e.g. an
-        invoice a localisation submits to its government): a chunk never
-        commits half-way. Its line stays pending, rendered by the next call,
-        or fails with the error. Whether a document's files were made."""
+        """Make, before the chunk renders, the files of one of these lines'
+        documents whose making may commit (e.g. an invoice a localisation
+        submits to its government), in a transaction of its own: the
+        chunk's, which holds its lines' locks, never commits half-way. Its
+        line stays pending, rendered by the next call, or fails with the
+        error. Whether a document's files were made."""
         self.ensure_one()
-        engine = self._get_engine()
-        documents = engine.env[self.res_model].browse(lines.mapped("res_id"))
-        documents = documents.exists()._filtered_access("read")
+        by_res_id = {line.res_id: line for line in lines}
+        # the same checks as rendering (group, read access, refusals) first
+        documents = self._get_readable_documents(by_res_id)
         if not documents:
             return False
-        # the report each one renders with, as the engine chooses it
+        engine = self._get_engine()
+        documents = documents.with_env(engine.env)
         by_report = engine._get_reports(documents, self._get_settings(engine))
         apart = [
             (document, report)
@@ -381,15 +383,27 @@ class DocumentEmailBatch(models.Model):
         if not apart:
             return False
         document, report = apart[0]
+        if error := self._make_files_in_own_transaction(document, report):
+            by_res_id[document.id]._fail(error)
+        return True
+
+    def _make_files_in_own_transaction(self, document, report):
+        """The document's files made through a cursor of their own (the
+        localisation may commit it); the error, or None."""
         try:
-            document._make_document_email_files_apart(report)
-        except psycopg2.Error:
-            raise  # the transaction is lost: the job runs again
+            with self.env.registry.cursor() as cr:
+                env = document.env(cr=cr)
+                env[document._name].browse(
+                    document.id
+                )._make_document_email_files_apart(report.with_env(env))
         except Exception as error:
             if not isinstance(error, UserError):
                 _logger.exception("document email batch %s: files failed", self.id)
-            lines.filtered(lambda line: line.res_id == document.id)._fail(str(error))
-        return True
+            return str(error)
+        finally:
+            # what the other transaction wrote, read afresh
+            self.env.invalidate_all()
+        return None
 
     def _process_lines(self, lines):
         """Render and queue the documents of these lines (all of this batch)."""

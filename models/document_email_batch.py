@@ -389,16 +389,19 @@ class DocumentEmailBatch(models.Model):
 
     def _make_files_in_own_transaction(self, document, report):
         """The document's files made through a cursor of their own (the
-        localisation may commit it); the error, or None."""
+        localisation may commit it); the error, or None. A readable error
+        (kept on the invoice, as core's Send keeps it) is committed there;
+        anything else is rolled back."""
         try:
             with self.env.registry.cursor() as cr:
                 env = document.env(cr=cr)
-                env[document._name].browse(
-                    document.id
-                )._make_document_email_files_apart(report.with_env(env))
+                move = env[document._name].browse(document.id)
+                try:
+                    move._make_document_email_files_apart(report.with_env(env))
+                except UserError as error:
+                    return str(error)
         except Exception as error:
-            if not isinstance(error, UserError):
-                _logger.exception("document email batch %s: files failed", self.id)
+            _logger.exception("document email batch %s: files failed", self.id)
             return str(error)
         finally:
             # what the other transaction wrote, read afresh

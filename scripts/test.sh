@@ -51,14 +51,14 @@ run_tests() {
         ${PGHOST:+--db_host="$PGHOST"} ${PGPORT:+--db_port="$PGPORT"} \
         >"$log" 2>&1
     local rc=$?
-    grep -E " (ERROR|CRITICAL) " "$log" | head -60
+    grep -aE " (ERROR|CRITICAL) " "$log" | head -60
     # the browser must really run: a skipped tour is a failure here
-    if grep -qE "Chrome( executable)? not found|skip.*(websocket|Chrome|browser)" "$log"; then
+    if grep -aqE "Chrome( executable)? not found|skip.*(websocket|Chrome|browser)" "$log"; then
         echo "[test] browser tests were skipped: Chromium or websocket-client is not usable" >&2
         rc=1
     fi
     local summary
-    summary=$(grep -oE "[0-9]+ failed, [0-9]+ error\(s\) of [0-9]+ tests" "$log" | tail -1)
+    summary=$(grep -aoE "[0-9]+ failed, [0-9]+ error\(s\) of [0-9]+ tests" "$log" | tail -1)
     if [ -z "$summary" ]; then
         echo "[test] no test summary in $log" >&2
         tail -30 "$log"
@@ -72,10 +72,10 @@ run_tests() {
     # a skipped test is not a passed one; only the queue_job and TicketBAI
     # tests may skip (in the database without their module)
     local skipped allowed=": skipped (TestBatchQueueJob|TestTicketBaiBatch)\."
-    skipped=$(grep -c ": skipped " "$log")
-    if grep ": skipped " "$log" | grep -qvE "$allowed"; then
+    skipped=$(grep -ac ": skipped " "$log")
+    if grep -a ": skipped " "$log" | grep -qvE "$allowed"; then
         echo "[test] tests were skipped in $db:" >&2
-        grep ": skipped " "$log" | grep -vE "$allowed" | head >&2
+        grep -a ": skipped " "$log" | grep -vE "$allowed" | head >&2
         rc=1
     fi
     echo "[test] $summary ($skipped skipped)"
@@ -145,7 +145,7 @@ if [ "$BENCH_SMOKE" != only ]; then
             run_tests "${DB}_qj" "$ODOO_SRC/addons,$ADE_ADDONS,$OCA_ADDONS" \
                 account_document_email,queue_job "$QUEUE_JOB_TAGS" "$qj_log"
             # there, queue_job is installed: a skip would hide the test
-            if grep -q ": skipped " "$qj_log"; then
+            if grep -aq ": skipped " "$qj_log"; then
                 echo "[test] tests were skipped with queue_job installed" >&2
                 bad=$((bad + 1))
             fi
@@ -161,7 +161,7 @@ if [ "$BENCH_SMOKE" != only ] && { [ "$TAGS" = /account_document_email ] ||
     run_tests "${DB}_tbai" "$ODOO_SRC/addons,$ADE_ADDONS" \
         account_document_email,l10n_es_edi_tbai "$TBAI_TAGS" "$tbai_log"
     # there, l10n_es_edi_tbai is installed: a skip would hide the test
-    if grep -q ": skipped " "$tbai_log"; then
+    if grep -aq ": skipped " "$tbai_log"; then
         echo "[test] tests were skipped with l10n_es_edi_tbai installed" >&2
         bad=$((bad + 1))
     fi

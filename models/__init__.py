@@ -19,6 +19,8 @@ from . import document_email_statement
 from . import res_company_statement
 from . import res_config_settings_statement
 from . import mail_mail_statement
+from . import mail_mail_bounce
+from . import mail_thread
 from . import document_email_batch_statement
 from . import account_confirmation_campaign
 from . import account_confirmation_request

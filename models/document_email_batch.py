@@ -89,6 +89,7 @@ class DocumentEmailBatch(models.Model):
     queued_count = fields.Integer("Queued", compute="_compute_counts")
     sent_count = fields.Integer("Sent", compute="_compute_counts")
     failed_count = fields.Integer("Failed", compute="_compute_counts")
+    bounced_count = fields.Integer("Bounced", compute="_compute_counts")
     skipped_count = fields.Integer("Skipped", compute="_compute_counts")
     cancelled_count = fields.Integer("Not sent", compute="_compute_counts")
     pending_count = fields.Integer("To render", compute="_compute_counts")
@@ -118,17 +119,19 @@ class DocumentEmailBatch(models.Model):
             batch.queued_count = by_state.get("queued", 0)
             batch.sent_count = by_state.get("sent", 0)
             batch.failed_count = by_state.get("failed", 0)
+            batch.bounced_count = by_state.get("bounced", 0)
             batch.skipped_count = by_state.get("skipped", 0)
             batch.cancelled_count = by_state.get("cancelled", 0)
             batch.progress = self.env._(
                 "%(rendered)s of %(total)s rendered, %(queued)s queued, %(sent)s "
-                "sent, %(failed)s failed, %(skipped)s skipped",
+                "sent, %(failed)s failed, %(skipped)s skipped, %(bounced)s bounced",
                 rendered=batch.rendered_count,
                 total=batch.total_count,
                 queued=batch.queued_count,
                 sent=batch.sent_count,
                 failed=batch.failed_count,
                 skipped=batch.skipped_count,
+                bounced=batch.bounced_count,
             )
 
     # ------------------------------------------------------------------
@@ -623,6 +626,7 @@ class DocumentEmailBatchLine(models.Model):
             ("queued", "Queued"),
             ("sent", "Sent"),
             ("failed", "Failed"),
+            ("bounced", "Bounced"),
             ("skipped", "Skipped"),
             ("cancelled", "Not sent"),
         ],
@@ -633,7 +637,7 @@ class DocumentEmailBatchLine(models.Model):
     reason = fields.Char(readonly=True)
     failure_reason = fields.Text(compute="_compute_failure_reason")
 
-    @api.depends("stage", "mail_id.state")
+    @api.depends("stage", "mail_id.state", "mail_id.document_bounced")
     def _compute_state(self):
         by_mail_state = {
             "sent": "sent",
@@ -644,6 +648,8 @@ class DocumentEmailBatchLine(models.Model):
         for line in self:
             if line.stage == "error":
                 line.state = "failed"
+            elif line.stage == "queued" and line.sudo().mail_id.document_bounced:
+                line.state = "bounced"
             elif line.stage == "queued":
                 line.state = by_mail_state.get(line.sudo().mail_id.state, "queued")
             else:

@@ -1,7 +1,7 @@
 import uuid
 from contextlib import contextmanager
 
-from odoo import models
+from odoo import api, fields, models
 from odoo.exceptions import AccessError
 from odoo.tools import SQL
 
@@ -27,6 +27,53 @@ class DocumentEmailMixin(models.AbstractModel):
 
     _name = "document.email.mixin"
     _description = "Document Sendable by Email"
+
+    document_email_mail_id = fields.Many2one(
+        "mail.mail",
+        string="Last Email",
+        readonly=True,
+        copy=False,
+        index="btree_not_null",
+        ondelete="set null",
+    )
+    # stored: list views and filters read it without a query per record
+    document_email_state = fields.Selection(
+        [
+            ("queued", "Queued"),
+            ("sent", "Sent"),
+            ("bounced", "Bounced"),
+            ("failed", "Failed"),
+            ("uncertain", "Uncertain"),
+            ("cancelled", "Cancelled"),
+        ],
+        string="Email Delivery",
+        compute="_compute_document_email_state",
+        store=True,
+        copy=False,
+        help="What became of the last email sent by Send by Email: queued, "
+        "sent (taken by the server), bounced (returned by the recipient's "
+        "server), failed, or uncertain (the connection broke while sending).",
+    )
+
+    @api.depends(
+        "document_email_mail_id.state",
+        "document_email_mail_id.document_uncertain",
+        "document_email_mail_id.document_bounced",
+    )
+    def _compute_document_email_state(self):
+        for document in self:
+            mail = document.sudo().document_email_mail_id
+            document.document_email_state = (
+                mail._get_document_delivery_state() if mail else False
+            )
+
+    def _document_email_undelivered(self):
+        """The documents whose last email did not reach (or may not have
+        reached) its recipient: bounced, failed or uncertain."""
+        return self.filtered(
+            lambda document: document.document_email_state
+            in ("bounced", "failed", "uncertain")
+        )
 
     def _get_document_email_group(self):
         """The group (xmlid) whose members may email these documents."""

@@ -526,6 +526,8 @@ class DocumentEmailSend(models.AbstractModel):
             "subtype_id": self.env.ref("mail.mt_comment").id,
             "is_notification": True,
             "auto_delete": False,
+            # its bounces are matched to it (mail.thread)
+            "document_email": True,
         }
 
     @api.model
@@ -574,6 +576,8 @@ class DocumentEmailSend(models.AbstractModel):
         for model, group in mails.grouped("model").items():
             documents = self.env[model].browse(group.mapped("res_id"))
             if isinstance(documents, mixin):
+                for mail in group:
+                    documents.browse(mail.res_id).sudo().document_email_mail_id = mail
                 documents._document_email_after_send()
         return mails
 

@@ -36,7 +36,7 @@ say "Odoo 18.0 source: $ODOO_SRC"
 
 # 2. System packages (Debian) ----------------------------------------------
 apt_pkgs=(chromium fontconfig fonts-dejavu-core libxrender1 libxext6 libx11-6
-          xfonts-75dpi xfonts-base poppler-utils curl haproxy)
+          xfonts-75dpi xfonts-base poppler-utils curl haproxy dovecot-imapd)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

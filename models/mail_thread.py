@@ -193,6 +193,8 @@ class MailThread(models.AbstractModel):
             for text in self._document_bounce_texts(email_message)
         ]
         reason = self._document_text_reason(texts)
+        # Exim names them in a header; others only in their text
+        texts.append(str(email_message.get("X-Failed-Recipients") or ""))
         named = {
             address
             for address in recipients

@@ -4,10 +4,12 @@ Odoo's fetchmail.server, which has no STARTTLS); real bounces (tests/eml/)
 are delivered into it and read by the add-on's own fetchmail.server."""
 
 import os
+from datetime import date
 from unittest.mock import patch
 
 from odoo.tests import new_test_user, tagged
 
+from .aged_common import AgedReceivableMixin
 from .common import real_smtp_delivery
 from .document_common import DocumentEmailCase
 from .dovecot import DovecotServer
@@ -17,8 +19,10 @@ MAILBOX_PASS = "mailbox-Pa55"
 EML = os.path.join(os.path.dirname(__file__), "eml")
 
 
-@tagged("post_install", "-at_install")
-class TestBounces(DocumentEmailCase):
+class BounceCase(DocumentEmailCase):
+    """The company sends through a real SMTP server and reads its mailbox
+    on a real Dovecot."""
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -37,9 +41,6 @@ class TestBounces(DocumentEmailCase):
             }
         )
         cls.fetchmail = cls.env.company.sudo().document_fetchmail_server_id
-        cls.salesperson = new_test_user(
-            cls.env, login="bounce-sales", groups="account.group_account_invoice"
-        )
 
     def _invoice(self, partner=None, salesperson=None):
         invoice = self.init_invoice(
@@ -78,6 +79,16 @@ class TestBounces(DocumentEmailCase):
         with patch.object(self.env.cr, "commit", lambda: None):
             self.fetchmail.fetch_mail()
         self.assertEqual(self.dovecot.count(), 0, "read and marked as seen")
+
+
+@tagged("post_install", "-at_install")
+class TestBounces(BounceCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.salesperson = new_test_user(
+            cls.env, login="bounce-sales", groups="account.group_account_invoice"
+        )
 
     def _assert_bounced(self, invoice, mail, reason_parts, user):
         self.assertEqual(invoice.document_email_state, "bounced")
@@ -199,3 +210,43 @@ class TestBounces(DocumentEmailCase):
         self.assertIn("I'm sorry to have to inform you", notification.failure_reason)
         self.assertFalse(invoice.document_email_state)
         self.assertFalse(invoice.activity_ids)
+
+
+@tagged("post_install", "-at_install")
+class TestStatementBounce(AgedReceivableMixin, BounceCase):
+    """A scheduled statement that bounced is not done: its customer is due
+    again, flagged, and held back until the address changes."""
+
+    def _run(self, today):
+        self.env["res.partner"]._send_due_statements(today)
+        self.process_batches()
+        with real_smtp_delivery():
+            self.env["mail.mail"].process_email_queue()
+        return self.statement_mails(self.customer)
+
+    def test_bounced_statement_held_until_the_address_changes(self):
+        self.env.company.write(
+            {"statement_schedule": "monthly", "statement_month_day": 5}
+        )
+        self.customer = self.create_customer(
+            "Bouncing Ltd", email="wrong@customer.example.com"
+        )
+        self.create_receivable(self.customer, 1000, 40)
+        mail = self._run(date(2024, 7, 5))
+        self.assertEqual(mail.state, "sent", mail.failure_reason)
+        self.assertEqual(self.customer.statement_next_date, date(2024, 8, 5))
+        self._deliver("postfix_dsn.eml", mail)
+        log = self.env["document.email.statement"].browse(mail.res_id)
+        self.assertEqual(log.mail_state, "bounced")
+        self.assertEqual(log.document_email_state, "bounced")
+        self.assertEqual(self.customer.statement_next_date, date(2024, 7, 5))
+        self.assertEqual(self.customer.message_bounce, 1)
+        self.assertEqual(len(log.activity_ids), 1)
+        self.assertIn("Email bounced", log.activity_ids.summary)
+        # due again, but not sent again to the same address
+        self.assertEqual(self._run(date(2024, 7, 6)), mail)
+        self.customer.email = "right@customer.example.com"
+        mails = self._run(date(2024, 7, 7))
+        self.assertEqual(len(mails), 2)
+        self.assertEqual((mails - mail).state, "sent")
+        self.assertEqual(self.customer.statement_next_date, date(2024, 8, 5))

@@ -71,8 +71,9 @@ class DocumentEmailMixin(models.AbstractModel):
         """The documents whose last email did not reach (or may not have
         reached) its recipient: bounced, failed or uncertain."""
         return self.filtered(
-            lambda document: document.document_email_state
-            in ("bounced", "failed", "uncertain")
+            lambda document: (
+                document.document_email_state in ("bounced", "failed", "uncertain")
+            )
         )
 
     def _get_document_email_group(self):

@@ -57,9 +57,7 @@ class MailThread(models.AbstractModel):
         mail = self._document_find_answered_mail(email_message, message_dict)
         if not mail:
             return values
-        if not values["is_bounce"] and not self._document_is_plain_bounce(
-            message_dict
-        ):
+        if not values["is_bounce"] and not self._document_is_plain_bounce(message_dict):
             # a person's reply: core routes it to the document
             return values
         failures, reports = self._document_bounce_failures(email_message, mail)
@@ -105,7 +103,9 @@ class MailThread(models.AbstractModel):
 
     @api.model
     def _document_partners_of(self, address):
-        return self.env["res.partner"].sudo().search([("email_normalized", "=", address)])
+        return (
+            self.env["res.partner"].sudo().search([("email_normalized", "=", address)])
+        )
 
     @api.model
     def _document_is_plain_bounce(self, message_dict):
@@ -229,7 +229,9 @@ class MailThread(models.AbstractModel):
         diagnostic = " ".join((fields_.get("Diagnostic-Code") or "").split())
         if status and diagnostic:
             return self.env._(
-                "Status %(status)s: %(diagnostic)s", status=status, diagnostic=diagnostic
+                "Status %(status)s: %(diagnostic)s",
+                status=status,
+                diagnostic=diagnostic,
             )
         return self.env._("Status %(status)s", status=status or diagnostic or "5.0.0")
 

@@ -589,8 +589,9 @@ class ResPartner(models.Model):
     def _send_due_statements(self, today):
         """Queue the statements due on or before ``today`` in the current
         company: customers whose statement email is still waiting (or ended
-        uncertain, or bounced at the address they still have) are left alone, those with nothing owed are skipped (their
-        date moves on) unless the company asks for them, those without a
+        uncertain, or bounced at the address they still have) are left
+        alone, those with nothing owed are skipped (their date moves on)
+        unless the company asks for them, those without a
         usable address are named on the run's result, the others are sent,
         grouped by statement date. A customer's date moves on only when the
         email is sent; a failed one is due again at the next run."""

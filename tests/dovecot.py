@@ -172,6 +172,7 @@ class DovecotServer:
     def __exit__(self, *exc):
         subprocess.run(
             [DOVECOT, "-c", f"{self.root}/dovecot.conf", "stop"],
+            check=False,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -202,7 +202,9 @@ class TestBounces(BounceCase):
         self.assertFalse(
             self.env["mail.mail"]
             .sudo()
-            .search([("mail_message_id", "=", message.id), ("document_email", "=", True)])
+            .search(
+                [("mail_message_id", "=", message.id), ("document_email", "=", True)]
+            )
         )
         self._deliver("postfix_dsn.eml", message, self.partner_a.email)
         notification = message.notification_ids

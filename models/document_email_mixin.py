@@ -3,7 +3,7 @@ from contextlib import contextmanager
 
 from odoo import api, fields, models
 from odoo.exceptions import AccessError
-from odoo.tools import SQL
+from odoo.tools import SQL, sql
 
 
 @contextmanager
@@ -66,6 +66,18 @@ class DocumentEmailMixin(models.AbstractModel):
             document.document_email_state = (
                 mail._get_document_delivery_state() if mail else False
             )
+
+    def _auto_init(self):
+        # on tables that exist (e.g. account_move at install) the new columns
+        # start empty, nothing sent yet, instead of computed for every row
+        if sql.table_exists(self.env.cr, self._table):
+            for name, column_type in (
+                ("document_email_mail_id", "int4"),
+                ("document_email_state", "varchar"),
+            ):
+                if not sql.column_exists(self.env.cr, self._table, name):
+                    sql.create_column(self.env.cr, self._table, name, column_type)
+        return super()._auto_init()
 
     def _document_email_undelivered(self):
         """The documents whose last email did not reach (or may not have

@@ -50,12 +50,16 @@ class MailMail(models.Model):
         line when it has no DSN). The email, its notifications, its document
         and the scheduled statement it carried say so."""
         self.ensure_one()
-        reason = "; ".join(f"{address}: {text}" for address, text in failures.items())
-        known = set(filter(None, (self.document_bounced_emails or "").split(",")))
+        reason = "; ".join(
+            f"{address}: {text}" if address else text
+            for address, text in failures.items()
+        )
+        known = set((self.document_bounced_emails or "").split(","))
+        addresses = sorted(filter(None, known | set(failures)))
         self.sudo().write(
             {
                 "document_bounced": True,
-                "document_bounced_emails": ",".join(sorted(known | set(failures))),
+                "document_bounced_emails": ",".join(addresses),
                 "failure_reason": self.env._("Bounced: %(reason)s", reason=reason),
             }
         )

@@ -89,7 +89,7 @@ class MailThread(models.AbstractModel):
             return None
         # core's handling (partners' bounce counters, chatter envelope) for
         # each address that bounced, then the add-on's own
-        for address in failures:
+        for address in filter(None, failures):
             super()._routing_handle_bounce(
                 email_message,
                 dict(
@@ -202,7 +202,8 @@ class MailThread(models.AbstractModel):
         }
         if not named and len(recipients) == 1:
             named = recipients
-        return dict.fromkeys(sorted(named), reason), []
+        # a bounce naming none of several recipients: still a bounce ("")
+        return dict.fromkeys(sorted(named) or [""], reason), []
 
     @api.model
     def _document_dsn_failures(self, email_message):

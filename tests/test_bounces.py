@@ -4,15 +4,19 @@ Odoo's fetchmail.server, which has no STARTTLS); real bounces (tests/eml/)
 are delivered into it and read by the add-on's own fetchmail.server."""
 
 import os
+import time
+import unittest
 from datetime import date
 from unittest.mock import patch
 
+from odoo import Command
 from odoo.tests import new_test_user, tagged
 
 from .aged_common import AgedReceivableMixin
 from .common import real_smtp_delivery
 from .document_common import DocumentEmailCase
 from .dovecot import DovecotServer
+from .postfix import PostfixServer, postfix_available
 
 MAILBOX = "bounces@company.example.com"
 MAILBOX_PASS = "mailbox-Pa55"
@@ -73,6 +77,9 @@ class BounceCase(DocumentEmailCase):
         ):
             text = text.replace(marker, value)
         self.dovecot.append(text.replace("\r\n", "\n").replace("\n", "\r\n").encode())
+        self._fetch()
+
+    def _fetch(self):
         self.assertEqual(self.dovecot.count(), 1)
         # fetch_mail commits after each email, as the cron does: inside the
         # test's transaction that commit is a no-op
@@ -171,6 +178,26 @@ class TestBounces(BounceCase):
         )
         self.assertNotIn("someone@other.example.com", mail.document_bounced_emails)
 
+    def test_bounce_naming_no_recipient(self):
+        """Two recipients, a bounce without DSN naming neither: the email
+        bounced (for the document), no partner's notification or counter."""
+        invoice = self._invoice(salesperson=self.salesperson)
+        wizard = self.open_wizard(
+            invoice, partner_ids=[Command.set((self.partner_a | self.partner_b).ids)]
+        )
+        with real_smtp_delivery():
+            wizard.action_send()
+        mail = invoice.document_email_mail_id
+        self._deliver("exim_plain.eml", mail, "alias@forwarded.example.net")
+        self.assertEqual(invoice.document_email_state, "bounced")
+        self.assertIn("550 5.1.1", mail.failure_reason)
+        self.assertFalse(mail.document_bounced_emails)
+        self.assertEqual(
+            set(mail.notification_ids.mapped("notification_status")), {"sent"}
+        )
+        self.assertEqual(self.partner_a.message_bounce, 0)
+        self.assertEqual(len(invoice.activity_ids), 1)
+
     def test_delay_warning_is_no_bounce(self):
         invoice = self._invoice(salesperson=self.salesperson)
         mail = self._send(invoice)
@@ -252,3 +279,48 @@ class TestStatementBounce(AgedReceivableMixin, BounceCase):
         self.assertEqual(len(mails), 2)
         self.assertEqual((mails - mail).state, "sent")
         self.assertEqual(self.customer.statement_next_date, date(2024, 8, 5))
+
+
+@tagged("post_install", "-at_install")
+class TestPostfixBounce(BounceCase):
+    """The company's server is a real Postfix: it takes the email, then
+    bounces the unknown recipient with its own DSN into the mailbox."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not postfix_available():
+            # its master process starts as root, then runs as "postfix"
+            raise unittest.SkipTest("Postfix (scripts/setup.sh) needs root")
+        super().setUpClass()
+        cls.postfix = PostfixServer(
+            cls.dovecot, ["company.example.com", "customer.example.com"]
+        ).__enter__()
+        cls.addClassCleanup(cls.postfix.__exit__, None, None, None)
+        cls.env.company.sudo().write(
+            {
+                "document_smtp_use_default": False,
+                "document_smtp_host": "127.0.0.1",
+                "document_smtp_port": cls.postfix.port,
+                "document_smtp_encryption": "none",
+                "document_smtp_authentication": False,
+                "document_smtp_user": False,
+                "document_smtp_pass": False,
+            }
+        )
+
+    def test_accepted_then_bounced(self):
+        self.partner_a.email = "unknown@customer.example.com"
+        invoice = self._invoice()
+        mail = self._send(invoice)
+        deadline = time.monotonic() + 30
+        while not self.dovecot.count() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertTrue(self.postfix.bounced(), self.postfix.log())
+        self._fetch()
+        self.assertEqual(invoice.document_email_state, "bounced")
+        notification = mail.notification_ids
+        self.assertEqual(notification.notification_status, "bounce")
+        self.assertIn("Status 5.1.1", notification.failure_reason)
+        self.assertIn("unknown@customer.example.com", mail.document_bounced_emails)
+        self.assertEqual(self.partner_a.message_bounce, 1)
+        self.assertEqual(len(invoice.activity_ids), 1)

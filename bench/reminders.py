@@ -30,6 +30,7 @@ from datetime import timedelta
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from batch_email import (
+    ODOO_SRC,
     Sink,
     admin_env,
     drain_queue,
@@ -188,6 +189,7 @@ def main():
     from aiosmtpd.controller import Controller
 
     args = parse_args()
+    sys.path.insert(0, ODOO_SRC)
     install(args)
     sink = Sink()
     port = free_port()

@@ -4,6 +4,7 @@ gets its chatter trace, its sent state and its duplicate-guard entry.
 Delivery is proven at the real SMTP sink: Odoo's test mode skips SMTP, and
 ``real_smtp_delivery`` switches that off deliberately for the queue run."""
 
+from odoo import Command
 from odoo.exceptions import AccessError
 from odoo.tests import new_test_user, tagged
 
@@ -175,3 +176,27 @@ class TestOneEmailPerCustomer(DocumentEmailCase):
         self.assertFalse(
             self.env["document.email.batch"].search([("per_customer", "=", True)])
         )
+
+    def test_quotations_of_one_customer_become_sent(self):
+        """As core's Send of a quotation: each one emailed becomes "sent"."""
+        orders = self.env["sale.order"].create(
+            [
+                {
+                    "partner_id": self.partner_a.id,
+                    "order_line": [
+                        Command.create(
+                            {"product_id": self.product_a.id, "price_unit": n}
+                        )
+                    ],
+                }
+                for n in (10.0, 20.0)
+            ]
+        )
+        batch = self.send_per_customer(orders)
+        self.assertEqual((batch.customer_count, batch.email_count), (1, 1))
+        self.assertEqual(set(orders.mapped("state")), {"sent"})
+        [message] = self.deliver()
+        self.assertEqual(len(pdf_parts(message["message"])), 2)
+        body = self.body_of(message)
+        for order in orders:
+            self.assertIn(order.name, body)

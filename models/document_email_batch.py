@@ -626,18 +626,35 @@ class DocumentEmailBatch(models.Model):
             "simple_notification",
             {
                 "title": self.env._("Send by email"),
-                "message": self.env._(
-                    "%(name)s: %(queued)s emails queued, %(skipped)s skipped, "
-                    "%(failed)s failed, %(cancelled)s not sent.",
-                    name=self.name,
-                    queued=self.rendered_count,
-                    skipped=self.skipped_count,
-                    failed=self.failed_count,
-                    cancelled=self.cancelled_count,
-                ),
+                "message": self._get_result_message(),
                 "type": "warning" if problems else "success",
                 "sticky": bool(problems),
             },
+        )
+
+    def _get_result_message(self):
+        """What the user is told once the batch is done."""
+        if self.per_customer:
+            return self.env._(
+                "%(name)s: %(queued)s documents queued in %(emails)s emails to "
+                "%(customers)s customers, %(skipped)s skipped, %(failed)s failed, "
+                "%(cancelled)s not sent.",
+                name=self.name,
+                queued=self.rendered_count,
+                emails=self.email_count,
+                customers=self.customer_count,
+                skipped=self.skipped_count,
+                failed=self.failed_count,
+                cancelled=self.cancelled_count,
+            )
+        return self.env._(
+            "%(name)s: %(queued)s emails queued, %(skipped)s skipped, "
+            "%(failed)s failed, %(cancelled)s not sent.",
+            name=self.name,
+            queued=self.rendered_count,
+            skipped=self.skipped_count,
+            failed=self.failed_count,
+            cancelled=self.cancelled_count,
         )
 
     # ------------------------------------------------------------------

@@ -59,6 +59,11 @@ class TestOneEmailPerCustomer(DocumentEmailCase):
             (batch.total_count, batch.customer_count, batch.email_count), (12, 3, 3)
         )
         self.assertEqual(batch.queued_count, 12)
+        self.assertEqual(
+            batch._get_result_message(),
+            f"{batch.name}: 12 documents queued in 3 emails to 3 customers, "
+            "0 skipped, 0 failed, 0 not sent.",
+        )
         messages = self.deliver()
         self.assertEqual(len(messages), 3)
         for partner in self.customers:

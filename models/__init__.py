@@ -15,6 +15,7 @@ from . import ir_actions_report
 from . import ir_attachment
 from . import document_email_batch
 from . import document_email_send
+from . import document_email_send_customer
 from . import document_email_statement
 from . import res_company_statement
 from . import res_config_settings_statement

@@ -286,3 +286,28 @@ class DocumentEmailMixin(models.AbstractModel):
         transaction may be committed on the way); raise a UserError when they
         cannot be made."""
         self.ensure_one()
+
+    def _get_document_email_summary(self):
+        """What an email listing several documents says of this one (one
+        email per customer): its name, and where the document has them its
+        amount (with ``currency``), ``due_date`` and portal ``url``."""
+        self.ensure_one()
+        values = {"name": self.display_name}
+        if "amount_total" in self._fields and "currency_id" in self._fields:
+            values.update(amount=self.amount_total, currency=self.currency_id)
+        if isinstance(self, self.env.registry["portal.mixin"]):
+            values["url"] = self.get_base_url() + self.get_portal_url()
+        return values
+
+    def _get_document_email_sent_state(self):
+        """{document id: its sent state}, to restore on the documents whose
+        email is not sent after all (making a file may mark it sent)."""
+        return {}
+
+    def _restore_document_email_sent_state(self, states):
+        return
+
+    def _document_email_groupable(self):
+        """These documents may go one email per customer (each is kept on
+        itself, its thread, when it is sent)."""
+        return True

@@ -428,14 +428,23 @@ class DocumentEmailSend(models.AbstractModel):
                           %(join)s
                     WHERE %(where)s
                       AND mail.state IN ('outgoing', 'sent')
-                      AND mail.create_date >= %(since)s""",
+                      AND mail.create_date >= %(since)s
+                   %(others)s""",
                 document=link["document"],
                 join=link["join"],
                 where=link["where"],
                 since=since,
+                others=self._recent_recipients_elsewhere(documents, since),
             )
         )
         return {(res_id, tuple(ids)) for res_id, ids in self.env.cr.fetchall()}
+
+    @api.model
+    def _recent_recipients_elsewhere(self, documents, since):
+        """SQL added to the duplicate guard's query (``UNION SELECT``
+        document id, sorted recipient ids) for emails of these documents
+        kept on another record."""
+        return SQL("")
 
     @api.model
     def _in_pending_batches(self, documents):

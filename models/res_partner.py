@@ -93,6 +93,10 @@ class ResPartner(models.Model):
             "aged_activity_from",
         )
 
+    def _document_email_groupable(self):
+        # a statement already is one email per customer
+        return False
+
     def _get_document_email_thread(self):
         """A statement or letter shows figures: its email is kept on a
         record of the company's billing users, not on the partner."""

@@ -23,3 +23,4 @@ from . import test_payment_reminders
 from . import test_reminder_process
 from . import test_incoming_mailbox
 from . import test_bounces
+from . import test_one_email_per_customer

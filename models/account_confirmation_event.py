@@ -69,10 +69,14 @@ class AccountConfirmationEvent(models.Model):
         return super().create(vals_list)
 
     def write(self, vals):
-        raise UserError(self._get_refusal())
+        if self:
+            raise UserError(self._get_refusal())
+        return super().write(vals)
 
     def unlink(self):
-        raise UserError(self._get_refusal())
+        if self:
+            raise UserError(self._get_refusal())
+        return super().unlink()
 
     def _get_refusal(self):
         return self.env._(

@@ -1,4 +1,5 @@
 import hashlib
+import http.client
 import importlib.util
 import json
 import random
@@ -10,6 +11,7 @@ from odoo import SUPERUSER_ID, fields
 from odoo.exceptions import AccessError, UserError
 from odoo.modules.module import get_module_path
 from odoo.tests import new_test_user, tagged
+from odoo.tools import config
 
 from .aged_common import DATE_AT, AgedReceivableMixin
 from .common import pdf_parts, pdf_text, real_smtp_delivery
@@ -1307,3 +1309,26 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         text = pdf_text(content)
         self.assertIn("No Reply", text)
         self.assertIn("alternative procedures needed", text)
+
+    def test_chunked_post_refused(self):
+        """A chunked body (no Content-Length) gets 411 before it is read.
+        Sent over a socket of its own, synchronously: the server answers
+        before the test goes on, and only the status and headers are read."""
+        [confirmation] = self.sent_request()
+        connection = http.client.HTTPConnection(
+            "127.0.0.1", config["http_port"], timeout=30
+        )
+        try:
+            connection.putrequest("POST", f"/my/confirmation/{confirmation.id}/answer")
+            connection.putheader("Transfer-Encoding", "chunked")
+            connection.putheader("Content-Type", "application/x-www-form-urlencoded")
+            connection.endheaders()
+            connection.send(b"d\r\nanswer=agree&\r\n0\r\n\r\n")
+            response = connection.getresponse()
+            status, headers = response.status, dict(response.getheaders())
+        finally:
+            connection.close()
+        self.assertEqual(status, 411)
+        for name, value in PAGE_HEADERS.items():
+            self.assertEqual(headers.get(name), value, name)
+        self.assertEqual(confirmation.state, "sent")

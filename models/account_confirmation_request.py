@@ -232,6 +232,13 @@ class AccountConfirmationRequest(models.Model):
         waiting.sudo().write({"state": "undelivered", "delivery_note": reason})
         self._log_event(event, reason=reason, **details)
 
+    def _batch_not_sent(self, reason):
+        """Skipped or not rendered by its batch: a first request is
+        undelivered; a second one leaves the first delivered."""
+        queued = self.filtered(lambda r: r.state == "queued")
+        queued._mark_undelivered("undelivered", reason)
+        (self - queued)._log_event("undelivered", reason=reason)
+
     def action_mark_posted(self):
         """The auditor posted these letters: they wait for an answer."""
         self.env["account.confirmation.campaign"]._check_auditor()

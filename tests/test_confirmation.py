@@ -1164,7 +1164,8 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
                 [("email_to", "ilike", "someone.else@company.example.com")]
             )
         )
-        self.assertNotIn(campaign.request_ids.state, ("sent", "no_exception"))
+        self.assertEqual(campaign.request_ids.state, "undelivered")
+        self.assertIn("no recipient", campaign.request_ids.delivery_note)
 
     # ------------------------------------------------------------------
     # Delivery truth (issue 21 §4)
@@ -1184,7 +1185,9 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         self.env["mail.mail"].process_email_queue()
         by_partner = campaign.request_ids.grouped("partner_id")
         skipped, bounced = by_partner[self.customer], by_partner[self.vendor]
-        self.assertEqual(skipped.state, "queued")
+        # skipped by its batch: undelivered at once, with the reason
+        self.assertEqual(skipped.state, "undelivered")
+        self.assertIn("not a valid email address", skipped.delivery_note)
         self.assertEqual(bounced.state, "sent")
         # what core's bounce handling records on the email's notification
         self.env["mail.notification"].search(

@@ -26,6 +26,9 @@ from . import document_email_batch_statement
 from . import account_confirmation_campaign
 from . import account_confirmation_request
 from . import account_confirmation_attempt
+from . import account_confirmation_event
+from . import mail_mail_confirmation
+from . import document_email_batch_line_confirmation
 from . import ir_http
 from . import account_reminder_level
 from . import account_move_reminder

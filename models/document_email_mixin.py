@@ -173,6 +173,11 @@ class DocumentEmailMixin(models.AbstractModel):
         make an e-invoice)."""
         return []
 
+    def _get_document_email_message_body(self, body):
+        """The body the chatter keeps of an email whose body is ``body``."""
+        self.ensure_one()
+        return body
+
     def _document_email_before_render(self):
         """Before the templates render these documents in one go: portal
         documents get their access token here, not one by one from the

@@ -520,7 +520,8 @@ class DocumentEmailSend(models.AbstractModel):
             "record_name": thread.display_name,
             "subject": one_line(subject),
             "body_html": body,
-            "body": body,
+            # the chatter's copy may differ (e.g. without a personal link)
+            "body": document._get_document_email_message_body(body),
             "email_from": email_from
             or self.env.user.email_formatted
             or company.email_formatted,

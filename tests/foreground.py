@@ -3,6 +3,7 @@ processes of the test in a process group of their own, stopped when the test
 class ends; a watchdog stops them and removes their temporary directory if
 the test process dies first (a killed run leaves nothing listening)."""
 
+import contextlib
 import os
 import shlex
 import signal
@@ -46,10 +47,9 @@ class ForegroundService:
         self.watchdog.wait()
 
     def _signal(self, signum):
-        try:
+        # the group is gone once all its processes have exited
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def _devnull():

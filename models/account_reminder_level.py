@@ -72,10 +72,16 @@ class AccountReminderLevel(models.Model):
         levels._lock_run()
         invoices = levels._get_remindable_invoices(today)
         given = levels._get_levels_given(invoices)
+        # the latest reminder bounced at an address the customer still has
+        held = self.env["res.partner"]._get_statements_bounced(
+            self.env.company, "reminder"
+        )
         due = {}
         for partner, partner_invoices in invoices.grouped(
             "commercial_partner_id"
         ).items():
+            if partner.id in held:
+                continue
             reached = levels._get_levels_reached(partner_invoices, today)
             if any(
                 level.days > given.get(invoice.id, float("-inf"))

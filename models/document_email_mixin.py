@@ -1,7 +1,7 @@
 import uuid
 from contextlib import contextmanager
 
-from odoo import api, fields, models
+from odoo import fields, models
 from odoo.exceptions import AccessError
 from odoo.tools import SQL, sql
 
@@ -36,7 +36,10 @@ class DocumentEmailMixin(models.AbstractModel):
         index="btree_not_null",
         ondelete="set null",
     )
-    # stored: list views and filters read it without a query per record
+    # stored: list views and filters read it without a query per record.
+    # Written by the add-on's own emails (mail.mail), never computed from
+    # them: a computed field depending on the email's state made every state
+    # change (or deletion) of any email look for documents in each model
     document_email_state = fields.Selection(
         [
             ("queued", "Queued"),
@@ -47,25 +50,12 @@ class DocumentEmailMixin(models.AbstractModel):
             ("cancelled", "Cancelled"),
         ],
         string="Email Delivery",
-        compute="_compute_document_email_state",
-        store=True,
+        readonly=True,
         copy=False,
         help="What became of the last email sent by Send by Email: queued, "
         "sent (taken by the server), bounced (returned by the recipient's "
         "server), failed, or uncertain (the connection broke while sending).",
     )
-
-    @api.depends(
-        "document_email_mail_id.state",
-        "document_email_mail_id.document_uncertain",
-        "document_email_mail_id.document_bounced",
-    )
-    def _compute_document_email_state(self):
-        for document in self:
-            mail = document.sudo().document_email_mail_id
-            document.document_email_state = (
-                mail._get_document_delivery_state() if mail else False
-            )
 
     def _auto_init(self):
         # on tables that exist (e.g. account_move at install) the new columns

@@ -587,7 +587,12 @@ class DocumentEmailSend(models.AbstractModel):
             documents = self.env[model].browse(group.mapped("res_id"))
             if isinstance(documents, mixin):
                 for mail in group:
-                    documents.browse(mail.res_id).sudo().document_email_mail_id = mail
+                    documents.browse(mail.res_id).sudo().write(
+                        {
+                            "document_email_mail_id": mail.id,
+                            "document_email_state": mail._get_document_delivery_state(),
+                        }
+                    )
                 documents._document_email_after_send()
         return mails
 

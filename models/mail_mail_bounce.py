@@ -1,5 +1,10 @@
+from markupsafe import Markup
+
 from odoo import fields, models
 from odoo.tools import email_normalize, email_normalize_all
+
+# what the delivery state shown on the document is made of
+DELIVERY_FIELDS = {"state", "document_uncertain", "document_bounced"}
 
 
 class MailMail(models.Model):
@@ -24,6 +29,32 @@ class MailMail(models.Model):
         help="The recipients' addresses a bounce named (normalized).",
     )
 
+    def write(self, vals):
+        result = super().write(vals)
+        if DELIVERY_FIELDS.intersection(vals):
+            self._document_write_delivery_state()
+        return result
+
+    def _document_write_delivery_state(self):
+        """The documents whose last email this is show its delivery state:
+        only for the add-on's emails (one indexed search per email). A
+        deletion changes nothing: the document keeps its last state."""
+        mixin = self.env.registry["document.email.mixin"]
+        for mail in self.filtered("document_email"):
+            if mail.model not in self.env or not isinstance(
+                self.env[mail.model], mixin
+            ):
+                continue
+            documents = (
+                self.env[mail.model]
+                .sudo()
+                .search([("document_email_mail_id", "=", mail.id)])
+            )
+            state = mail._get_document_delivery_state()
+            documents.filtered(
+                lambda document, state=state: document.document_email_state != state
+            ).write({"document_email_state": state})
+
     def _get_document_delivery_state(self):
         """queued, sent, bounced, failed, uncertain or cancelled: what
         reached the recipient, as far as Odoo knows."""
@@ -44,25 +75,52 @@ class MailMail(models.Model):
             emails.update(email_normalize_all(text or ""))
         return emails - {False}
 
-    def _document_receive_bounce(self, failures):
-        """A bounce answered this email: ``failures`` is {address: reason}
-        (the reason is the DSN's status and diagnostic, or the bounce's own
-        line when it has no DSN). The email, its notifications, its document
-        and the scheduled statement it carried say so."""
+    def _get_document_to_emails(self):
+        """The addresses this email was meant for (partners and To), not
+        its Cc and Bcc."""
         self.ensure_one()
-        reason = "; ".join(
-            f"{address}: {text}" if address else text
-            for address, text in failures.items()
-        )
+        emails = set(self.partner_ids.mapped("email_normalized"))
+        emails.update(email_normalize_all(self.email_to or ""))
+        return emails - {False}
+
+    def _document_receive_bounce(self, failures, sender=""):
+        """A bounce from ``sender`` answered this email: ``failures`` is
+        {address: reason} (the DSN's status and diagnostic, or the bounce's
+        own line when it has no DSN; "" when it names no recipient). The
+        email and its notifications say so; its document and the scheduled
+        statement it carried only once every To recipient failed (or the
+        bounce named none): a Cc that bounced leaves the email delivered."""
+        self.ensure_one()
+        line = self._get_document_bounce_line(failures, sender)
         known = set((self.document_bounced_emails or "").split(","))
         addresses = sorted(filter(None, known | set(failures)))
+        bounced = (
+            self.document_bounced
+            or "" in failures
+            or self._get_document_to_emails() <= set(addresses)
+        )
         self.sudo().write(
             {
-                "document_bounced": True,
+                "document_bounced": bounced,
                 "document_bounced_emails": ",".join(addresses),
-                "failure_reason": self.env._("Bounced: %(reason)s", reason=reason),
+                # each bounce's addresses and reasons, one line each
+                "failure_reason": "\n".join(
+                    filter(
+                        None,
+                        [self.document_bounced_emails and self.failure_reason, line],
+                    )
+                ),
             }
         )
+        self._document_bounce_notifications(failures)
+        self._document_bounce_activity(line)
+        if bounced and self.document_statement_date:
+            self._get_statement_partners().with_company(
+                self.document_statement_company_id
+            )._statement_bounced(self.document_statement_date, self)
+
+    def _document_bounce_notifications(self, failures):
+        """The notifications of the addresses that failed: bounced."""
         for notification in self.sudo().notification_ids:
             address = email_normalize(notification.res_partner_id.email or "")
             if address in failures:
@@ -73,11 +131,19 @@ class MailMail(models.Model):
                         "failure_reason": failures[address],
                     }
                 )
-        self._document_bounce_activity(reason)
-        if self.document_statement_date:
-            self._get_statement_partners().with_company(
-                self.document_statement_company_id
-            )._statement_bounced(self.document_statement_date)
+
+    def _get_document_bounce_line(self, failures, sender):
+        """What a bounce says, and who reported it (a recipient can forge a
+        bounce: the reason shown names its sender)."""
+        reason = "; ".join(
+            f"{address}: {text}" if address else text
+            for address, text in failures.items()
+        )
+        return self.env._(
+            "Bounced (reported by %(sender)s): %(reason)s",
+            sender=sender or "?",
+            reason=reason,
+        )
 
     def _document_bounce_activity(self, reason):
         """A to-do on the document for its salesperson (else the batch's
@@ -94,7 +160,9 @@ class MailMail(models.Model):
         document.activity_schedule(
             "mail.mail_activity_data_todo",
             summary=summary,
-            note=self.env._(
+            # the bounce's text is the sender's: shown as text, never as HTML
+            note=Markup("<p>%s</p>")
+            % self.env._(
                 "The email %(subject)s did not reach its recipient: %(reason)s. "
                 "Correct the address, then send it again.",
                 subject=self.subject or "",

@@ -9,23 +9,22 @@ from odoo.tools.mail import decode_message_header, mail_header_msgid_re
 
 _logger = logging.getLogger(__name__)
 
-# headers naming the email a bounce answers: its own (the returned message's
-# or headers'), Microsoft's copy of it, Gmail's DSN field, and a reply's
-MESSAGE_ID_HEADERS = (
+# headers naming the email a bounce returns: its own (the returned message's
+# or headers'), Microsoft's copy of it, Gmail's DSN field
+RETURNED_ID_HEADERS = (
     "Message-Id",
     "X-Microsoft-Original-Message-ID",
     "X-Original-Message-ID",
-    "In-Reply-To",
-    "References",
+)
+# the same, quoted as text in a bounce without DSN
+QUOTED_ID_RE = re.compile(
+    r"^[ \t>]*(?:Message-Id|X-Microsoft-Original-Message-ID|X-Original-Message-ID)"
+    r":[ \t]*(?:\r?\n[ \t]+)?(<[^<>\s]+>)",
+    re.IGNORECASE | re.MULTILINE,
 )
 # bounces without a DSN (RFC 3464): who sends them, what they are called
 BOUNCE_SENDER_RE = re.compile(
     r"^(mailer-daemon|postmaster|microsoftexchange[0-9a-f]*)$", re.IGNORECASE
-)
-BOUNCE_SUBJECT_RE = re.compile(
-    r"undeliver|delivery status notification|mail delivery (failed|failure)"
-    r"|returned mail|delivery (has )?failed|failure notice|non.?delivery",
-    re.IGNORECASE,
 )
 # a line telling why: an enhanced status code (5.1.1), else an SMTP reply
 ENHANCED_STATUS_RE = re.compile(r"^.*\b[45]\.\d{1,3}\.\d{1,3}\b.*$", re.MULTILINE)
@@ -44,6 +43,16 @@ def address_re(address):
     return re.compile(rf"(?<![\w.+-]){re.escape(address)}(?![\w-])", re.IGNORECASE)
 
 
+def dsn_recipient(fields_, recipients):
+    """The DSN's recipient (original, else final) among ``recipients``."""
+    for name in ("Original-Recipient", "Final-Recipient"):
+        value = str(fields_.get(name) or "").partition(";")[2].strip()
+        address = email_normalize(value)
+        if address in recipients:
+            return address
+    return False
+
+
 class MailThread(models.AbstractModel):
     """Bounces of the add-on's own emails: matched to the email they answer
     even when core cannot (no returned message, several recipients, no DSN),
@@ -54,18 +63,28 @@ class MailThread(models.AbstractModel):
     @api.model
     def _message_parse_extract_bounce(self, email_message, message_dict):
         values = super()._message_parse_extract_bounce(email_message, message_dict)
-        mail = self._document_find_answered_mail(email_message, message_dict)
-        if not mail:
+        if not self._document_is_bounce(email_message, message_dict):
+            if values["is_bounce"] and self._document_find_replied_mail(
+                email_message, message_dict
+            ):
+                # a read receipt or feedback report answering our email (core
+                # takes any multipart/report): not a bounce, routed as a reply
+                return dict(values, is_bounce=False)
             return values
-        if not values["is_bounce"] and not self._document_is_plain_bounce(message_dict):
-            # a person's reply: core routes it to the document
+        mail = self._document_find_bounced_mail(email_message)
+        if not mail:
             return values
         failures, reports = self._document_bounce_failures(email_message, mail)
         values.update(
             is_bounce=True,
             bounced_message=mail.mail_message_id,
             bounced_msg_ids=[mail.message_id],
-            document_bounce={"mail": mail, "failures": failures, "reports": reports},
+            document_bounce={
+                "mail": mail,
+                "failures": failures,
+                "reports": reports,
+                "sender": message_dict.get("email_from") or "",
+            },
         )
         if failures:
             address = next(iter(failures))
@@ -98,7 +117,7 @@ class MailThread(models.AbstractModel):
                     bounced_partner=self._document_partners_of(address),
                 ),
             )
-        mail._document_receive_bounce(failures)
+        mail._document_receive_bounce(failures, ours["sender"])
         return None
 
     @api.model
@@ -108,23 +127,21 @@ class MailThread(models.AbstractModel):
         )
 
     @api.model
-    def _document_is_plain_bounce(self, message_dict):
-        """A bounce core does not recognise (no DSN, sent by a postmaster):
-        only asked of emails answering one of the add-on's."""
+    def _document_is_bounce(self, email_message, message_dict):
+        """A delivery report: a DSN part (RFC 3464), or sent by a mailer
+        daemon or postmaster. Never the subject alone (a person's "Re: ...
+        undelivered" is a reply); other reports (read receipts, feedback)
+        are not bounces."""
+        if any(
+            part.get_content_type() == "message/delivery-status"
+            for part in email_message.walk()
+        ):
+            return True
         sender = (email_split(message_dict.get("email_from") or "") or [""])[0]
-        local = sender.split("@", 1)[0]
-        return bool(
-            BOUNCE_SENDER_RE.match(local)
-            or BOUNCE_SUBJECT_RE.search(message_dict.get("subject") or "")
-        )
+        return bool(BOUNCE_SENDER_RE.match(sender.split("@", 1)[0]))
 
     @api.model
-    def _document_find_answered_mail(self, email_message, message_dict):
-        """The add-on's email this one names (returned message or headers,
-        DSN, In-Reply-To/References, or its text), or an empty recordset."""
-        references = self._document_message_references(email_message)
-        for key in ("in_reply_to", "references"):
-            references += mail_header_msgid_re.findall(message_dict.get(key) or "")
+    def _document_find_mail(self, references):
         references = [ref.strip() for ref in references if ref.strip()]
         if not references:
             return self.env["mail.mail"]
@@ -142,20 +159,37 @@ class MailThread(models.AbstractModel):
         )
 
     @api.model
-    def _document_message_references(self, email_message):
-        """Message-IDs in every part: headers of the returned message (or of
-        text/rfc822-headers), DSN fields, and the text of bounces that quote
-        the original's headers in their body."""
+    def _document_find_replied_mail(self, email_message, message_dict):
+        """The add-on's email a reply (or receipt) answers: In-Reply-To,
+        References, or a receipt's Original-Message-ID."""
+        references = []
+        for key in ("in_reply_to", "references"):
+            references += mail_header_msgid_re.findall(message_dict.get(key) or "")
+        for part in email_message.walk():
+            if part is not email_message:
+                value = decode_message_header(part, "Original-Message-ID") or ""
+                references += mail_header_msgid_re.findall(value)
+        return self._document_find_mail(references)
+
+    @api.model
+    def _document_find_bounced_mail(self, email_message):
+        """The add-on's email a bounce returns, by the returned message's own
+        Message-ID (or Microsoft's and the DSN's copies of it), never by its
+        References: a bounce of another email that refers to ours (core's
+        notification of the same document) is not a bounce of ours."""
         references = []
         for part in email_message.walk():
+            if part is email_message:
+                continue
             if part.get_content_type() == "text/rfc822-headers":
                 part = message_from_string(part.get_content(), policy=email.policy.SMTP)
-            for header in MESSAGE_ID_HEADERS:
+            for header in RETURNED_ID_HEADERS:
                 value = decode_message_header(part, header) or ""
                 references += mail_header_msgid_re.findall(value)
+        # bounces without DSN that quote the original's headers in their text
         for text in self._document_bounce_texts(email_message, returned=True):
-            references += mail_header_msgid_re.findall(text)
-        return references
+            references += QUOTED_ID_RE.findall(text)
+        return self._document_find_mail(references)
 
     @api.model
     def _document_bounce_texts(self, part, returned=False):
@@ -185,7 +219,7 @@ class MailThread(models.AbstractModel):
         [the DSN's actions]): from the DSN's recipient fields, else from the
         bounce's text (a line with a status code naming the recipient)."""
         recipients = mail._get_document_recipient_emails()
-        failures, reports = self._document_dsn_failures(email_message)
+        failures, reports = self._document_dsn_failures(email_message, recipients)
         if reports:
             return failures, reports
         texts = [
@@ -206,19 +240,17 @@ class MailThread(models.AbstractModel):
         return dict.fromkeys(sorted(named) or [""], reason), []
 
     @api.model
-    def _document_dsn_failures(self, email_message):
+    def _document_dsn_failures(self, email_message, recipients):
         """({address: "Status 5.1.1: diagnostic"} of the failed recipients of
-        the message/delivery-status part, [every recipient's action])."""
+        the message/delivery-status part, [every recipient's action]); an
+        address the email was not sent to is left out."""
         failures, reports = {}, []
         for part in email_message.walk():
             if part.get_content_type() != "message/delivery-status":
                 continue
             for fields_ in part.get_payload()[1:]:
                 action = (fields_.get("Action") or "").strip().lower()
-                recipient = fields_.get("Final-Recipient") or fields_.get(
-                    "Original-Recipient"
-                )
-                address = email_normalize((recipient or "").partition(";")[2].strip())
+                address = dsn_recipient(fields_, recipients)
                 reports.append(action or "failed")
                 if address and action in ("failed", ""):
                     failures[address] = self._document_dsn_reason(fields_)

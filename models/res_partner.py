@@ -531,10 +531,18 @@ class ResPartner(models.Model):
                 statement_date, frequency
             )
 
-    def _statement_bounced(self, statement_date):
+    def _statement_bounced(self, statement_date, mail=None):
         """The statement of ``statement_date`` bounced: not done, due again
-        from that date, held back until the customer's address changes."""
+        from that date, held back until the customer's address changes.
+        A bounce of an older statement than the customer's latest (sent
+        since) moves nothing back."""
         for partner in self:
+            if mail and mail.model == "document.email.statement":
+                latest = partner._get_latest_statement_log(
+                    mail.document_statement_company_id or self.env.company
+                )
+                if latest.id != mail.res_id:
+                    continue
             if (
                 not partner.statement_next_date
                 or partner.statement_next_date > statement_date
@@ -542,25 +550,54 @@ class ResPartner(models.Model):
                 partner.statement_next_date = statement_date
 
     @api.model
-    def _get_statements_bounced(self, company):
-        """Customers whose scheduled statement bounced at an address they
-        still have: not sent again until a person changes it."""
-        mails = self.env["mail.mail"].search(
-            [
-                ("document_statement_company_id", "=", company.id),
-                ("document_bounced", "=", True),
-            ]
+    def _get_statements_bounced(self, company, document="statement"):
+        """Customers whose latest ``document`` (statement or reminder) email
+        bounced at an address they still have: not sent again until a person
+        changes it; a later delivered one lifts the hold."""
+        logs = self.env["document.email.statement"].sudo()
+        mails = (
+            self.env["mail.mail"]
+            .sudo()
+            .search([("model", "=", logs._name), ("document_bounced", "=", True)])
+        )
+        bounced_logs = (
+            logs.browse(mails.mapped("res_id"))
+            .exists()
+            .filtered(lambda log: log.company_id == company)
         )
         held = set()
-        for mail in mails:
-            bounced = set((mail.document_bounced_emails or "").split(","))
-            for partner in mail._get_statement_partners():
-                addresses = partner._get_statement_recipients().mapped(
-                    "email_normalized"
-                )
-                if bounced & set(addresses):
-                    held.add(partner.id)
+        for partner in bounced_logs.partner_id:
+            latest = partner._get_latest_statement_log(company, document)
+            mail = mails.filtered(lambda m, log=latest: m.res_id == log.id)
+            if mail and partner._statement_address_unchanged(mail):
+                held.add(partner.id)
         return held
+
+    def _get_latest_statement_log(self, company, document="statement"):
+        self.ensure_one()
+        return (
+            self.env["document.email.statement"]
+            .sudo()
+            .search(
+                [
+                    ("partner_id", "=", self.id),
+                    ("company_id", "=", company.id),
+                    ("document", "=", document),
+                ],
+                order="id desc",
+                limit=1,
+            )
+        )
+
+    def _statement_address_unchanged(self, mail):
+        """The customer's statement addresses still include one that bounced
+        (or, when the bounce named none, are all among the email's)."""
+        self.ensure_one()
+        addresses = set(self._get_statement_recipients().mapped("email_normalized"))
+        named = set(filter(None, (mail.document_bounced_emails or "").split(",")))
+        if named:
+            return bool(named & addresses)
+        return bool(addresses) and addresses <= mail._get_document_recipient_emails()
 
     @api.model
     def _get_statement_customers(self):

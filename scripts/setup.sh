@@ -43,6 +43,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     command -v apt-get >/dev/null || die "missing system packages: ${missing[*]} (no apt-get here)"
     say "apt-get install ${missing[*]}"
     sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd=sudo
+    # postfix conflicts with any other MTA, which apt would remove: stop instead
+    if [[ " ${missing[*]} " == *" postfix "* ]]; then
+        other_mta=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package} ${Provides}\n' 2>/dev/null \
+            | awk '$1 ~ /^.i/ && $2 != "postfix" && /mail-transport-agent/ {print $2}' | xargs)
+        [ -z "$other_mta" ] || die "another mail server is installed ($other_mta): installing postfix
+  would remove it. Install postfix yourself once you have decided (the tests need the binary only)."
+    fi
     $sudo_cmd apt-get update -qq
     # the tests run their own Dovecot and Postfix on free ports: the packages
     # must not start the system's services (ports 25, 143, 993)
@@ -52,8 +59,16 @@ if [ ${#missing[@]} -gt 0 ]; then
         trap '$sudo_cmd rm -f /usr/sbin/policy-rc.d' EXIT
     fi
     # --no-upgrade: never touch the PostgreSQL server that is running
+    # --no-remove: never remove another package to make room
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends \
-        --no-upgrade "${missing[@]}" >/dev/null
+        --no-upgrade --no-remove "${missing[@]}" >/dev/null
+    # the tests start their own: the system's services stay off, also after a reboot
+    for service in postfix dovecot; do
+        if [[ " ${missing[*]} " == *" $service"* ]]; then
+            $sudo_cmd systemctl disable --now "$service" >/dev/null 2>&1 \
+                || $sudo_cmd update-rc.d "$service" disable >/dev/null 2>&1 || true
+        fi
+    done
 fi
 command -v chromium >/dev/null || die "chromium is required for the browser tests"
 

@@ -9,11 +9,11 @@ import os
 import pwd
 import shutil
 import ssl
-import subprocess
 import tempfile
 import time
 
 from .common import free_port, self_signed_certificate
+from .foreground import ForegroundService
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 
@@ -72,7 +72,7 @@ class DovecotServer:
     def __init__(self, user, password):
         self.user, self.password = user, password
         self.port, self.ssl_port = free_port(), free_port()
-        self.root = None
+        self.root = self.service = None
 
     def __enter__(self):
         self.root = tempfile.mkdtemp(prefix="ade-dovecot-")
@@ -105,14 +105,9 @@ class DovecotServer:
                     ssl_port=self.ssl_port,
                 )
             )
-        # it forks into the background: no pipe is left open to wait on
-        subprocess.run(
-            [DOVECOT, "-c", f"{self.root}/dovecot.conf"],
-            check=True,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=30,
+        # in the foreground (-F), a child of the test in its own group
+        self.service = ForegroundService(
+            [DOVECOT, "-F", "-c", f"{self.root}/dovecot.conf"], self.root
         )
         try:
             self._wait_ready()
@@ -128,7 +123,7 @@ class DovecotServer:
                 self.login().logout()
                 return
             except (OSError, imaplib.IMAP4.error):
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or not self.service.running():
                     raise RuntimeError(self.log()) from None
                 time.sleep(0.2)
 
@@ -170,14 +165,6 @@ class DovecotServer:
             imap.logout()
 
     def __exit__(self, *exc):
-        subprocess.run(
-            [DOVECOT, "-c", f"{self.root}/dovecot.conf", "stop"],
-            check=False,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=30,
-        )
-        # the master exits once its children have
-        time.sleep(0.5)
+        if self.service:
+            self.service.stop()
         shutil.rmtree(self.root, ignore_errors=True)

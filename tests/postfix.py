@@ -8,10 +8,12 @@ bounces the others later with a real DSN, as providers do. Debian's
 import os
 import re
 import shutil
-import subprocess
+import socket
 import tempfile
+import time
 
 from .common import free_port
+from .foreground import ForegroundService
 
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 # the services the tests need, none chrooted (the queue is a temporary one)
@@ -81,7 +83,7 @@ class PostfixServer:
     def __init__(self, dovecot, domains):
         self.dovecot, self.domains = dovecot, domains
         self.port = free_port()
-        self.root = None
+        self.root = self.service = None
 
     def _master_cf(self):
         with open("/etc/postfix/master.cf") as default:
@@ -122,22 +124,29 @@ class PostfixServer:
         with open(f"{self.root}/mailboxes", "w") as mailboxes:
             # the Dovecot user's maildir (mail_location maildir:.../mail/%u)
             mailboxes.write(f"{self.dovecot.user} {self.dovecot.user}/\n")
+        # in the foreground (start-fg), a child of the test in its own group
+        self.service = ForegroundService(
+            [POSTFIX, "-c", self.root, "start-fg"],
+            self.root,
+            stop_args=[POSTFIX, "-c", self.root, "stop"],
+        )
         try:
-            self._postfix("start")
+            self._wait_ready()
         except Exception:
             self.__exit__(None, None, None)
             raise
         return self
 
-    def _postfix(self, command):
-        return subprocess.run(
-            [POSTFIX, "-c", self.root, command],
-            check=command == "start",
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=60,
-        )
+    def _wait_ready(self):
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=2):
+                    return
+            except OSError:
+                if time.monotonic() > deadline or not self.service.running():
+                    raise RuntimeError(self.log()) from None
+                time.sleep(0.2)
 
     def log(self):
         try:
@@ -153,5 +162,6 @@ class PostfixServer:
         )
 
     def __exit__(self, *exc):
-        self._postfix("stop")
+        if self.service:
+            self.service.stop()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -6,6 +6,7 @@ are delivered into it and read by the add-on's own fetchmail.server."""
 import os
 import time
 import unittest
+from contextlib import contextmanager
 from datetime import date
 from unittest.mock import patch
 
@@ -62,13 +63,14 @@ class BounceCase(DocumentEmailCase):
         self.assertEqual(mail.state, "sent", mail.failure_reason)
         return mail
 
-    def _deliver(self, name, mail, recipient=None):
+    def _deliver(self, name, mail, recipient=None, core_message=None):
         """The fixture, answering ``mail`` (or a mail.message), delivered
         into the mailbox and read by the company's fetchmail.server."""
         with open(os.path.join(EML, name), encoding="utf-8") as fixture:
             text = fixture.read()
         recipient = recipient or mail.partner_ids[:1].email
         for marker, value in (
+            ("__CORE_MESSAGE_ID__", core_message and core_message.message_id or ""),
             ("__MESSAGE_ID__", mail.message_id),
             ("__SUBJECT__", mail.subject or mail.record_name),
             ("__MAILBOX__", MAILBOX),
@@ -83,8 +85,26 @@ class BounceCase(DocumentEmailCase):
         self.assertEqual(self.dovecot.count(), 1)
         # fetch_mail commits after each email, as the cron does: inside the
         # test's transaction that commit is a no-op
-        with patch.object(self.env.cr, "commit", lambda: None):
+        # core logs a failure to process an email (at INFO) and goes on:
+        # the test fails on it instead of passing on a crash
+        errors = []
+        thread_class = type(self.env["mail.thread"])
+        process = thread_class.message_process
+
+        def message_process(thread, *args, **kwargs):
+            try:
+                return process(thread, *args, **kwargs)
+            except Exception as error:
+                errors.append(error)
+                raise
+
+        with (
+            patch.object(self.env.cr, "commit", lambda: None),
+            patch.object(thread_class, "message_process", message_process),
+        ):
             self.fetchmail.fetch_mail()
+        if errors:
+            raise AssertionError("the email was not processed") from errors[0]
         self.assertEqual(self.dovecot.count(), 0, "read and marked as seen")
 
 
@@ -130,6 +150,8 @@ class TestBounces(BounceCase):
             ["Status 5.1.1", "550 5.1.1", "User unknown in local recipient table"],
             self.salesperson,
         )
+        # who reported it, shown with the reason (a recipient can forge one)
+        self.assertIn("MAILER-DAEMON@mx.company.example.com", mail.failure_reason)
         # a second bounce of the same email: no second activity
         self._deliver("postfix_dsn.eml", mail)
         self.assertEqual(len(invoice.activity_ids), 1)
@@ -219,6 +241,110 @@ class TestBounces(BounceCase):
         self.assertEqual(invoice.document_email_state, "sent")
         self.assertFalse(invoice.activity_ids)
 
+    def test_reply_saying_undelivered_is_no_bounce(self):
+        """A customer's reply whose subject reads like a bounce: a reply."""
+        invoice = self._invoice(salesperson=self.salesperson)
+        mail = self._send(invoice)
+        self._deliver("reply_undelivered.eml", mail)
+        reply = invoice.message_ids.filtered(
+            lambda m: m.message_id == "<reply-5678@customer.example.com>"
+        )
+        self.assertEqual(len(reply), 1)
+        self.assertIn("never delivered", reply.body)
+        self.assertEqual(invoice.document_email_state, "sent")
+        self.assertEqual(mail.notification_ids.notification_status, "sent")
+        self.assertFalse(invoice.activity_ids)
+        self.assertEqual(self.partner_a.message_bounce, 0)
+
+    def test_read_receipt_is_no_bounce(self):
+        """A multipart/report that is no delivery report (an MDN)."""
+        invoice = self._invoice(salesperson=self.salesperson)
+        mail = self._send(invoice)
+        self._deliver("read_receipt.eml", mail)
+        self.assertEqual(invoice.document_email_state, "sent")
+        self.assertEqual(mail.notification_ids.notification_status, "sent")
+        self.assertFalse(mail.document_bounced_emails)
+        self.assertFalse(invoice.activity_ids)
+        self.assertEqual(self.partner_a.message_bounce, 0)
+
+    def test_bounce_of_core_notification_referencing_ours(self):
+        """Core's own email about the invoice, whose References name ours,
+        bounced: core's message is marked, our email and invoice are not."""
+        invoice = self._invoice(salesperson=self.salesperson)
+        mail = self._send(invoice)
+        message = invoice.message_post(
+            body="Hello", partner_ids=self.partner_a.ids, message_type="comment"
+        )
+        self._deliver("core_notification_dsn.eml", mail, self.partner_a.email, message)
+        self.assertEqual(message.notification_ids.notification_status, "bounce")
+        self.assertEqual(invoice.document_email_state, "sent")
+        self.assertEqual(mail.notification_ids.notification_status, "sent")
+        self.assertFalse(mail.document_bounced_emails)
+        self.assertFalse(invoice.activity_ids)
+
+    def test_bounce_html_shown_as_text(self):
+        invoice = self._invoice(salesperson=self.salesperson)
+        mail = self._send(invoice)
+        self._deliver("dsn_html.eml", mail)
+        self.assertEqual(invoice.document_email_state, "bounced")
+        note = str(invoice.activity_ids.note)
+        self.assertNotIn("<a ", note)
+        self.assertIn("&lt;a href=", note)
+
+    def test_one_of_two_recipients_bounced(self):
+        """Two To recipients, one bounced: delivered to the other, the
+        failed address recorded; bounced once both failed."""
+        invoice = self._invoice(salesperson=self.salesperson)
+        wizard = self.open_wizard(
+            invoice, partner_ids=[Command.set((self.partner_a | self.partner_b).ids)]
+        )
+        with real_smtp_delivery():
+            wizard.action_send()
+        mail = invoice.document_email_mail_id
+        self._deliver("postfix_dsn.eml", mail, self.partner_a.email)
+        self.assertEqual(invoice.document_email_state, "sent")
+        self.assertIn(self.partner_a.email_normalized, mail.failure_reason)
+        self.assertEqual(mail.document_bounced_emails, self.partner_a.email_normalized)
+        statuses = {
+            n.res_partner_id: n.notification_status for n in mail.notification_ids
+        }
+        self.assertEqual(statuses[self.partner_a], "bounce")
+        self.assertEqual(statuses[self.partner_b], "sent")
+        self._deliver("postfix_dsn.eml", mail, self.partner_b.email)
+        self.assertEqual(invoice.document_email_state, "bounced")
+        self.assertIn(self.partner_b.email_normalized, mail.failure_reason)
+        self.assertIn(self.partner_a.email_normalized, mail.failure_reason)
+
+    def test_mail_state_written_only_for_ours(self):
+        """A core email's state changes without a query on any document; the
+        add-on's email's state reaches its invoice, and its deletion after
+        sending leaves the invoice's last state."""
+        invoice = self._invoice()
+        mail = self._send(invoice)
+        core = self.env["mail.mail"].create(
+            {
+                "subject": "Core's",
+                "email_to": "someone@other.example.com",
+                "model": "account.move",
+                "res_id": invoice.id,
+            }
+        )
+        queries = []
+        with contextmanager(self._patchExecute)(queries):
+            core.write({"state": "exception"})
+            self.env.flush_all()
+            core.write({"state": "sent"})
+            self.env.flush_all()
+        self.assertFalse([q for q in queries if "account_move" in str(q)], queries)
+        mail.write({"state": "exception"})
+        self.assertEqual(invoice.document_email_state, "failed")
+        mail.write({"state": "sent"})
+        self.assertEqual(invoice.document_email_state, "sent")
+        mail.unlink()
+        invoice.invalidate_recordset()
+        self.assertEqual(invoice.document_email_state, "sent")
+        self.assertFalse(invoice.document_email_mail_id)
+
     def test_bounce_of_another_email_left_to_core(self):
         """An email the add-on did not create (core's chatter): core's
         handling, unchanged (its reason is the bounce's whole text)."""
@@ -279,6 +405,13 @@ class TestStatementBounce(AgedReceivableMixin, BounceCase):
         self.assertEqual(len(mails), 2)
         self.assertEqual((mails - mail).state, "sent")
         self.assertEqual(self.customer.statement_next_date, date(2024, 8, 5))
+        # a late bounce of the older email moves nothing back, holds nothing
+        self._deliver("postfix_dsn.eml", mail, "wrong@customer.example.com")
+        self.assertEqual(self.customer.statement_next_date, date(2024, 8, 5))
+        self.assertNotIn(
+            self.customer.id,
+            self.env["res.partner"]._get_statements_bounced(self.env.company),
+        )
 
 
 @tagged("post_install", "-at_install")

@@ -174,6 +174,39 @@ class TestPaymentReminders(AgedReceivableMixin, DocumentEmailCase):
             )
         )
 
+    def test_bounced_reminder_held_until_the_address_changes(self):
+        """A bounced reminder is not given, yet not sent again every day to
+        the same address: held until the address changes, also when the
+        bounce names no recipient. (The bounce's reading from a real mailbox
+        is tested in test_bounces; here it is handed to the email.)"""
+        self.run_reminders()
+        [reminder] = self.reminders_of(self.late)
+        mail = self.env["mail.mail"].search(
+            [("model", "=", reminder._name), ("res_id", "=", reminder.id)]
+        )
+        mail._document_receive_bounce(
+            {"late@customer.example.com": "Status 5.1.1"}, "MAILER-DAEMON@mx.example"
+        )
+        reminder.invalidate_recordset(["mail_state"])
+        self.assertTrue(mail.document_bounced)
+        self.assertEqual(reminder.mail_state, "failed", "not given")
+        self.smtp.messages.clear()
+        self.run_reminders(DATE_AT + timedelta(days=1))
+        self.assertFalse(self.messages_to("late@customer.example.com"))
+        self.assertEqual(len(self.reminders_of(self.late)), 1)
+        self.late.email = "ap@late.example.com"
+        self.run_reminders(DATE_AT + timedelta(days=2))
+        self.assertEqual(len(self.messages_to("ap@late.example.com")), 1)
+        # bounced again, naming no recipient: held as well
+        second = self.reminders_of(self.late)[0]
+        self.env["mail.mail"].search(
+            [("model", "=", second._name), ("res_id", "=", second.id)]
+        )._document_receive_bounce({"": "550 no such user"}, "postmaster@mx.example")
+        self.smtp.messages.clear()
+        self.run_reminders(DATE_AT + timedelta(days=3))
+        self.assertFalse(self.messages_to("ap@late.example.com"))
+        self.assertEqual(len(self.reminders_of(self.late)), 2)
+
     def test_aged_screen_filters_by_last_level(self):
         self.run_reminders()
         wizard = self.env["account.aged.receivable.wizard"].create(

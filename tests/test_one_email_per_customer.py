@@ -353,7 +353,6 @@ class TestOneEmailPerCustomer(DocumentEmailCase):
                     for n, key in enumerate("AAABBB")
                 ]
             )
-            setup_cr.commit()
         self.addCleanup(self._drop_batch, db, batch.id)
         with db.cursor() as other_cr, db.cursor() as worker_cr:
             other_cr.execute(
@@ -379,8 +378,8 @@ class TestOneEmailPerCustomer(DocumentEmailCase):
 
     def _drop_batch(self, db, batch_id):
         with db.cursor() as cr:
+            # committed when the block ends (the cursor's context manager)
             cr.execute("DELETE FROM document_email_batch WHERE id = %s", [batch_id])
-            cr.commit()
 
     def test_salesman_sees_only_his_order(self):
         """A salesman who may read only his own orders opens his order: the

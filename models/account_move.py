@@ -215,8 +215,16 @@ class AccountMove(models.Model):
         """As after core's Send: the move counts as sent."""
         self.filtered(lambda move: not move.is_move_sent).is_move_sent = True
 
+    def _document_email_groupable(self):
+        """Customer invoices and credit notes only (never vendor bills)."""
+        return bool(self) and all(
+            move.move_type in ("out_invoice", "out_refund") for move in self
+        )
+
     def _get_document_email_summary(self):
         values = super()._get_document_email_summary()
+        if self.move_type == "out_refund" and values.get("amount"):
+            values["amount"] = -values["amount"]  # owed to the customer
         if self.is_invoice(include_receipts=True) and self.invoice_date_due:
             values["due_date"] = self.invoice_date_due
         return values

@@ -14,6 +14,8 @@ _logger = logging.getLogger(__name__)
 # cron (20 invoices a call), a chunk stays well under a prefork worker's
 # limit_time_real (120 s) on a loaded server (50 took 85 to 90 s at load 5)
 CHUNK_SIZE = 20
+# seconds before a chunk job looks again at lines another worker holds
+BUSY_RETRY_SECONDS = 5
 QUEUE_JOB_CHANNEL = "root.document_email"
 # chunk jobs enqueued at once (the channel's capacity decides how many run)
 QUEUE_JOB_PARALLEL = 4
@@ -28,6 +30,10 @@ CRON_XMLIDS = (
     "account_document_email.ir_cron_document_email_batch",
     "account_document_email.ir_cron_document_email_batch_2",
 )
+
+
+class _PartHeldElsewhere(Exception):
+    """A customer's part is partly locked by another worker."""
 
 
 class DocumentEmailBatch(models.Model):
@@ -141,11 +147,11 @@ class DocumentEmailBatch(models.Model):
                 bounced=batch.bounced_count,
             )
 
-    @api.depends("line_ids.mail_id", "line_ids.group_key")
+    @api.depends("line_ids.mail_id", "line_ids.group_key", "line_ids.stage")
     def _compute_customer_counts(self):
         """The customers (recipients) and the emails of each batch."""
         groups = self.env["document.email.batch.line"]._read_group(
-            [("batch_id", "in", self.ids)],
+            [("batch_id", "in", self.ids), ("stage", "=", "queued")],
             ["batch_id"],
             ["group_key:count_distinct", "mail_id:count_distinct"],
         )
@@ -165,6 +171,7 @@ class DocumentEmailBatch(models.Model):
         statement run's date), beside those the document type accepts from
         the request."""
         attachments = settings["attachments"]
+        self.env["document.email.send"]._check_groupable(documents, settings)
         batch = self.sudo().create(
             {
                 "name": name or documents._get_document_email_batch_name(),
@@ -174,8 +181,7 @@ class DocumentEmailBatch(models.Model):
                 "template_id": settings["template"].id,
                 "report_id": settings["report"] and settings["report"].id,
                 "report_chosen": settings["report"] is not None,
-                "per_customer": bool(settings.get("per_customer"))
-                and documents._document_email_groupable(),
+                "per_customer": bool(settings.get("per_customer")),
                 "email_cc": settings["email_cc"],
                 "email_bcc": settings["email_bcc"],
                 "attachment_ids": [Command.set(attachments.ids)],
@@ -194,33 +200,54 @@ class DocumentEmailBatch(models.Model):
 
     def _insert_lines(self, documents, settings=None):
         """One pending line per document; sent one email per customer, each
-        document's customer is noted and a customer's documents follow each
-        other (they go in one chunk)."""
-        keys = [None] * len(documents)
+        document's customer is noted and a customer's documents are cut in
+        parts of at most a chunk, numbered from the start ("1 of 2")."""
+        rows = [(doc.id, None, 1, 1) for doc in documents]
         if self.per_customer:
-            engine = self.env["document.email.send"]
-            by_key = documents.grouped(
-                lambda doc: engine._get_customer_key(doc, settings)
-            )
-            documents = documents.browse().concat(*by_key.values())
-            keys = [key for key, group in by_key.items() for _doc in group]
+            rows = self._get_customer_parts(documents, settings)
+        if not rows:
+            return
+        ids, keys, parts, counts = (list(column) for column in zip(*rows, strict=True))
         self.env.cr.execute(
             SQL(
                 """INSERT INTO document_email_batch_line
-                       (batch_id, res_id, group_key, sequence, stage, state,
+                       (batch_id, res_id, group_key, group_part, group_parts,
+                        sequence, stage, state,
                         create_uid, create_date, write_uid, write_date)
-                   SELECT %(batch)s, doc.id, doc.key, doc.seq, 'pending',
-                          'pending', %(uid)s, now() at time zone 'UTC',
+                   SELECT %(batch)s, doc.id, doc.key, doc.part, doc.parts,
+                          doc.seq, 'pending', 'pending',
+                          %(uid)s, now() at time zone 'UTC',
                           %(uid)s, now() at time zone 'UTC'
-                     FROM unnest(%(ids)s::int[], %(keys)s::varchar[])
-                          WITH ORDINALITY AS doc(id, key, seq)""",
+                     FROM unnest(%(ids)s::int[], %(keys)s::varchar[],
+                                 %(parts)s::int[], %(counts)s::int[])
+                          WITH ORDINALITY AS doc(id, key, part, parts, seq)""",
                 batch=self.id,
                 uid=self.env.uid,
-                ids=documents.ids,
+                ids=ids,
                 keys=keys,
+                parts=parts,
+                counts=counts,
             )
         )
         self.invalidate_recordset(["line_ids"])
+
+    def _get_customer_parts(self, documents, settings):
+        """[(document id, customer key, part, parts)], a customer's documents
+        following each other in parts of at most a chunk (a chunk takes
+        whole parts: never thousands of files in one transaction)."""
+        engine = self.env["document.email.send"]
+        size = max(self._get_chunk_size(), 1)
+        by_key = documents.grouped(lambda doc: engine._get_customer_key(doc, settings))
+        rows = []
+        for key, group in by_key.items():
+            count = -(-len(group) // size)
+            for index in range(count):
+                start, end = (
+                    index * len(group) // count,
+                    (index + 1) * len(group) // count,
+                )
+                rows += [(doc.id, key, index + 1, count) for doc in group[start:end]]
+        return rows
 
     def _trigger_processing(self):
         """With OCA queue_job installed, one job per chunk on the channel
@@ -254,8 +281,10 @@ class DocumentEmailBatch(models.Model):
         """queue_job: one chunk in the job's own transaction; the end of the
         batch is checked by a job of its own, after this one commits."""
         done = self._process_chunk(chunk_size=size, finish=False)
-        if done and self._count_pending():
+        if self._count_pending():
+            # nothing taken: the rest is held by another worker for now
             self.with_delay(
+                eta=None if done else BUSY_RETRY_SECONDS,
                 channel=QUEUE_JOB_CHANNEL,
                 description=self.env._("Send by email: render and queue a chunk"),
             )._job_process_chunk(size)
@@ -347,61 +376,78 @@ class DocumentEmailBatch(models.Model):
     @api.model
     def _lock_chunk(self, size):
         """Pending lines of the oldest running batch, locked for this
-        transaction; those another worker holds are skipped."""
+        transaction; those another worker holds are skipped (one email per
+        customer: whole parts only)."""
         self._flush_states()
         self.env.cr.execute(
-            """SELECT l.id, l.batch_id FROM document_email_batch_line l
-                 JOIN document_email_batch b ON b.id = l.batch_id
-                WHERE l.stage = 'pending' AND b.state = 'processing'
-                ORDER BY l.batch_id, l.sequence, l.id
-                LIMIT %s
-                  FOR NO KEY UPDATE OF l SKIP LOCKED""",
-            [size],
+            """SELECT b.id FROM document_email_batch b
+                WHERE b.state = 'processing'
+                  AND EXISTS (SELECT 1 FROM document_email_batch_line l
+                               WHERE l.batch_id = b.id AND l.stage = 'pending')
+                ORDER BY b.id"""
         )
-        rows = self.env.cr.fetchall()
-        first_batch = rows and rows[0][1]
-        lines = self.env["document.email.batch.line"].browse(
-            line_id for line_id, batch_id in rows if batch_id == first_batch
-        )
-        if lines and lines.batch_id.per_customer:
-            return lines.batch_id._complete_customers(lines)
-        return lines
+        for batch in self.browse(row[0] for row in self.env.cr.fetchall()):
+            lines = (
+                batch._lock_parts(size)[0]
+                if batch.per_customer
+                else batch._lock_lines(size)
+            )
+            if lines:
+                return lines
+        return self.env["document.email.batch.line"]
 
-    def _complete_customers(self, lines):
-        """The chunk's lines with the rest of their customers' pending lines
-        (one email per customer needs all of them); a customer some of
-        whose lines another worker holds is left to a later chunk."""
-        keys = list(set(lines.mapped("group_key")) - {False})
+    def _lock_lines(self, size):
         self.env.cr.execute(
-            SQL(
-                """SELECT id FROM document_email_batch_line
-                    WHERE batch_id = %(batch)s AND stage = 'pending'
-                      AND group_key = ANY(%(keys)s) AND id != ALL(%(ids)s)
-                      FOR NO KEY UPDATE SKIP LOCKED""",
-                batch=self.id,
-                keys=keys,
-                ids=lines.ids,
-            )
+            """SELECT id FROM document_email_batch_line
+                WHERE batch_id = %s AND stage = 'pending'
+                ORDER BY sequence, id
+                LIMIT %s
+                  FOR NO KEY UPDATE SKIP LOCKED""",
+            [self.id, size],
         )
-        lines |= lines.browse(row[0] for row in self.env.cr.fetchall())
+        return self.env["document.email.batch.line"].browse(
+            row[0] for row in self.env.cr.fetchall()
+        )
+
+    def _lock_parts(self, size):
+        """(lines, busy): whole customer parts of this batch up to ``size``
+        documents, locked; a part some of whose lines another worker holds
+        is left whole to a later chunk (``busy``: look again later)."""
         self.env.cr.execute(
-            SQL(
-                """SELECT group_key, count(*) FROM document_email_batch_line
-                    WHERE batch_id = %(batch)s AND stage = 'pending'
-                      AND group_key = ANY(%(keys)s)
-                    GROUP BY group_key""",
-                batch=self.id,
-                keys=keys,
-            )
+            """SELECT array_agg(id ORDER BY sequence, id)
+                 FROM document_email_batch_line
+                WHERE batch_id = %s AND stage = 'pending'
+                GROUP BY group_key, group_part
+                ORDER BY min(sequence)
+                LIMIT %s""",
+            [self.id, 5 * size],
         )
-        pending = dict(self.env.cr.fetchall())
-        held = lines.grouped("group_key")
-        return lines.filtered(
-            lambda line: (
-                not line.group_key
-                or len(held[line.group_key]) == pending[line.group_key]
-            )
-        )
+        lines, busy = self.env["document.email.batch.line"], False
+        for (ids,) in self.env.cr.fetchall():
+            if lines and len(lines) + len(ids) > size:
+                break
+            part = self._lock_whole(ids)
+            lines |= part
+            busy = busy or not part
+        return lines, busy
+
+    def _lock_whole(self, ids):
+        """These lines locked, or none of them (the locks taken are released
+        when one is held elsewhere)."""
+        try:
+            with self.env.cr.savepoint(flush=False):
+                self.env.cr.execute(
+                    """SELECT id FROM document_email_batch_line
+                        WHERE id = ANY(%s) AND stage = 'pending'
+                          FOR NO KEY UPDATE SKIP LOCKED""",
+                    [ids],
+                )
+                locked = [row[0] for row in self.env.cr.fetchall()]
+                if len(locked) != len(ids):
+                    raise _PartHeldElsewhere
+        except _PartHeldElsewhere:
+            return self.env["document.email.batch.line"]
+        return self.env["document.email.batch.line"].browse(locked)
 
     def _user_env(self):
         """As the batch's user in the batch's company, with every company
@@ -494,7 +540,7 @@ class DocumentEmailBatch(models.Model):
             return
         try:
             with self.env.cr.savepoint():
-                prepared, mails = self._queue_documents(readable)
+                prepared, mails = self._queue_documents(readable, lines)
         except (
             psycopg2.errors.TransactionRollbackError,
             psycopg2.errors.LockNotAvailable,
@@ -519,7 +565,13 @@ class DocumentEmailBatch(models.Model):
         lines = self.env["document.email.batch.line"].concat(
             *(by_res_id[document.id] for document in documents)
         )
-        parts = lines.grouped("group_key") if self.per_customer else {}
+        parts = (
+            lines.grouped(
+                lambda line: line.group_key and (line.group_key, line.group_part)
+            )
+            if self.per_customer
+            else {}
+        )
         if self.per_customer and len(parts) == 1 and next(iter(parts)):
             return False
         for key, group in parts.items():
@@ -555,12 +607,18 @@ class DocumentEmailBatch(models.Model):
             by_res_id[document.id]._skip(reason)
         return documents.browse()
 
-    def _queue_documents(self, documents):
+    def _queue_documents(self, documents, lines=None):
         """{document: mail values, skip reason or error}, and the emails
         queued, through the engine as the batch's user."""
         engine = self._get_engine()
+        settings = self._get_settings(engine)
+        if self.per_customer and lines:
+            settings["customer_parts"] = {
+                line.res_id: (line.group_part or 1, line.group_parts or 1)
+                for line in lines
+            }
         prepared = engine._prepare_documents_values(
-            documents.with_env(engine.env), self._get_settings(engine)
+            documents.with_env(engine.env), settings
         )
         # one email per customer: the documents of one email share its values
         values_list = list(
@@ -717,6 +775,9 @@ class DocumentEmailBatchLine(models.Model):
     # the customer (company and recipients) of a document sent together
     # with the customer's others, one email per customer
     group_key = fields.Char(readonly=True)
+    # one email per customer: the customer's part this line is in ("1 of 2")
+    group_part = fields.Integer("Part", readonly=True, default=1)
+    group_parts = fields.Integer("Parts", readonly=True, default=1)
     user_id = fields.Many2one(related="batch_id.user_id")
     sequence = fields.Integer(default=10)
     res_model = fields.Char(related="batch_id.res_model")
@@ -762,7 +823,7 @@ class DocumentEmailBatchLine(models.Model):
     reason = fields.Char(readonly=True)
     failure_reason = fields.Text(compute="_compute_failure_reason")
 
-    @api.depends("stage", "mail_id.state", "mail_id.document_bounced")
+    @api.depends("stage", "mail_id", "mail_id.state", "mail_id.document_bounced")
     def _compute_state(self):
         by_mail_state = {
             "sent": "sent",
@@ -773,6 +834,8 @@ class DocumentEmailBatchLine(models.Model):
         for line in self:
             if line.stage == "error":
                 line.state = "failed"
+            elif line.stage == "queued" and not line.mail_id and line.group_key:
+                line.state = "failed"  # one email per customer: its email is gone
             elif line.stage == "queued" and line.sudo().mail_id.document_bounced:
                 line.state = "bounced"
             elif line.stage == "queued":

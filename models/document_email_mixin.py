@@ -303,6 +303,6 @@ class DocumentEmailMixin(models.AbstractModel):
         return
 
     def _document_email_groupable(self):
-        """These documents may go one email per customer (each is kept on
-        itself, its thread, when it is sent)."""
-        return True
+        """These documents may go one email per customer: opt-in, only the
+        document types that say so (customer invoices, quotations)."""
+        return False

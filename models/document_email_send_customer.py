@@ -7,6 +7,10 @@ from odoo.tools import SQL, format_amount
 CUSTOMER_TEMPLATE = "account_document_email.mail_template_customer_documents"
 # room left for the headers Odoo adds when it builds the message
 HEADERS_MARGIN = 4 * 1024
+# each attached file's own MIME headers (name, type, encoding, boundary)
+MIME_PART_MARGIN = 512
+# what the estimate may miss (quoted-printable body, folded headers)
+SIZE_MARGIN = 1.05
 
 
 class DocumentEmailSend(models.AbstractModel):
@@ -20,7 +24,26 @@ class DocumentEmailSend(models.AbstractModel):
     @api.model
     def _get_default_settings(self, **values):
         values.setdefault("per_customer", False)
+        # {document id: (part, parts)}: a customer's part set when recorded
+        values.setdefault("customer_parts", {})
         return super()._get_default_settings(**values)
+
+    @api.model
+    def _check_settings(self, settings, documents):
+        self._check_groupable(documents, settings)
+        return super()._check_settings(settings, documents)
+
+    @api.model
+    def _check_groupable(self, documents, settings):
+        """One email per customer is refused for the documents whose type
+        does not offer it (e.g. confirmation requests, payments, reminders)."""
+        if settings.get("per_customer") and not documents._document_email_groupable():
+            raise UserError(
+                self.env._(
+                    "These documents cannot be sent one email per customer: "
+                    "only customer invoices, credit notes and sales orders can."
+                )
+            )
 
     @api.model
     def _get_customer_key(self, document, settings):
@@ -36,8 +59,9 @@ class DocumentEmailSend(models.AbstractModel):
 
     @api.model
     def _prepare_documents_values(self, documents, settings):
-        if not (settings.get("per_customer") and documents._document_email_groupable()):
+        if not settings.get("per_customer"):
             return super()._prepare_documents_values(documents, settings)
+        self._check_groupable(documents, settings)
         return self._prepare_customers_values(documents, settings)
 
     @api.model
@@ -64,23 +88,30 @@ class DocumentEmailSend(models.AbstractModel):
                     files[document] = made.get(document.id) or []
         sent = documents.filtered(lambda doc: doc not in result)
         sent._document_email_before_render()
-        groups = sent.grouped(lambda doc: self._get_customer_key(doc, settings))
-        for group in groups.values():
-            result.update(self._prepare_customer_values(group, files, settings))
+        parts = settings.get("customer_parts") or {}
+        groups = sent.grouped(
+            lambda doc: (self._get_customer_key(doc, settings), parts.get(doc.id))
+        )
+        for (_key, part), group in groups.items():
+            result.update(
+                self._prepare_customer_values(group, files, settings, part or (1, 1))
+            )
         failed = [doc.id for doc, val in result.items() if not isinstance(val, dict)]
         documents.browse(failed)._restore_document_email_sent_state(sent_before)
         return {document: result[document] for document in documents}
 
     @api.model
-    def _prepare_customer_values(self, documents, files, settings):
-        """The emails of one customer: as few as the server's size limit
-        allows, each under it, numbered "1 of 2"; a document whose files
-        alone exceed it fails (never sent without them)."""
+    def _prepare_customer_values(self, documents, files, settings, numbered=(1, 1)):
+        """The emails of one customer (or of a part of its documents,
+        ``numbered`` (part, parts) when recorded): as few as the server's
+        size limit allows, each under it, numbered "1 of 2"; a document
+        whose files alone exceed it fails (never sent without them)."""
         first = documents[:1]
         company = first._get_document_email_company()
         partners = self._get_partners(first, settings)
         rendered = self._render_customer_email(partners[:1], company, documents)
-        limit = self._get_max_email_bytes(company)
+        server = self._get_customer_mail_server(company, rendered[2])
+        limit = server.sudo()._get_max_email_size() * 1024 * 1024
         parts, too_big = self._split_by_size(
             documents, files, rendered[1], limit, settings
         )
@@ -89,11 +120,15 @@ class DocumentEmailSend(models.AbstractModel):
             if len(parts) > 1 or too_big:
                 rendered = self._render_customer_email(partners[:1], company, part)
             subject = rendered[0]
+            if numbered[1] > 1:
+                subject = self._number_part(subject, *numbered, partners[:1])
             if len(parts) > 1:
                 subject = self._number_part(subject, index, len(parts), partners[:1])
             values = self._prepare_customer_mail_values(
                 part, partners, (subject, *rendered[1:]), files, settings
             )
+            if server:  # the server whose limit the split kept to
+                values["mail_server_id"] = server.id
             result.update(dict.fromkeys(part, values))
         return result
 
@@ -101,10 +136,13 @@ class DocumentEmailSend(models.AbstractModel):
     def _prepare_customer_mail_values(
         self, documents, partners, rendered, files, settings
     ):
-        """One email of a customer, kept on its first document; each
+        """One email of a customer, kept on a record of the billing users
+        (not on a document: its readers could see the others'); each
         document's files are kept on that document."""
         subject, body, email_from = rendered
-        thread = documents[:1]._get_document_email_thread()
+        thread = self.env["document.email.statement"]._log_customer_email(
+            partners[:1], documents[:1]._get_document_email_company()
+        )
         attachments = settings["attachments"].sudo().copy(self._owner(thread))
         for document in documents:
             attachments |= self._create_file_attachments(
@@ -191,18 +229,32 @@ class DocumentEmailSend(models.AbstractModel):
     # ------------------------------------------------------------------
 
     @api.model
-    def _get_max_email_bytes(self, company):
-        """The largest email the company's server accepts (its Max Email
-        Size, read from its SIZE by Odoo, else Odoo's default): above it
-        Odoo's queue would turn the files into download links."""
-        server = company._get_document_mail_server() or self.env["ir.mail_server"]
-        return server.sudo()._get_max_email_size() * 1024 * 1024
+    def _get_customer_mail_server(self, company, email_from):
+        """The server a customer's email goes through: the company's own, or
+        the one Odoo's default selection picks for this sender (set on the
+        email when it sends from that very address, as Odoo would); empty:
+        Odoo's command-line server."""
+        server = company._get_document_mail_server()
+        if server:
+            return server
+        found, smtp_from = (
+            self.env["ir.mail_server"].sudo()._find_mail_server(email_from)
+        )
+        if found and smtp_from == email_from:
+            return found
+        return self.env["ir.mail_server"]
 
     @api.model
     def _estimate_size(self, body, sizes):
-        return (
-            self.env["mail.mail"]._estimate_email_size({}, body, sizes) + HEADERS_MARGIN
-        )
+        """Bytes of the message as sent, never under core's own estimate
+        (above the limit core would turn the files into links): each file
+        in base64 lines of 76 characters plus CRLF, the body twice (HTML and
+        its text alternative), the headers, and 5% of margin."""
+        text = len((body or "").encode())
+        encoded = sum(-(-size // 3) * 4 * 78 / 76 + MIME_PART_MARGIN for size in sizes)
+        ours = (2 * text * 78 / 76 + encoded + HEADERS_MARGIN) * SIZE_MARGIN
+        core = self.env["mail.mail"]._estimate_email_size({}, body, sizes)
+        return max(ours, core)
 
     @api.model
     def _split_by_size(self, documents, files, body, limit, settings):
@@ -241,14 +293,11 @@ class DocumentEmailSend(models.AbstractModel):
 
     @api.model
     def _trace_customer_mails(self, mail_of):
-        """{document: its email}: the documents an email carries besides
-        the one it is kept on get a note pointing to it, with their own
-        files, and every document counts as sent."""
+        """{document: its email}: each document gets a note pointing to
+        the email, with its own files only, and counts as sent."""
         note = self.env.ref("mail.mt_note")
         for document, mail in mail_of.items():
             thread = document._get_document_email_thread()
-            if (thread._name, thread.id) == (mail.model, mail.res_id):
-                continue
             owner = self.env[mail.model].browse(mail.res_id)
             self.env["mail.message"].sudo().create(
                 {

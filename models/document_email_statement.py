@@ -22,7 +22,11 @@ class DocumentEmailStatement(models.Model):
     )
     company_id = fields.Many2one("res.company", required=True, readonly=True)
     document = fields.Selection(
-        [("statement", "Statement"), ("letter", "Confirmation letter")],
+        [
+            ("statement", "Statement"),
+            ("letter", "Confirmation letter"),
+            ("documents", "Customer documents"),
+        ],
         required=True,
         readonly=True,
     )
@@ -123,6 +127,24 @@ class DocumentEmailStatement(models.Model):
         if user.active and not user.share:
             return user
         return self.env.user
+
+    @api.model
+    def _log_customer_email(self, partner, company):
+        """The record one email of several documents of a customer is kept
+        on, readable by the company's billing users only: each document gets
+        a note with its own file, never the others' links, amounts or files."""
+        kind = dict(self._fields["document"]._description_selection(self.env))
+        today = fields.Date.context_today(self)
+        return self.sudo().create(
+            {
+                "name": f"{kind['documents']} {partner.display_name} "
+                f"{fields.Date.to_string(today)}",
+                "partner_id": partner.id,
+                "company_id": company.id,
+                "document": "documents",
+                "date_at": today,
+            }
+        )
 
     @api.model
     def _log_for(self, partner):

@@ -8,6 +8,9 @@ class SaleOrder(models.Model):
     def _get_document_email_group(self):
         return "sales_team.group_sale_salesman"
 
+    def _document_email_groupable(self):
+        return True
+
     def _get_document_email_template_xmlid(self):
         return "account_document_email.mail_template_sale_order"
 

@@ -109,6 +109,7 @@ class RecordingHandler:
                     "mail_from": envelope.mail_from,
                     "rcpt_tos": list(envelope.rcpt_tos),
                     "message": message,
+                    "size": len(envelope.content),
                 }
             )
         return "250 Message accepted for delivery"

@@ -19,6 +19,7 @@ class DocumentEmailWizard(models.TransientModel):
     res_model = fields.Char("Document Model", required=True, readonly=True)
     res_ids = fields.Char("Document IDs", required=True, readonly=True)
     document_count = fields.Integer(compute="_compute_document_count")
+    groupable = fields.Boolean(compute="_compute_document_count")
     document_names = fields.Char(compute="_compute_document_count")
     preview_label = fields.Char(compute="_compute_document_count")
     partner_ids = fields.Many2many(
@@ -157,6 +158,7 @@ class DocumentEmailWizard(models.TransientModel):
         for wizard in self:
             documents = wizard._get_documents()
             wizard.document_count = len(documents)
+            wizard.groupable = documents._document_email_groupable()
             wizard.document_names = ", ".join(documents[:20].mapped("display_name"))
             wizard.preview_label = len(documents) > 1 and self.env._(
                 "Preview for %(document)s; each document gets its own.",

@@ -6,12 +6,14 @@ the cron runs it. Counted there: every SQL statement and every commit,
 the cron's own commit at the end included."""
 
 import json
+import logging
 
 from odoo.tests import tagged
 
 from . import test_queue_processes as processes
 from .common import SMTPTestServer
 
+_logger = logging.getLogger(__name__)
 EMAILS = 10
 
 
@@ -46,11 +48,13 @@ class TestMailQueueCost(processes.ChildProcessCase):
             state for state, _r, _m in self._committed_mails(created["ours"]).values()
         }
         self.assertEqual(states, {"sent"})
-        print(
-            f"mail queue per email: ours {ours['queries'] / EMAILS:.1f} queries, "
-            f"{ours['commits'] / EMAILS:.2f} commits; core "
-            f"{core['queries'] / EMAILS:.1f} queries, "
-            f"{core['commits'] / EMAILS:.2f} commits"
+        _logger.info(
+            "mail queue per email: ours %.1f queries, %.2f commits; "
+            "core %.1f queries, %.2f commits",
+            ours["queries"] / EMAILS,
+            ours["commits"] / EMAILS,
+            core["queries"] / EMAILS,
+            core["commits"] / EMAILS,
         )
         self.assertLessEqual(ours["queries"], core["queries"], (ours, core))
         # one commit an email, and the run's own at the end, as core's

@@ -7,6 +7,7 @@ to a few seconds here (a system parameter): the count is kept per window,
 so the limit holds per window of that length as it does per minute."""
 
 import json
+import logging
 import threading
 import time
 
@@ -15,6 +16,7 @@ from odoo.tests import tagged
 from .common import RecordingHandler, SMTPTestServer
 from .test_queue_processes import ChildProcessCase
 
+_logger = logging.getLogger(__name__)
 WINDOW = 5
 LIMIT = 4
 EMAILS = 14
@@ -90,10 +92,14 @@ class TestParallelDelivery(ChildProcessCase):
         for message in messages:
             window = int(message["at"] // WINDOW)
             per_window[window] = per_window.get(window, 0) + 1
-        print(
-            f"parallel delivery: {EMAILS} emails, per {WINDOW} s window "
-            f"{sorted(per_window.values(), reverse=True)} (limit {LIMIT}), over "
-            f"{len({m['peer'] for m in messages})} SMTP connections"
+        _logger.info(
+            "parallel delivery: %s emails, per %s s window %s (limit %s), over %s "
+            "SMTP connections",
+            EMAILS,
+            WINDOW,
+            sorted(per_window.values(), reverse=True),
+            LIMIT,
+            len({message["peer"] for message in messages}),
         )
         self.assertLessEqual(max(per_window.values()), LIMIT, per_window)
         # the limit, not the workers, set the pace: full windows one after

@@ -59,6 +59,32 @@ class MailMail(models.Model):
         self.invalidate_recordset(["document_claim_pid", "document_claimed_until"])
         return self.browse([mail_id for mail_id in self.ids if mail_id in claimed])
 
+    @api.model
+    def process_email_queue(self, ids=None, batch_size=1000):
+        """The emails another worker has claimed are left to it: this run
+        takes the next ones, so that the workers share the queue."""
+        queue = self
+        claimed = self._document_claimed_elsewhere()
+        if claimed:
+            filters = [*self.env.context.get("filters", []), ("id", "not in", claimed)]
+            queue = self.with_context(filters=filters)
+        return super(MailMail, queue).process_email_queue(
+            ids=ids, batch_size=batch_size
+        )
+
+    @api.model
+    def _document_claimed_elsewhere(self):
+        self.env.cr.execute(
+            SQL(
+                f"""SELECT mail.id FROM mail_mail mail
+                     WHERE mail.state = 'outgoing'
+                       AND mail.document_claim_pid IS NOT NULL
+                       AND mail.document_claim_pid != pg_backend_pid()
+                       AND NOT {CLAIM_FREE}"""
+            )
+        )
+        return [row[0] for row in self.env.cr.fetchall()]
+
     def send(self, auto_commit=False, raise_exception=False, post_send_callback=None):
         mails = self
         if auto_commit is not True and self.ids:

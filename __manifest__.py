@@ -3,7 +3,7 @@
 {
     "name": "Send Documents by Email",
     "summary": "Email invoices, orders, payments and statements from their own screen",
-    "version": "18.0.1.1.0",
+    "version": "18.0.1.2.0",
     "category": "Accounting/Accounting",
     "website": "https://github.com/account-document-email/account_document_email",
     "author": "account_document_email developers",
@@ -16,6 +16,7 @@
         "portal",
     ],
     "data": [
+        "security/account_confirmation_groups.xml",
         "security/ir.model.access.csv",
         "security/document_email_batch_security.xml",
         "data/mail_template_data.xml",

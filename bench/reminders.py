@@ -2,20 +2,22 @@
 the daily job, then its batch in bounded chunks, as the scheduler runs
 them, with no HTTP request anywhere.
 
-Run by hand (not in CI), with the Odoo venv's Python::
+Run by hand for its figures (``make test`` runs it once with ``--smoke``),
+with the Odoo venv's Python::
 
     /opt/ade/venv/bin/python bench/reminders.py [--customers 1000]
-        [--smoke] [--pdfs] [--addons /opt/ade/addons] [--keep]
+        [--smoke] [--pdfs] [--addons /opt/ade/addons] [--template DB] [--keep]
 
-Installs the add-on in a new database, creates ``customers`` customers with
-an invoice 10 days overdue and a reminder level at +7 days (attaching the
-invoices' PDFs only with ``--pdfs``), points the company's outgoing server
-at a local SMTP sink, then times: the job run (it records the reminders and
-one batch, nothing rendered), the batch's chunks (their count and largest
-size: bounded by the batch chunk size), the mail queue; checks that every
-customer received exactly one reminder and that a second job run queues
-none. ``--smoke`` runs the smallest size (5 customers). The database is
-dropped at the end unless ``--keep``.
+Installs the add-on in a new database (or copies ``--template``, a database
+with the add-on installed, as ``make test`` does for its smoke run), creates
+``customers`` customers with an invoice 10 days overdue and a reminder level
+at +7 days (attaching the invoices' PDFs only with ``--pdfs``), points the
+company's outgoing server at a local SMTP sink, then times: the job run (it
+records the reminders and one batch, nothing rendered), the batch's chunks
+(their count and largest size: bounded by the batch chunk size), the mail
+queue; checks that every customer received exactly one reminder and that a
+second job run queues none. ``--smoke`` runs the smallest size (5
+customers). The database is dropped at the end unless ``--keep``.
 """
 
 import argparse
@@ -28,6 +30,7 @@ from datetime import timedelta
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from batch_email import (
+    ODOO_SRC,
     Sink,
     admin_env,
     drain_queue,
@@ -48,6 +51,12 @@ def parse_args():
     )
     parser.add_argument("--db", default=f"ade_bench_reminders_{int(time.time())}")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--template",
+        help="create the database as a copy of this one (the add-on "
+        "installed, without demo data; its filestore copied too) instead of "
+        "installing from scratch",
+    )
     args = parser.parse_args()
     if args.smoke:
         args.customers = 5
@@ -180,6 +189,7 @@ def main():
     from aiosmtpd.controller import Controller
 
     args = parse_args()
+    sys.path.insert(0, ODOO_SRC)
     install(args)
     sink = Sink()
     port = free_port()

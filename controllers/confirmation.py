@@ -3,7 +3,7 @@ import os
 
 from odoo import http
 from odoo.http import request
-from odoo.tools import consteq, float_round
+from odoo.tools import float_round
 
 # what a partner may attach to their answer
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -11,7 +11,9 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 # refuses a larger body (413) before Odoo spools it
 MAX_FORM_BYTES = 64 * 1024
 MAX_COMMENT_CHARS = 2000
-# our tokens are 36 ASCII characters: anything far from that is not one
+MAX_NAME_CHARS = 128
+# our tokens are 64 ASCII characters (36 for links sent before 18.0.1.2.0):
+# anything far from that is not one
 MAX_TOKEN_CHARS = 128
 UPLOAD_EXTENSIONS = {
     ".pdf", ".png", ".jpg", ".jpeg", ".csv", ".txt",
@@ -31,16 +33,17 @@ class ConfirmationController(http.Controller):
         )
         if not self._is_token_shaped(access_token):
             return None
-        if not confirmation.exists() or not confirmation.access_token:
+        if not confirmation.exists():
             return None
-        if not consteq(confirmation.access_token, access_token):
+        if not confirmation._check_confirmation_token(access_token):
             return None
         if not confirmation._is_link_valid():
             return None
         # the page and what it records speak the partner's language
         lang = confirmation.partner_id.lang or confirmation.company_id.partner_id.lang
         request.update_context(lang=lang)
-        return confirmation.with_context(lang=lang)
+        # the pages' forms carry the token the visitor gave: none is stored
+        return confirmation.with_context(lang=lang, confirmation_token=access_token)
 
     def _is_token_shaped(self, access_token):
         """consteq compares ASCII text only: any other token is simply wrong."""
@@ -59,6 +62,7 @@ class ConfirmationController(http.Controller):
                 "res_company": confirmation.company_id,
                 "no_header": True,
                 "no_footer": True,
+                "access_token": confirmation.env.context["confirmation_token"],
                 **(values or {}),
             },
             **kw,
@@ -104,7 +108,9 @@ class ConfirmationController(http.Controller):
         confirmation = self._get_request(request_id, access_token)
         if not confirmation:
             return request.not_found()
-        confirmation._mark_opened()
+        confirmation._mark_opened(**self._visitor())
+        if confirmation.campaign_id.require_code and confirmation._is_answerable():
+            confirmation._send_answer_code(**self._visitor())
         return self._render_page(confirmation)
 
     @http.route(
@@ -124,10 +130,31 @@ class ConfirmationController(http.Controller):
         if refusal:
             return refusal
         values, error = self._read_answer(confirmation, answer, post)
+        if (
+            not error
+            and confirmation.campaign_id.require_code
+            and not confirmation._check_answer_code(post.get("code"))
+        ):
+            error = request.env._(
+                "This code is wrong or no longer valid. Open the link "
+                "again for a new code."
+            )
         if error:
             return self._render_page(confirmation, error=error)
-        confirmation._record_answer(**values, ip=request.httprequest.remote_addr)
+        confirmation._record_answer(
+            **values,
+            ip=request.httprequest.remote_addr,
+            user_agent=self._visitor()["user_agent"],
+        )
         return self._render_page(confirmation)
+
+    def _visitor(self):
+        """What the evidence records of who acted on the page."""
+        httprequest = request.httprequest
+        return {
+            "ip": httprequest.remote_addr or "",
+            "user_agent": (httprequest.user_agent.string or "")[:MAX_NAME_CHARS],
+        }
 
     def _refuse_answer(self, confirmation):
         """The page to show instead of reading the answer, or None."""
@@ -168,6 +195,12 @@ class ConfirmationController(http.Controller):
                 "or attach a file.",
                 max=MAX_COMMENT_CHARS,
             )
+        responder = (
+            self._text(post.get("responder_name"))[:MAX_NAME_CHARS],
+            self._text(post.get("responder_role"))[:MAX_NAME_CHARS],
+        )
+        if not all(responder):
+            return None, request.env._("Enter your name and your position.")
         upload = post.get("attachment")
         file = None
         if getattr(upload, "filename", None):
@@ -179,6 +212,7 @@ class ConfirmationController(http.Controller):
             "their_amount": amount,
             "comment": comment,
             "file": file,
+            "responder": responder,
         }, None
 
     def _text(self, value):

@@ -1,7 +1,7 @@
 import random
 
 from odoo import Command, api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL
 
 ACCOUNT_TYPES = {
@@ -9,6 +9,14 @@ ACCOUNT_TYPES = {
     "vendor": ("liability_payable",),
     "both": ("asset_receivable", "liability_payable"),
 }
+AUDITOR_GROUP = "account_document_email.group_confirmation_auditor"
+# what the auditor approves: nobody changes it afterwards
+APPROVED_FIELDS = {
+    "name", "company_id", "date_at", "kind", "partner_scope", "selection_rule",
+    "threshold_amount", "sample_size", "random_seed", "reply_email", "deadline",
+    "second_request_days", "link_grace_days", "request_ids", "state",
+    "auditor_id", "approval_date", "require_code",
+}  # fmt: skip
 
 
 class AccountConfirmationCampaign(models.Model):
@@ -27,7 +35,12 @@ class AccountConfirmationCampaign(models.Model):
     )
     currency_id = fields.Many2one(related="company_id.currency_id")
     state = fields.Selection(
-        [("draft", "Draft"), ("sent", "Sent"), ("closed", "Closed")],
+        [
+            ("draft", "Draft"),
+            ("approved", "Approved by the Auditor"),
+            ("sent", "Sent"),
+            ("closed", "Closed"),
+        ],
         default="draft",
         required=True,
         tracking=True,
@@ -72,10 +85,24 @@ class AccountConfirmationCampaign(models.Model):
         "give it to the auditor so the sample can be reproduced.",
     )
     reply_email = fields.Char(
-        "Copy Answers To",
-        default=lambda self: self.env.company.email,
-        help="Every answer is emailed to this address: the company's, or the "
-        "auditor's when the auditor controls the replies.",
+        "Answers Go To",
+        default=lambda self: self._default_reply_email(),
+        help="Every answer is emailed to this address: the auditor's (the "
+        "approving auditor's own when left empty).",
+    )
+    require_code = fields.Boolean(
+        "Code by Email",
+        default=True,
+        help="Opening the personal link emails a one-time code to the "
+        "approved address, and the answer needs it: whoever answers reads "
+        "that mailbox.",
+    )
+    auditor_id = fields.Many2one(
+        "res.users", "Approved By", readonly=True, copy=False, tracking=True
+    )
+    approval_date = fields.Datetime(readonly=True, copy=False)
+    event_ids = fields.One2many(
+        "account.confirmation.event", "campaign_id", string="Evidence"
     )
     deadline = fields.Date("Reply Deadline", required=True)
     second_request_days = fields.Integer(
@@ -96,6 +123,47 @@ class AccountConfirmationCampaign(models.Model):
     request_count = fields.Integer(compute="_compute_request_stats")
     answered_count = fields.Integer(compute="_compute_request_stats")
     disputed_count = fields.Integer(compute="_compute_request_stats")
+
+    @api.model
+    def _default_reply_email(self):
+        user = self.env.user
+        return user.email if user.has_group(AUDITOR_GROUP) else False
+
+    # ------------------------------------------------------------------
+    # Who may change what (ISA 505 ¶7: the auditor controls the requests)
+    # ------------------------------------------------------------------
+
+    @api.model
+    def _is_auditor(self):
+        return self.env.su or self.env.user.has_group(AUDITOR_GROUP)
+
+    @api.model
+    def _check_auditor(self):
+        if not self._is_auditor():
+            raise AccessError(self.env._("Only the confirmation auditor may do this."))
+
+    def write(self, vals):
+        if not self.env.su and APPROVED_FIELDS.intersection(vals):
+            if any(campaign.state != "draft" for campaign in self):
+                raise UserError(
+                    self.env._(
+                        "The auditor approved this campaign: its requests, "
+                        "addresses, dates and reply address can no longer be "
+                        "changed."
+                    )
+                )
+            if {"state", "auditor_id", "approval_date"}.intersection(vals):
+                self._check_auditor()
+        return super().write(vals)
+
+    def unlink(self):
+        if not self.env.su and any(c.state != "draft" for c in self):
+            raise UserError(
+                self.env._(
+                    "An approved or sent campaign is evidence: it cannot be deleted."
+                )
+            )
+        return super().unlink()
 
     @api.depends("request_ids.state")
     def _compute_request_stats(self):
@@ -200,7 +268,7 @@ class AccountConfirmationCampaign(models.Model):
             ):
                 raise UserError(self.env._("Enter how many partners to select."))
             balances = campaign._get_balances()
-            campaign.request_ids.unlink()
+            campaign.request_ids.sudo().unlink()
             campaign.request_ids = [
                 Command.create(
                     {
@@ -216,24 +284,89 @@ class AccountConfirmationCampaign(models.Model):
     # Sending and follow-up
     # ------------------------------------------------------------------
 
-    def action_send(self):
-        """One email per draft request, with its letter, through the send
-        wizard's batch path."""
+    def action_approve(self):
+        """The auditor approves the list of requests and each address: from
+        now on nobody changes them."""
+        self._check_auditor()
+        for campaign in self:
+            if campaign.state != "draft" or not campaign.request_ids:
+                raise UserError(
+                    self.env._("Approve a draft campaign with its requests.")
+                )
+            campaign.sudo().write(
+                {
+                    "state": "approved",
+                    "auditor_id": self.env.uid,
+                    "approval_date": fields.Datetime.now(),
+                    "reply_email": campaign.reply_email or self.env.user.email,
+                }
+            )
+            campaign.request_ids._approve_address()
+            campaign._log_event("approved", **campaign._get_approval_evidence())
+
+    def _get_approval_evidence(self):
         self.ensure_one()
-        drafts = self.request_ids.filtered(lambda r: r.state == "draft")
-        if not drafts:
-            raise UserError(self.env._("There is no request to send."))
-        sendable = drafts.filtered(
-            lambda r: r._get_document_email_partners().filtered("email")
+        return {
+            "auditor": self.env.user.name,
+            "reply_email": self.reply_email,
+            "deadline": self.deadline,
+            "requests": [
+                [r.partner_id.display_name, r.approved_email or "", r.our_balance]
+                for r in self.request_ids
+            ],
+        }
+
+    def _log_event(self, event_type, **payload):
+        for campaign in self:
+            self.env["account.confirmation.event"]._append(
+                campaign, event_type, payload=payload
+            )
+
+    def action_send(self):
+        """One email per approved request with an address, with its letter,
+        through the send wizard's batch path: each counts as sent once the
+        server took its email. The others wait to be posted."""
+        self.ensure_one()
+        self._check_auditor()
+        if self.state != "approved":
+            raise UserError(
+                self.env._("The auditor approves the campaign before it is sent.")
+            )
+        sendable = self.request_ids.filtered(
+            lambda r: r.state == "draft" and r.approved_email
         )
-        sendable.write({"state": "sent", "sent_date": fields.Date.context_today(self)})
-        self.state = "sent"
+        sendable.sudo().state = "queued"
+        self.sudo().state = "sent"
         if sendable:
             self.env["document.email.send"]._queue_documents(sendable)
         return self.action_view_requests()
 
     def action_close(self):
-        self.state = "closed"
+        """Only the auditor closes: the links die, the evidence is sealed."""
+        self._check_auditor()
+        for campaign in self.filtered(lambda c: c.state == "sent"):
+            campaign.sudo().state = "closed"
+            campaign._log_event("closed", **campaign._get_outcome_counts())
+
+    def _get_outcome_counts(self):
+        self.ensure_one()
+        counts = {}
+        for request in self.request_ids:
+            counts[request.state] = counts.get(request.state, 0) + 1
+        return {"states": counts}
+
+    def action_print_evidence(self):
+        return self.env.ref(
+            "account_document_email.action_report_confirmation_evidence"
+        ).report_action(self)
+
+    def _check_evidence(self):
+        """(True, None) when the chain holds, else (False, the first entry
+        that breaks it)."""
+        self.ensure_one()
+        Event = self.env["account.confirmation.event"].sudo()
+        broken = Event.search([("campaign_id", "=", self.id)])._find_first_break()
+        return (not broken, broken)
 
     def action_view_requests(self):
         self.ensure_one()
@@ -260,6 +393,41 @@ class AccountConfirmationCampaign(models.Model):
         """The answers that differ from our books, for the auditor."""
         self.ensure_one()
         return self.request_ids.filtered(lambda r: r.state == "disputed")
+
+    # ------------------------------------------------------------------
+    # The auditor's reports (ISA 505 ¶12, A18-A19)
+    # ------------------------------------------------------------------
+
+    def _get_state_summary(self):
+        """[(state label, count, amount in the company's currency)] for
+        every state, and the share of the balance confirmed (0-100)."""
+        self.ensure_one()
+        labels = dict(
+            self.env["account.confirmation.request"]
+            ._fields["state"]
+            ._description_selection(self.env)
+        )
+        amounts = {state: [0, 0.0] for state in labels}
+        for request in self.request_ids:
+            amounts[request.state][0] += 1
+            amounts[request.state][1] += abs(request._get_company_balance())
+        total = sum(amount for __, amount in amounts.values())
+        confirmed = amounts["confirmed"][1]
+        rows = [(labels[state], *amounts[state]) for state in labels]
+        return rows, (100.0 * confirmed / total if total else 0.0)
+
+    def _get_alternative_requests(self):
+        """The requests that call for alternative procedures: no reply and
+        undelivered (no answer at all)."""
+        self.ensure_one()
+        return self.request_ids.filtered(
+            lambda r: r.state in ("no_reply", "undelivered", "queued")
+        )
+
+    def action_print_alternative_procedures(self):
+        return self.env.ref(
+            "account_document_email.action_report_confirmation_alternative"
+        ).report_action(self)
 
     @api.model
     def _cron_follow_up(self):

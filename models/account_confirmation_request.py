@@ -1,14 +1,46 @@
 import base64
+import hashlib
+import secrets
 from datetime import timedelta
 
 from markupsafe import Markup
 
 from odoo import Command, api, fields, models
-from odoo.exceptions import UserError
-from odoo.tools import format_amount, format_datetime
+from odoo.exceptions import AccessError, UserError
+from odoo.tools import consteq, format_amount, format_datetime
 from odoo.tools.image import image_data_uri
+from odoo.tools.misc import hmac
 
-WAITING_STATES = ("sent", "opened", "second_sent")
+# the one-time code: valid this long, this many wrong tries
+CODE_MINUTES = 15
+CODE_TRIES = 5
+WAITING_STATES = ("sent", "posted", "opened", "second_sent")
+AUDITOR_GROUP = "account_document_email.group_confirmation_auditor"
+# what the answer and the delivery record: written by the page and the
+# mail queue (as superuser), never by a user
+ANSWER_FIELDS = {
+    "state", "their_balance", "comment", "answer_attachment_id", "answer_date",
+    "answer_ip", "responder_name", "responder_role", "sent_date",
+    "second_request_date", "approved_email", "delivery_note",
+}  # fmt: skip
+# what the auditor approves
+APPROVED_FIELDS = {
+    "campaign_id", "partner_id", "currency_id", "our_balance", "approved_email",
+}  # fmt: skip
+TOKEN_SCOPE = "account_document_email.confirmation"
+# what the chatter shows in place of the personal link's token
+HIDDEN_TOKEN = "HIDDEN"
+
+
+def settlements(line):
+    """[(partial reconciliation, the other line)] of a journal item."""
+    return [(p, p.credit_move_id) for p in line.matched_credit_ids] + [
+        (p, p.debit_move_id) for p in line.matched_debit_ids
+    ]
+
+
+def token_hash(token):
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class AccountConfirmationRequest(models.Model):
@@ -41,13 +73,16 @@ class AccountConfirmationRequest(models.Model):
     state = fields.Selection(
         [
             ("draft", "Draft"),
+            ("queued", "Being Sent"),
             ("sent", "Sent"),
+            ("posted", "Sent by Post"),
             ("opened", "Opened"),
             ("second_sent", "Second Request Sent"),
             ("confirmed", "Confirmed"),
             ("disputed", "Disputed"),
             ("no_reply", "No Reply"),
             ("no_exception", "No Exception Reported"),
+            ("undelivered", "Undelivered"),
         ],
         default="draft",
         required=True,
@@ -66,8 +101,30 @@ class AccountConfirmationRequest(models.Model):
     )
     answer_date = fields.Datetime("Answered On", copy=False, readonly=True)
     answer_ip = fields.Char("Answered From (IP)", copy=False, readonly=True)
+    approved_email = fields.Char(
+        "Approved Address",
+        copy=False,
+        readonly=True,
+        help="The address the auditor approved: the request and its code go "
+        "there only.",
+    )
+    delivery_note = fields.Char(
+        "Delivery", copy=False, readonly=True, help="Why the request never arrived."
+    )
+    responder_name = fields.Char("Answered By", copy=False, readonly=True)
+    responder_role = fields.Char("Their Position", copy=False, readonly=True)
+    event_ids = fields.One2many(
+        "account.confirmation.event", "request_id", string="Evidence"
+    )
     sent_date = fields.Date(copy=False, readonly=True)
     second_request_date = fields.Date("Second Request On", copy=False, readonly=True)
+    # the link's token is never stored: only its digest, and the nonce from
+    # which the database's secret derives it when an email or letter is made
+    access_token_hash = fields.Char(copy=False, groups="base.group_system")
+    token_nonce = fields.Char(copy=False, groups="base.group_system")
+    code_hash = fields.Char(copy=False, groups="base.group_system")
+    code_expiry = fields.Datetime(copy=False, groups="base.group_system")
+    code_tries = fields.Integer(copy=False, groups="base.group_system")
 
     _sql_constraints = [
         (
@@ -80,9 +137,37 @@ class AccountConfirmationRequest(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         requests = super().create(vals_list)
-        for request in requests:
-            request._portal_ensure_token()
+        requests._ensure_token_nonce()
         return requests
+
+    def write(self, vals):
+        if not self.env.su:
+            self._check_user_write(vals)
+        return super().write(vals)
+
+    def _check_user_write(self, vals):
+        """Users never write an answer or a delivery; nobody but the auditor
+        changes what the auditor approved."""
+        if ANSWER_FIELDS.intersection(vals):
+            raise AccessError(
+                self.env._(
+                    "The answers and deliveries of balance confirmations are "
+                    "recorded by the confirmations themselves."
+                )
+            )
+        if APPROVED_FIELDS.intersection(vals) and any(
+            r.campaign_id.state != "draft" for r in self
+        ):
+            raise UserError(
+                self.env._("The auditor approved these requests: they cannot change.")
+            )
+
+    def unlink(self):
+        if not self.env.su and any(r.campaign_id.state != "draft" for r in self):
+            raise UserError(
+                self.env._("A request of an approved campaign cannot be deleted.")
+            )
+        return super().unlink()
 
     @api.depends("state", "our_balance", "their_balance")
     def _compute_difference(self):
@@ -101,8 +186,71 @@ class AccountConfirmationRequest(models.Model):
     # ------------------------------------------------------------------
 
     def _get_document_email_partners(self):
+        """The partner, while its address is the one the auditor approved."""
         self.ensure_one()
-        return self.partner_id._get_document_email_partners()
+        partners = self.partner_id._get_document_email_partners()
+        if not self.approved_email or self._get_partner_addresses() != (
+            self.approved_email
+        ):
+            return partners.browse()
+        return partners
+
+    def _get_partner_addresses(self):
+        self.ensure_one()
+        partners = self.partner_id._get_document_email_partners()
+        return ", ".join(partners.filtered("email").mapped("email")) or False
+
+    def _approve_address(self):
+        for request in self:
+            request.sudo().approved_email = request._get_partner_addresses()
+
+    def _document_email_after_send(self):
+        """Queued: sent once the server takes the email."""
+        for request in self:
+            event = "second_request" if request.second_request_date else "sent"
+            request._log_event(event, email_to=request.approved_email)
+
+    def _email_outcome(self, mail, failure_reason=False):
+        """The server took ``mail`` (sent) or not (undelivered)."""
+        self.ensure_one()
+        details = {"mail_id": mail.id, "message_id": mail.message_id or ""}
+        if mail.state == "sent":
+            if self.state == "queued":
+                self.sudo().write({"state": "sent", "sent_date": fields.Date.today()})
+            self._log_event("delivered", **details)
+        elif mail.state in ("exception", "cancel"):
+            reason = failure_reason or mail.failure_reason or mail.state
+            # a failed second request leaves the first one delivered
+            if self.state == "queued":
+                self._mark_undelivered("undelivered", reason, **details)
+            else:
+                self._log_event("undelivered", reason=reason, **details)
+
+    def _mark_undelivered(self, event, reason, **details):
+        """Never reached the partner: undelivered, never no exception."""
+        waiting = self.filtered(lambda r: r.state in ("queued",) + WAITING_STATES)
+        waiting.sudo().write({"state": "undelivered", "delivery_note": reason})
+        self._log_event(event, reason=reason, **details)
+
+    def _batch_not_sent(self, reason):
+        """Skipped or not rendered by its batch: a first request is
+        undelivered; a second one leaves the first delivered."""
+        queued = self.filtered(lambda r: r.state == "queued")
+        queued._mark_undelivered("undelivered", reason)
+        (self - queued)._log_event("undelivered", reason=reason)
+
+    def action_mark_posted(self):
+        """The auditor posted these letters: they wait for an answer."""
+        self.env["account.confirmation.campaign"]._check_auditor()
+        for request in self:
+            if request.state != "draft" or request.campaign_id.state != "sent":
+                raise UserError(
+                    self.env._("Only unsent requests of a sent campaign are posted.")
+                )
+            request.sudo().write(
+                {"state": "posted", "sent_date": fields.Date.context_today(self)}
+            )
+            request._log_event("posted")
 
     def _get_document_email_template_xmlid(self):
         self.ensure_one()
@@ -125,17 +273,85 @@ class AccountConfirmationRequest(models.Model):
         return self.company_id
 
     def _get_document_email_group(self):
-        """Who may send these requests."""
-        return "account.group_account_invoice"
+        """Who may send these requests: the auditor (ISA 505 ¶7)."""
+        return AUDITOR_GROUP
 
     # ------------------------------------------------------------------
     # What the letter and the public page show
     # ------------------------------------------------------------------
 
+    def _ensure_token_nonce(self):
+        """Give each request its nonce, and record the digest of the token
+        derived from it (a request migrated with an old token keeps its
+        digest: the link it was sent still works)."""
+        for request in self.sudo().filtered(lambda r: not r.token_nonce):
+            request.token_nonce = secrets.token_hex(16)
+            if not request.access_token_hash:
+                request.access_token_hash = token_hash(
+                    request._get_confirmation_token()
+                )
+
+    def _may_read_token(self):
+        """The auditor, who sends and prints, and the scheduled jobs."""
+        return (
+            self.env.su
+            or self.env.user._is_superuser()
+            or self.env.user.has_group(AUDITOR_GROUP)
+        )
+
+    def _get_confirmation_token(self):
+        """The personal link's token, derived again each time an email or a
+        letter is made: the database keeps no token a user could read, and
+        only the auditor makes emails and letters."""
+        self.ensure_one()
+        if not self._may_read_token():
+            raise AccessError(
+                self.env._("Only the confirmation auditor prints or sends requests.")
+            )
+        self._ensure_token_nonce()
+        return hmac(self.env(su=True), TOKEN_SCOPE, (self.id, self.sudo().token_nonce))
+
+    def _check_confirmation_token(self, token):
+        """Whether ``token`` (ASCII text) opens this request."""
+        self.ensure_one()
+        request = self.sudo()
+        if request.access_token_hash and consteq(
+            request.access_token_hash, token_hash(token)
+        ):
+            return True
+        return bool(request.token_nonce) and consteq(
+            request._get_confirmation_token(), token
+        )
+
+    def _portal_ensure_token(self):
+        """portal.mixin's links carry the derived token (none is stored), for
+        the auditor only."""
+        return self._may_read_token() and self._get_confirmation_token()
+
+    def _document_email_before_render(self):
+        self._ensure_token_nonce()
+
+    def _get_document_email_message_body(self, body):
+        """The chatter's copy of the email: the link without its token."""
+        self.ensure_one()
+        token = self._get_confirmation_token()
+        return Markup(str(body).replace(token, HIDDEN_TOKEN)) if body else body
+
+    def _get_document_email_files(self, report):
+        """The emailed letter, kept in the chatter, points to the email's
+        link instead of carrying it."""
+        send = self.env["document.email.send"].with_context(confirmation_no_link=True)
+        pdfs = send._render_pdfs(report, self)
+        return {
+            res_id: [{"name": name, "raw": raw, "mimetype": "application/pdf"}]
+            for res_id, (name, raw) in pdfs.items()
+        }
+
     def _get_confirmation_url(self):
         """The partner's personal link, with its token."""
         self.ensure_one()
-        return self.get_base_url() + self.get_portal_url()
+        token = self._get_confirmation_token()
+        return f"{self.get_base_url()}{self.access_url}?access_token={token}"
 
     def _get_confirmation_qr(self):
         """The personal link as a QR code image (data URI) for the letter."""
@@ -179,6 +395,44 @@ class AccountConfirmationRequest(models.Model):
             for item in items or []
         ]
 
+    def _get_company_balance(self):
+        self.ensure_one()
+        return self.currency_id._convert(
+            self.our_balance,
+            self.company_id.currency_id,
+            self.company_id,
+            self.date_at,
+        )
+
+    def _get_alternative_procedures(self):
+        """Per open item at the date: what settled it after the date and what
+        is still unexplained, in the company's currency (ISA 505 A18)."""
+        self.ensure_one()
+        rows = self._fetch_open_items()[self.id] or []
+        lines = self.env["account.move.line"].sudo().browse([r["id"] for r in rows])
+        result = []
+        for row, line in zip(rows, lines, strict=True):
+            receipts = [
+                {
+                    "name": other.move_id.name,
+                    "date": partial.max_date,
+                    "amount": partial.amount,
+                }
+                for partial, other in settlements(line)
+                if partial.max_date > self.date_at
+            ]
+            settled = sum(receipt["amount"] for receipt in receipts)
+            result.append(
+                {
+                    "name": row["move_name"],
+                    "due_date": row["due_date"],
+                    "open_amount": abs(row["open_amount"]),
+                    "receipts": receipts,
+                    "unexplained": abs(row["open_amount"]) - settled,
+                }
+            )
+        return result
+
     @api.model
     def _get_thread_with_access(self, thread_id, mode="read", **kwargs):
         """The personal link answers on the confirmation page only: core's
@@ -208,14 +462,128 @@ class AccountConfirmationRequest(models.Model):
     # The partner's answer
     # ------------------------------------------------------------------
 
-    def _mark_opened(self):
-        self.filtered(lambda r: r.state == "sent").state = "opened"
+    def _log_event(self, event_type, **payload):
+        """Append ``event_type`` of each request to its campaign's evidence."""
+        Event = self.env["account.confirmation.event"]
+        for request in self:
+            Event._append(request.campaign_id, event_type, request, payload)
 
-    def _record_answer(self, agree, their_amount=0.0, comment="", file=None, ip=""):
+    def _mark_opened(self, **visitor):
+        opened = self.filtered(lambda r: r.state in ("sent", "posted"))
+        opened.sudo().state = "opened"
+        opened._log_event("opened", **visitor)
+
+    # ------------------------------------------------------------------
+    # The one-time code (who answers reads the approved mailbox)
+    # ------------------------------------------------------------------
+
+    def _hash_code(self, code):
+        self.ensure_one()
+        return hashlib.sha256(
+            f"{self.id}:{self.sudo().token_nonce}:{code}".encode()
+        ).hexdigest()
+
+    def _send_answer_code(self, **visitor):
+        """Email a new code to the approved address, unless one still runs."""
+        self.ensure_one()
+        request = self.sudo()
+        now = fields.Datetime.now()
+        if request.code_hash and request.code_expiry > now:
+            return False
+        code = f"{secrets.randbelow(10**6):06d}"
+        request.write(
+            {
+                "code_hash": self._hash_code(code),
+                "code_expiry": now + timedelta(minutes=CODE_MINUTES),
+                "code_tries": 0,
+            }
+        )
+        mail = self.env["mail.mail"].sudo().create(self._prepare_code_mail(code))
+        mail.send(raise_exception=False)
+        self._log_event("code_sent", email_to=self.approved_email, **visitor)
+        return True
+
+    def _prepare_code_mail(self, code):
+        """Not on the request: the chatter never shows a code."""
+        self.ensure_one()
+        lang_env = self.with_context(lang=self.partner_id.lang).env
+        body = Markup("<p>%s</p><p><strong>%s</strong></p><p>%s</p>") % (
+            lang_env._(
+                "Your code to answer the balance confirmation of %(company)s:",
+                company=self.company_id.name,
+            ),
+            code,
+            lang_env._(
+                "It is valid for %(minutes)s minutes. If you did not ask for "
+                "it, ignore this email.",
+                minutes=CODE_MINUTES,
+            ),
+        )
+        return {
+            "subject": lang_env._(
+                "Your code for the balance confirmation of %(company)s",
+                company=self.company_id.name,
+            ),
+            "body_html": body,
+            "email_from": self.company_id.email_formatted,
+            "email_to": self.approved_email,
+            "mail_server_id": self.company_id._get_document_mail_server().id,
+            "auto_delete": True,
+        }
+
+    def _check_answer_code(self, code):
+        """Whether ``code`` is the running one: used once, a few tries."""
+        self.ensure_one()
+        request = self.sudo()
+        if not (
+            request.code_hash
+            and request.code_expiry > fields.Datetime.now()
+            and request.code_tries < CODE_TRIES
+            and isinstance(code, str)
+            and code.isascii()
+        ):
+            return False
+        if not consteq(request.code_hash, self._hash_code(code.strip())):
+            request.code_tries += 1
+            return False
+        request.code_hash = False
+        self._log_event("code_checked")
+        return True
+
+    def _get_answer_evidence(self, user_agent=""):
+        """What the answer's evidence entry covers."""
+        self.ensure_one()
+        file = self.answer_attachment_id.sudo()
+        return {
+            "state": self.state,
+            "currency": self.currency_id.name,
+            "our_balance": self.our_balance,
+            "their_balance": self.their_balance,
+            "comment": self.comment or "",
+            "file_name": file.name or "",
+            "file_sha256": hashlib.sha256(file.raw).hexdigest() if file else "",
+            "answer_date": fields.Datetime.to_string(self.answer_date),
+            "ip": self.answer_ip or "",
+            "user_agent": user_agent,
+            "responder_name": self.responder_name or "",
+            "responder_role": self.responder_role or "",
+        }
+
+    def _record_answer(
+        self,
+        agree,
+        their_amount=0.0,
+        comment="",
+        file=None,
+        ip="",
+        responder=("", ""),
+        user_agent="",
+    ):
         """Record the partner's answer (once), log it on the partner and copy
         it to the campaign's reply address. ``their_amount`` is in the
         direction shown on the page (what they owe us, or what we owe them);
-        ``file`` is (name, bytes) or None."""
+        ``file`` is (name, bytes) or None; ``responder`` is the (name, position)
+        the person declared."""
         self.ensure_one()
         if not self._is_answerable():
             raise UserError(self.env._("This request has already been answered."))
@@ -230,23 +598,26 @@ class AccountConfirmationRequest(models.Model):
             "comment": comment or False,
             "answer_date": fields.Datetime.now(),
             "answer_ip": ip,
+            "responder_name": responder[0] or False,
+            "responder_role": responder[1] or False,
         }
         if file and file[1]:
-            values["answer_attachment_id"] = (
-                self.env["ir.attachment"]
-                .create(
-                    {
-                        "name": file[0] or "answer",
-                        "raw": file[1],
-                        "res_model": self._name,
-                        "res_id": self.id,
-                    }
-                )
-                .id
-            )
-        self.write(values)
+            values["answer_attachment_id"] = self._create_answer_file(file).id
+        self.sudo().write(values)
+        self._log_event("answered", **self._get_answer_evidence(user_agent))
         self._post_answer()
         self._notify_answer()
+
+    def _create_answer_file(self, file):
+        self.ensure_one()
+        return self.env["ir.attachment"].create(
+            {
+                "name": file[0] or "answer",
+                "raw": file[1],
+                "res_model": self._name,
+                "res_id": self.id,
+            }
+        )
 
     def _get_answer_summary(self):
         """One paragraph (HTML) saying who answered what, when and from where."""
@@ -347,7 +718,7 @@ class AccountConfirmationRequest(models.Model):
                 <= today
             )
         )
-        due.write({"state": "second_sent", "second_request_date": today})
+        due.sudo().write({"state": "second_sent", "second_request_date": today})
         for requests in due.grouped("company_id").values():
             self.env["document.email.send"].with_company(
                 requests.company_id
@@ -355,14 +726,42 @@ class AccountConfirmationRequest(models.Model):
         return due
 
     @api.model
+    def _detect_bounces(self):
+        """Waiting requests whose email bounced or failed (its notification
+        says so): undelivered."""
+        notifications = (
+            self.env["mail.notification"]
+            .sudo()
+            .search(
+                [
+                    ("mail_message_id.model", "=", self._name),
+                    ("notification_status", "in", ("bounce", "exception")),
+                ]
+            )
+        )
+        requests = (
+            self.sudo()
+            .browse(notifications.mail_message_id.mapped("res_id"))
+            .filtered(lambda r: r.state in ("queued",) + WAITING_STATES)
+        )
+        for request in requests:
+            request._mark_undelivered("bounced", "bounced")
+        return requests
+
+    @api.model
     def _close_unanswered(self):
-        """At the deadline: no reply (positive) or no exception (negative)."""
-        late = self.search(
+        """At the deadline: no reply (positive) or no exception (negative);
+        an email the server never took is undelivered."""
+        self._detect_bounces()
+        late = self.sudo().search(
             [
-                ("state", "in", WAITING_STATES),
+                ("state", "in", ("queued",) + WAITING_STATES),
                 ("campaign_id.deadline", "<", fields.Date.context_today(self)),
             ]
         )
+        queued = late.filtered(lambda r: r.state == "queued")
+        queued._mark_undelivered("undelivered", "never taken by the mail server")
+        late -= queued
         negative = late.filtered(lambda r: r.kind == "negative")
         negative.state = "no_exception"
         (late - negative).state = "no_reply"

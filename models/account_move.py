@@ -214,3 +214,18 @@ class AccountMove(models.Model):
     def _document_email_after_send(self):
         """As after core's Send: the move counts as sent."""
         self.filtered(lambda move: not move.is_move_sent).is_move_sent = True
+
+    def _get_document_email_summary(self):
+        values = super()._get_document_email_summary()
+        if self.is_invoice(include_receipts=True) and self.invoice_date_due:
+            values["due_date"] = self.invoice_date_due
+        return values
+
+    def _get_document_email_sent_state(self):
+        return {move.id: move.is_move_sent for move in self}
+
+    def _restore_document_email_sent_state(self, states):
+        """Not sent after all: no longer counted as sent unless it was."""
+        self.filtered(
+            lambda move: move.is_move_sent and not states.get(move.id, True)
+        ).is_move_sent = False

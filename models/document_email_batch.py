@@ -72,6 +72,11 @@ class DocumentEmailBatch(models.Model):
         readonly=True,
     )
     options = fields.Json(readonly=True, help="Context the documents render with")
+    per_customer = fields.Boolean(
+        "One email per customer",
+        readonly=True,
+        help="The documents of each customer went together in one email",
+    )
     state = fields.Selection(
         [
             ("processing", "In progress"),
@@ -89,10 +94,13 @@ class DocumentEmailBatch(models.Model):
     queued_count = fields.Integer("Queued", compute="_compute_counts")
     sent_count = fields.Integer("Sent", compute="_compute_counts")
     failed_count = fields.Integer("Failed", compute="_compute_counts")
+    bounced_count = fields.Integer("Bounced", compute="_compute_counts")
     skipped_count = fields.Integer("Skipped", compute="_compute_counts")
     cancelled_count = fields.Integer("Not sent", compute="_compute_counts")
     pending_count = fields.Integer("To render", compute="_compute_counts")
     progress = fields.Char(compute="_compute_counts")
+    customer_count = fields.Integer("Customers", compute="_compute_customer_counts")
+    email_count = fields.Integer("Emails", compute="_compute_customer_counts")
 
     @api.depends("line_ids.state")
     def _compute_counts(self):
@@ -118,18 +126,32 @@ class DocumentEmailBatch(models.Model):
             batch.queued_count = by_state.get("queued", 0)
             batch.sent_count = by_state.get("sent", 0)
             batch.failed_count = by_state.get("failed", 0)
+            batch.bounced_count = by_state.get("bounced", 0)
             batch.skipped_count = by_state.get("skipped", 0)
             batch.cancelled_count = by_state.get("cancelled", 0)
             batch.progress = self.env._(
                 "%(rendered)s of %(total)s rendered, %(queued)s queued, %(sent)s "
-                "sent, %(failed)s failed, %(skipped)s skipped",
+                "sent, %(failed)s failed, %(skipped)s skipped, %(bounced)s bounced",
                 rendered=batch.rendered_count,
                 total=batch.total_count,
                 queued=batch.queued_count,
                 sent=batch.sent_count,
                 failed=batch.failed_count,
                 skipped=batch.skipped_count,
+                bounced=batch.bounced_count,
             )
+
+    @api.depends("line_ids.mail_id", "line_ids.group_key")
+    def _compute_customer_counts(self):
+        """The customers (recipients) and the emails of each batch."""
+        groups = self.env["document.email.batch.line"]._read_group(
+            [("batch_id", "in", self.ids)],
+            ["batch_id"],
+            ["group_key:count_distinct", "mail_id:count_distinct"],
+        )
+        counts = {batch.id: (customers, mails) for batch, customers, mails in groups}
+        for batch in self:
+            batch.customer_count, batch.email_count = counts.get(batch.id, (0, 0))
 
     # ------------------------------------------------------------------
     # Recording (in the request: nothing is rendered)
@@ -152,6 +174,8 @@ class DocumentEmailBatch(models.Model):
                 "template_id": settings["template"].id,
                 "report_id": settings["report"] and settings["report"].id,
                 "report_chosen": settings["report"] is not None,
+                "per_customer": bool(settings.get("per_customer"))
+                and documents._document_email_groupable(),
                 "email_cc": settings["email_cc"],
                 "email_bcc": settings["email_bcc"],
                 "attachment_ids": [Command.set(attachments.ids)],
@@ -164,23 +188,36 @@ class DocumentEmailBatch(models.Model):
         attachments.filtered(
             lambda a: a.res_model == "document.email.wizard"
         ).sudo().write({"res_model": self._name, "res_id": batch.id})
-        batch._insert_lines(documents)
+        batch._insert_lines(documents, settings)
         batch._trigger_processing()
         return batch.with_env(self.env)
 
-    def _insert_lines(self, documents):
+    def _insert_lines(self, documents, settings=None):
+        """One pending line per document; sent one email per customer, each
+        document's customer is noted and a customer's documents follow each
+        other (they go in one chunk)."""
+        keys = [None] * len(documents)
+        if self.per_customer:
+            engine = self.env["document.email.send"]
+            by_key = documents.grouped(
+                lambda doc: engine._get_customer_key(doc, settings)
+            )
+            documents = documents.browse().concat(*by_key.values())
+            keys = [key for key, group in by_key.items() for _doc in group]
         self.env.cr.execute(
             SQL(
                 """INSERT INTO document_email_batch_line
-                       (batch_id, res_id, sequence, stage, state, create_uid,
-                        create_date, write_uid, write_date)
-                   SELECT %(batch)s, doc.id, doc.seq, 'pending', 'pending',
-                          %(uid)s, now() at time zone 'UTC', %(uid)s,
-                          now() at time zone 'UTC'
-                     FROM unnest(%(ids)s::int[]) WITH ORDINALITY AS doc(id, seq)""",
+                       (batch_id, res_id, group_key, sequence, stage, state,
+                        create_uid, create_date, write_uid, write_date)
+                   SELECT %(batch)s, doc.id, doc.key, doc.seq, 'pending',
+                          'pending', %(uid)s, now() at time zone 'UTC',
+                          %(uid)s, now() at time zone 'UTC'
+                     FROM unnest(%(ids)s::int[], %(keys)s::varchar[])
+                          WITH ORDINALITY AS doc(id, key, seq)""",
                 batch=self.id,
                 uid=self.env.uid,
                 ids=documents.ids,
+                keys=keys,
             )
         )
         self.invalidate_recordset(["line_ids"])
@@ -323,8 +360,47 @@ class DocumentEmailBatch(models.Model):
         )
         rows = self.env.cr.fetchall()
         first_batch = rows and rows[0][1]
-        return self.env["document.email.batch.line"].browse(
+        lines = self.env["document.email.batch.line"].browse(
             line_id for line_id, batch_id in rows if batch_id == first_batch
+        )
+        if lines and lines.batch_id.per_customer:
+            return lines.batch_id._complete_customers(lines)
+        return lines
+
+    def _complete_customers(self, lines):
+        """The chunk's lines with the rest of their customers' pending lines
+        (one email per customer needs all of them); a customer some of
+        whose lines another worker holds is left to a later chunk."""
+        keys = list(set(lines.mapped("group_key")) - {False})
+        self.env.cr.execute(
+            SQL(
+                """SELECT id FROM document_email_batch_line
+                    WHERE batch_id = %(batch)s AND stage = 'pending'
+                      AND group_key = ANY(%(keys)s) AND id != ALL(%(ids)s)
+                      FOR NO KEY UPDATE SKIP LOCKED""",
+                batch=self.id,
+                keys=keys,
+                ids=lines.ids,
+            )
+        )
+        lines |= lines.browse(row[0] for row in self.env.cr.fetchall())
+        self.env.cr.execute(
+            SQL(
+                """SELECT group_key, count(*) FROM document_email_batch_line
+                    WHERE batch_id = %(batch)s AND stage = 'pending'
+                      AND group_key = ANY(%(keys)s)
+                    GROUP BY group_key""",
+                batch=self.id,
+                keys=keys,
+            )
+        )
+        pending = dict(self.env.cr.fetchall())
+        held = lines.grouped("group_key")
+        return lines.filtered(
+            lambda line: (
+                not line.group_key
+                or len(held[line.group_key]) == pending[line.group_key]
+            )
         )
 
     def _user_env(self):
@@ -357,6 +433,7 @@ class DocumentEmailBatch(models.Model):
             email_cc=self.email_cc,
             email_bcc=self.email_bcc,
             attachments=self.attachment_ids.with_env(engine.env),
+            per_customer=self.per_customer,
         )
 
     def _make_files_apart(self, lines):
@@ -424,18 +501,34 @@ class DocumentEmailBatch(models.Model):
         ):
             raise  # another worker got there first: the job runs again
         except Exception as error:
-            if len(readable) > 1:
-                # one document's error must not fail the others of its chunk
-                for document in readable:
-                    self._process_lines(by_res_id[document.id])
+            if len(readable) > 1 and self._process_apart(readable, by_res_id):
                 return
             if not isinstance(error, UserError | ValueError | psycopg2.Error):
                 _logger.exception("document email batch %s: rendering failed", self.id)
             _logger.info("document email batch %s: chunk failed: %s", self.id, error)
-            by_res_id[readable.id]._fail(str(error))
+            for document in readable:
+                by_res_id[document.id]._fail(str(error))
             return
         self._record_outcomes(by_res_id, prepared, mails)
         self.env.ref("mail.ir_cron_mail_scheduler_action").sudo()._trigger()
+
+    def _process_apart(self, documents, by_res_id):
+        """After a chunk failed: each document again on its own, or each
+        customer's documents together (one email per customer); False when
+        they cannot be parted (a single customer's)."""
+        lines = self.env["document.email.batch.line"].concat(
+            *(by_res_id[document.id] for document in documents)
+        )
+        parts = lines.grouped("group_key") if self.per_customer else {}
+        if self.per_customer and len(parts) == 1 and next(iter(parts)):
+            return False
+        for key, group in parts.items():
+            if key:  # no key: documents without a recipient, each alone
+                self._process_lines(group)
+                lines -= group
+        for line in lines:
+            self._process_lines(line)
+        return True
 
     def _get_readable_documents(self, by_res_id):
         """The documents of these lines the batch's user may still send;
@@ -469,14 +562,29 @@ class DocumentEmailBatch(models.Model):
         prepared = engine._prepare_documents_values(
             documents.with_env(engine.env), self._get_settings(engine)
         )
-        values_list = [
-            values for values in prepared.values() if isinstance(values, dict)
-        ]
-        return prepared, engine._create_mails(values_list)
+        # one email per customer: the documents of one email share its values
+        values_list = list(
+            {
+                id(values): values
+                for values in prepared.values()
+                if isinstance(values, dict)
+            }.values()
+        )
+        mails = engine._create_mails(values_list)
+        mail_of = {
+            id(values): mail for values, mail in zip(values_list, mails, strict=True)
+        }
+        mail_of = {
+            document: mail_of[id(values)]
+            for document, values in prepared.items()
+            if isinstance(values, dict)
+        }
+        if self.per_customer:
+            engine._trace_customer_mails(mail_of)
+        return prepared, mail_of
 
-    def _record_outcomes(self, by_res_id, prepared, mails):
+    def _record_outcomes(self, by_res_id, prepared, mail_of):
         """Each line's stage: queued with its email, skipped or failed."""
-        mails = iter(mails)
         for document, values in prepared.items():
             line = by_res_id[document.id]
             if isinstance(values, UserError):
@@ -484,7 +592,7 @@ class DocumentEmailBatch(models.Model):
             elif isinstance(values, str):
                 line._skip(values)
             else:
-                mail = next(mails)
+                mail = mail_of[document]
                 line.write(
                     {
                         "stage": "queued",
@@ -521,18 +629,35 @@ class DocumentEmailBatch(models.Model):
             "simple_notification",
             {
                 "title": self.env._("Send by email"),
-                "message": self.env._(
-                    "%(name)s: %(queued)s emails queued, %(skipped)s skipped, "
-                    "%(failed)s failed, %(cancelled)s not sent.",
-                    name=self.name,
-                    queued=self.rendered_count,
-                    skipped=self.skipped_count,
-                    failed=self.failed_count,
-                    cancelled=self.cancelled_count,
-                ),
+                "message": self._get_result_message(),
                 "type": "warning" if problems else "success",
                 "sticky": bool(problems),
             },
+        )
+
+    def _get_result_message(self):
+        """What the user is told once the batch is done."""
+        if self.per_customer:
+            return self.env._(
+                "%(name)s: %(queued)s documents queued in %(emails)s emails to "
+                "%(customers)s customers, %(skipped)s skipped, %(failed)s failed, "
+                "%(cancelled)s not sent.",
+                name=self.name,
+                queued=self.rendered_count,
+                emails=self.email_count,
+                customers=self.customer_count,
+                skipped=self.skipped_count,
+                failed=self.failed_count,
+                cancelled=self.cancelled_count,
+            )
+        return self.env._(
+            "%(name)s: %(queued)s emails queued, %(skipped)s skipped, "
+            "%(failed)s failed, %(cancelled)s not sent.",
+            name=self.name,
+            queued=self.rendered_count,
+            skipped=self.skipped_count,
+            failed=self.failed_count,
+            cancelled=self.cancelled_count,
         )
 
     # ------------------------------------------------------------------
@@ -589,6 +714,9 @@ class DocumentEmailBatchLine(models.Model):
     batch_id = fields.Many2one(
         "document.email.batch", required=True, ondelete="cascade", index=True
     )
+    # the customer (company and recipients) of a document sent together
+    # with the customer's others, one email per customer
+    group_key = fields.Char(readonly=True)
     user_id = fields.Many2one(related="batch_id.user_id")
     sequence = fields.Integer(default=10)
     res_model = fields.Char(related="batch_id.res_model")
@@ -623,6 +751,7 @@ class DocumentEmailBatchLine(models.Model):
             ("queued", "Queued"),
             ("sent", "Sent"),
             ("failed", "Failed"),
+            ("bounced", "Bounced"),
             ("skipped", "Skipped"),
             ("cancelled", "Not sent"),
         ],
@@ -633,7 +762,7 @@ class DocumentEmailBatchLine(models.Model):
     reason = fields.Char(readonly=True)
     failure_reason = fields.Text(compute="_compute_failure_reason")
 
-    @api.depends("stage", "mail_id.state")
+    @api.depends("stage", "mail_id.state", "mail_id.document_bounced")
     def _compute_state(self):
         by_mail_state = {
             "sent": "sent",
@@ -644,6 +773,8 @@ class DocumentEmailBatchLine(models.Model):
         for line in self:
             if line.stage == "error":
                 line.state = "failed"
+            elif line.stage == "queued" and line.sudo().mail_id.document_bounced:
+                line.state = "bounced"
             elif line.stage == "queued":
                 line.state = by_mail_state.get(line.sudo().mail_id.state, "queued")
             else:

@@ -1,9 +1,9 @@
 import uuid
 from contextlib import contextmanager
 
-from odoo import models
+from odoo import api, fields, models
 from odoo.exceptions import AccessError
-from odoo.tools import SQL
+from odoo.tools import SQL, sql
 
 
 @contextmanager
@@ -27,6 +27,66 @@ class DocumentEmailMixin(models.AbstractModel):
 
     _name = "document.email.mixin"
     _description = "Document Sendable by Email"
+
+    document_email_mail_id = fields.Many2one(
+        "mail.mail",
+        string="Last Email",
+        readonly=True,
+        copy=False,
+        index="btree_not_null",
+        ondelete="set null",
+    )
+    # stored: list views and filters read it without a query per record
+    document_email_state = fields.Selection(
+        [
+            ("queued", "Queued"),
+            ("sent", "Sent"),
+            ("bounced", "Bounced"),
+            ("failed", "Failed"),
+            ("uncertain", "Uncertain"),
+            ("cancelled", "Cancelled"),
+        ],
+        string="Email Delivery",
+        compute="_compute_document_email_state",
+        store=True,
+        copy=False,
+        help="What became of the last email sent by Send by Email: queued, "
+        "sent (taken by the server), bounced (returned by the recipient's "
+        "server), failed, or uncertain (the connection broke while sending).",
+    )
+
+    @api.depends(
+        "document_email_mail_id.state",
+        "document_email_mail_id.document_uncertain",
+        "document_email_mail_id.document_bounced",
+    )
+    def _compute_document_email_state(self):
+        for document in self:
+            mail = document.sudo().document_email_mail_id
+            document.document_email_state = (
+                mail._get_document_delivery_state() if mail else False
+            )
+
+    def _auto_init(self):
+        # on tables that exist (e.g. account_move at install) the new columns
+        # start empty, nothing sent yet, instead of computed for every row
+        if sql.table_exists(self.env.cr, self._table):
+            for name, column_type in (
+                ("document_email_mail_id", "int4"),
+                ("document_email_state", "varchar"),
+            ):
+                if not sql.column_exists(self.env.cr, self._table, name):
+                    sql.create_column(self.env.cr, self._table, name, column_type)
+        return super()._auto_init()
+
+    def _document_email_undelivered(self):
+        """The documents whose last email did not reach (or may not have
+        reached) its recipient: bounced, failed or uncertain."""
+        return self.filtered(
+            lambda document: (
+                document.document_email_state in ("bounced", "failed", "uncertain")
+            )
+        )
 
     def _get_document_email_group(self):
         """The group (xmlid) whose members may email these documents."""
@@ -112,6 +172,11 @@ class DocumentEmailMixin(models.AbstractModel):
         """Messages the dialog shows before sending (e.g. what is missing to
         make an e-invoice)."""
         return []
+
+    def _get_document_email_message_body(self, body):
+        """The body the chatter keeps of an email whose body is ``body``."""
+        self.ensure_one()
+        return body
 
     def _document_email_before_render(self):
         """Before the templates render these documents in one go: portal
@@ -226,3 +291,28 @@ class DocumentEmailMixin(models.AbstractModel):
         transaction may be committed on the way); raise a UserError when they
         cannot be made."""
         self.ensure_one()
+
+    def _get_document_email_summary(self):
+        """What an email listing several documents says of this one (one
+        email per customer): its name, and where the document has them its
+        amount (with ``currency``), ``due_date`` and portal ``url``."""
+        self.ensure_one()
+        values = {"name": self.display_name}
+        if "amount_total" in self._fields and "currency_id" in self._fields:
+            values.update(amount=self.amount_total, currency=self.currency_id)
+        if isinstance(self, self.env.registry["portal.mixin"]):
+            values["url"] = self.get_base_url() + self.get_portal_url()
+        return values
+
+    def _get_document_email_sent_state(self):
+        """{document id: its sent state}, to restore on the documents whose
+        email is not sent after all (making a file may mark it sent)."""
+        return {}
+
+    def _restore_document_email_sent_state(self, states):
+        return
+
+    def _document_email_groupable(self):
+        """These documents may go one email per customer (each is kept on
+        itself, its thread, when it is sent)."""
+        return True

@@ -428,14 +428,23 @@ class DocumentEmailSend(models.AbstractModel):
                           %(join)s
                     WHERE %(where)s
                       AND mail.state IN ('outgoing', 'sent')
-                      AND mail.create_date >= %(since)s""",
+                      AND mail.create_date >= %(since)s
+                   %(others)s""",
                 document=link["document"],
                 join=link["join"],
                 where=link["where"],
                 since=since,
+                others=self._recent_recipients_elsewhere(documents, since),
             )
         )
         return {(res_id, tuple(ids)) for res_id, ids in self.env.cr.fetchall()}
+
+    @api.model
+    def _recent_recipients_elsewhere(self, documents, since):
+        """SQL added to the duplicate guard's query (``UNION SELECT``
+        document id, sorted recipient ids) for emails of these documents
+        kept on another record."""
+        return SQL("")
 
     @api.model
     def _in_pending_batches(self, documents):
@@ -511,7 +520,8 @@ class DocumentEmailSend(models.AbstractModel):
             "record_name": thread.display_name,
             "subject": one_line(subject),
             "body_html": body,
-            "body": body,
+            # the chatter's copy may differ (e.g. without a personal link)
+            "body": document._get_document_email_message_body(body),
             "email_from": email_from
             or self.env.user.email_formatted
             or company.email_formatted,
@@ -526,6 +536,8 @@ class DocumentEmailSend(models.AbstractModel):
             "subtype_id": self.env.ref("mail.mt_comment").id,
             "is_notification": True,
             "auto_delete": False,
+            # its bounces are matched to it (mail.thread)
+            "document_email": True,
         }
 
     @api.model
@@ -574,6 +586,8 @@ class DocumentEmailSend(models.AbstractModel):
         for model, group in mails.grouped("model").items():
             documents = self.env[model].browse(group.mapped("res_id"))
             if isinstance(documents, mixin):
+                for mail in group:
+                    documents.browse(mail.res_id).sudo().document_email_mail_id = mail
                 documents._document_email_after_send()
         return mails
 

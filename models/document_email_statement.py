@@ -32,6 +32,7 @@ class DocumentEmailStatement(models.Model):
             ("queued", "Queued"),
             ("sent", "Sent"),
             ("failed", "Failed"),
+            ("bounced", "Bounced"),
             ("uncertain", "Uncertain"),
             ("handled", "Checked with the customer"),
         ],
@@ -53,7 +54,9 @@ class DocumentEmailStatement(models.Model):
             "cancel": "handled",
         }
         state_of = {
-            mail.res_id: "uncertain"
+            mail.res_id: "bounced"
+            if mail.document_bounced
+            else "uncertain"
             if mail.state == "exception" and mail.document_uncertain
             else by_state.get(mail.state, "failed")
             for mail in mails

@@ -1,6 +1,6 @@
 import re
 
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, LengthRequired
 
 from odoo import models
 from odoo.http import request
@@ -17,6 +17,18 @@ CONFIRMATION_HEADERS = {
 
 class IrHttp(models.AbstractModel):
     _inherit = "ir.http"
+
+    @classmethod
+    def _pre_dispatch(cls, rule, args):
+        """The page's forms send their length: a chunked body (no length to
+        check before reading it) is refused with 411."""
+        httprequest = request.httprequest
+        if (
+            cls._is_confirmation_page()
+            and "chunked" in httprequest.headers.get("Transfer-Encoding", "").lower()
+        ):
+            raise LengthRequired()
+        return super()._pre_dispatch(rule, args)
 
     @classmethod
     def _post_dispatch(cls, response):

@@ -93,6 +93,10 @@ class ResPartner(models.Model):
             "aged_activity_from",
         )
 
+    def _document_email_groupable(self):
+        # a statement already is one email per customer
+        return False
+
     def _get_document_email_thread(self):
         """A statement or letter shows figures: its email is kept on a
         record of the company's billing users, not on the partner."""
@@ -527,6 +531,37 @@ class ResPartner(models.Model):
                 statement_date, frequency
             )
 
+    def _statement_bounced(self, statement_date):
+        """The statement of ``statement_date`` bounced: not done, due again
+        from that date, held back until the customer's address changes."""
+        for partner in self:
+            if (
+                not partner.statement_next_date
+                or partner.statement_next_date > statement_date
+            ):
+                partner.statement_next_date = statement_date
+
+    @api.model
+    def _get_statements_bounced(self, company):
+        """Customers whose scheduled statement bounced at an address they
+        still have: not sent again until a person changes it."""
+        mails = self.env["mail.mail"].search(
+            [
+                ("document_statement_company_id", "=", company.id),
+                ("document_bounced", "=", True),
+            ]
+        )
+        held = set()
+        for mail in mails:
+            bounced = set((mail.document_bounced_emails or "").split(","))
+            for partner in mail._get_statement_partners():
+                addresses = partner._get_statement_recipients().mapped(
+                    "email_normalized"
+                )
+                if bounced & set(addresses):
+                    held.add(partner.id)
+        return held
+
     @api.model
     def _get_statement_customers(self):
         """The customers of the current company who receive statements: the
@@ -558,15 +593,18 @@ class ResPartner(models.Model):
     def _send_due_statements(self, today):
         """Queue the statements due on or before ``today`` in the current
         company: customers whose statement email is still waiting (or ended
-        uncertain) are left alone, those with nothing owed are skipped (their
-        date moves on) unless the company asks for them, those without a
+        uncertain, or bounced at the address they still have) are left
+        alone, those with nothing owed are skipped (their date moves on)
+        unless the company asks for them, those without a
         usable address are named on the run's result, the others are sent,
         grouped by statement date. A customer's date moves on only when the
         email is sent; a failed one is due again at the next run."""
         company = self.env.company
-        waiting_ids = self._get_statements_waiting(
-            company
-        ) | self._get_statements_to_render(company)
+        waiting_ids = (
+            self._get_statements_waiting(company)
+            | self._get_statements_to_render(company)
+            | self._get_statements_bounced(company)
+        )
         due = self._get_due_statement_groups(today)
         for (statement_date, frequency), partners in sorted(due.items()):
             partners = partners.filtered(lambda p: p.id not in waiting_ids)

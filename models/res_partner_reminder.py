@@ -40,6 +40,8 @@ class ResPartner(models.Model):
             )
         )
         levels = {}
-        for reminder in reminders.filtered(lambda r: r.mail_state != "failed"):
+        for reminder in reminders.filtered(
+            lambda r: r.mail_state not in ("failed", "bounced")
+        ):
             levels.setdefault(reminder.partner_id.id, reminder.reminder_level_id)
         return levels

@@ -36,7 +36,7 @@ say "Odoo 18.0 source: $ODOO_SRC"
 
 # 2. System packages (Debian) ----------------------------------------------
 apt_pkgs=(chromium fontconfig fonts-dejavu-core libxrender1 libxext6 libx11-6
-          xfonts-75dpi xfonts-base poppler-utils curl haproxy)
+          xfonts-75dpi xfonts-base poppler-utils curl haproxy dovecot-imapd postfix)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -44,6 +44,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     say "apt-get install ${missing[*]}"
     sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd=sudo
     $sudo_cmd apt-get update -qq
+    # the tests run their own Dovecot and Postfix on free ports: the packages
+    # must not start the system's services (ports 25, 143, 993)
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' | $sudo_cmd tee /usr/sbin/policy-rc.d >/dev/null
+        $sudo_cmd chmod +x /usr/sbin/policy-rc.d
+        trap '$sudo_cmd rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     # --no-upgrade: never touch the PostgreSQL server that is running
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends \
         --no-upgrade "${missing[@]}" >/dev/null

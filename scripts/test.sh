@@ -24,7 +24,7 @@ QUEUE_JOB_TAGS=/account_document_email:TestBatchQueueJob
 # the tests that need l10n_es_edi_tbai in the database (skipped without it)
 TBAI_TAGS=/account_document_email:TestTicketBaiBatch
 BENCH_SMOKE=${BENCH_SMOKE:-auto}
-BENCHES=(batch_email distributed aged_receivables)
+BENCHES=(batch_email distributed aged_receivables reminders)
 mkdir -p "$(dirname "$LOG")"
 
 command -v chromium >/dev/null || { echo "chromium is missing: run make setup" >&2; exit 1; }

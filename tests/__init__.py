@@ -25,3 +25,5 @@ from . import test_incoming_mailbox
 from . import test_mail_queue_cost
 from . import test_whole_pdfs
 from . import test_parallel_delivery
+from . import test_bounces
+from . import test_one_email_per_customer

@@ -1,11 +1,17 @@
+import hashlib
+import http.client
+import importlib.util
+import json
 import random
 import re
 from contextlib import contextmanager
 from datetime import date, timedelta
 
-from odoo import fields
+from odoo import SUPERUSER_ID, fields
 from odoo.exceptions import AccessError, UserError
+from odoo.modules.module import get_module_path
 from odoo.tests import new_test_user, tagged
+from odoo.tools import config
 
 from .aged_common import DATE_AT, AgedReceivableMixin
 from .common import pdf_parts, pdf_text, real_smtp_delivery
@@ -36,6 +42,14 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
             "Confirm Vendor", email="confirm@vendor.example.com"
         )
         cls.create_receivable(cls.vendor, 400, 10, move_type="in_invoice")
+        cls.auditor = new_test_user(
+            cls.env,
+            "campaign_auditor",
+            groups="account_document_email.group_confirmation_auditor",
+            email=AUDITOR,
+            company_id=cls.env.company.id,
+            company_ids=[cls.env.company.id],
+        )
 
     def campaign(self, **values):
         return self.env["account.confirmation.campaign"].create(
@@ -44,24 +58,43 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
                 "date_at": DATE_AT,
                 "deadline": self.today + timedelta(days=20),
                 "reply_email": AUDITOR,
+                # the one-time code has its own tests below
+                "require_code": False,
                 **values,
             }
         )
 
-    def sent_request(self, partner=None, **values):
-        """A campaign on ``partner`` alone (the customer by default), sent."""
+    def sent_request(self, partner=None, deliver=True, **values):
+        """A campaign on ``partner`` alone (the customer by default), approved
+        and sent; with ``deliver``, its email taken by the (test) server."""
         partner = partner or self.customer
         campaign = self.campaign(**values)
         campaign.action_select_partners()
         campaign.request_ids.filtered(lambda r: r.partner_id != partner).unlink()
-        campaign.action_send()
+        self.approve_and_send(campaign)
         # the batch is rendered and queued by its scheduled job
         self.process_batches()
+        if deliver:
+            self.env["mail.mail"].process_email_queue()
         return campaign.request_ids
+
+    @property
+    def cron_env(self):
+        """The scheduled job's environment (OdooBot)."""
+        return self.env(user=SUPERUSER_ID)
+
+    def approve_and_send(self, campaign):
+        """What the auditor does: approve the list, then send."""
+        campaign.with_user(self.auditor).action_approve()
+        campaign.with_user(self.auditor).action_send()
+
+    def token(self, confirmation):
+        """The personal link's token, as the email and the letter carry it."""
+        return confirmation.with_user(self.auditor)._get_confirmation_token()
 
     def landing(self, confirmation, token=None):
         """What a GET of the personal link shows (a mail scanner's too)."""
-        token = confirmation.access_token if token is None else token
+        token = self.token(confirmation) if token is None else token
         return self.url_open(f"/my/confirmation/{confirmation.id}?access_token={token}")
 
     def page(self, confirmation, token=None):
@@ -73,7 +106,7 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         csrf = re.search(r'name="csrf_token" value="([^"]+)"', landing.text).group(1)
         return self.url_open(
             f"/my/confirmation/{confirmation.id}/open",
-            data={"access_token": confirmation.access_token, "csrf_token": csrf},
+            data={"access_token": self.token(confirmation), "csrf_token": csrf},
         )
 
     def answer_note(self, confirmation):
@@ -95,7 +128,12 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         page = self.page(confirmation)
         # the layout's token, there even when the form is not
         csrf = re.search(r'csrf_token: "([^"]+)"', page.text)
-        values = {"access_token": confirmation.access_token, **data}
+        values = {
+            "access_token": self.token(confirmation),
+            "responder_name": "Ana Perez",
+            "responder_role": "Accounts payable",
+            **data,
+        }
         if csrf:
             values["csrf_token"] = csrf.group(1)
         return self.url_open(
@@ -123,7 +161,7 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
             campaign.request_ids.filtered(
                 lambda r, partners=invoices.partner_id: r.partner_id not in partners
             ).unlink()
-            campaign.action_send()
+            self.approve_and_send(campaign)
             queries = []
             with contextmanager(self._patchExecute)(queries):
                 self.process_batches()
@@ -247,32 +285,116 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
     # ------------------------------------------------------------------
 
     def test_email_and_letter_carry_the_personal_link(self):
-        [confirmation] = self.sent_request()
-        self.assertEqual(confirmation.state, "sent")
+        [confirmation] = self.sent_request(deliver=False)
+        # sent once the server took the email, not before
+        self.assertEqual(confirmation.state, "queued")
         with real_smtp_delivery():
             self.env["mail.mail"].process_email_queue()
+        self.assertEqual(confirmation.state, "sent")
         [received] = self.messages_to(self.customer.email)
         message = received["message"]
         self.assertIn("Balance confirmation at 06/30/2024", message["Subject"])
-        url = confirmation._get_confirmation_url()
-        self.assertIn(url, message.get_body(("html",)).get_content())
+        url = confirmation.with_user(self.auditor)._get_confirmation_url()
+        html = message.get_body(("html",)).get_content()
+        self.assertIn(url, html)
+        # the link the partner received opens the page
+        link = re.search(r'href="[^"]*(/my/confirmation/[^"]+)"', html).group(1)
+        self.assertEqual(self.url_open(link.replace("&amp;", "&")).status_code, 200)
         [(filename, content)] = pdf_parts(message)
         self.assertEqual(filename, "Balance Confirmation - Confirm Customer.pdf")
         self.assert_pdf(content)
         text = pdf_text(content)
         self.assertIn("Confirmation of Balance", text)
         self.assertIn("1,234.50", text)
-        self.assertIn(f"/my/confirmation/{confirmation.id}", text)
-        self.assertIn(b"/Subtype /Image", content, "the QR code")
+        # the emailed letter is kept in the chatter: it points to the email
+        self.assertNotIn(f"/my/confirmation/{confirmation.id}", text)
+        self.assertIn("personal link in the email", text)
+        # the printed letter (for the post) carries the link and its QR code
+        report = self.env["ir.actions.report"].with_user(self.auditor)
+        printed, __ = report._render_qweb_pdf(
+            "account_document_email.action_report_confirmation_request",
+            confirmation.ids,
+        )
+        printed_text = re.sub(r"\s", "", pdf_text(printed))
+        self.assertIn(self.token(confirmation), printed_text)
+        self.assertIn(b"/Subtype /Image", printed, "the QR code")
 
-    def test_partner_without_email_stays_draft(self):
+    def test_no_token_a_company_user_can_read(self):
+        """Only a digest of the token is stored: a billing manager finds the
+        link in no field, no chatter message, no file; the link works."""
+        [confirmation] = self.sent_request()
+        token = self.token(confirmation)
+        manager = new_test_user(
+            self.env,
+            "token_manager",
+            groups="account.group_account_manager",
+            company_id=self.env.company.id,
+            company_ids=[self.env.company.id],
+        )
+        mine = confirmation.with_user(manager)
+        self.assertFalse(mine.access_token)
+        for field in ("access_token_hash", "token_nonce"):
+            with self.assertRaises(AccessError):
+                mine.read([field])
+        # nor makes a letter, whose link would let them answer
+        with self.assertRaises(Exception) as refused:
+            self.env["ir.actions.report"].with_user(manager)._render_qweb_pdf(
+                "account_document_email.action_report_confirmation_request",
+                confirmation.ids,
+            )
+        # raised by the link, wrapped by QWeb
+        self.assertIsInstance(refused.exception.__cause__, AccessError)
+        self.assertFalse(mine._portal_ensure_token())
+        values = str(mine.read()) + str(mine.search_read([("id", "=", mine.id)]))
+        self.assertNotIn(token, values)
+        bodies = " ".join(mine.message_ids.mapped("body"))
+        self.assertIn(f"/my/confirmation/{confirmation.id}", bodies)
+        self.assertNotIn(token, bodies)
+        for attachment in mine.message_ids.attachment_ids:
+            self.assertNotIn(token, re.sub(r"\s", "", pdf_text(attachment.raw)))
+        self.assertEqual(self.landing(confirmation).status_code, 200)
+        tampered = token[:-1] + ("1" if token.endswith("0") else "0")
+        self.assertEqual(self.landing(confirmation, tampered).status_code, 404)
+
+    def test_tokens_sent_before_the_upgrade_are_hashed(self):
+        """The migration keeps a digest of the token already sent and clears
+        it: the old link still opens the page, the new one too."""
+        [confirmation] = self.sent_request()
+        old = "0b7b9c8e-3a52-4c1e-9a55-5f3f0b6c1d2e"
+        self.env.cr.execute(
+            "UPDATE account_confirmation_request SET access_token = %s,"
+            " access_token_hash = NULL, token_nonce = NULL WHERE id = %s",
+            (old, confirmation.id),
+        )
+        self.env.invalidate_all()
+        path = get_module_path("account_document_email")
+        spec = importlib.util.spec_from_file_location(
+            "post_migrate", f"{path}/migrations/18.0.1.2.0/post-migrate.py"
+        )
+        migration = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(migration)
+        migration.migrate(self.env.cr, "18.0.1.1.0")
+        self.env.invalidate_all()
+        self.assertFalse(confirmation.access_token)
+        self.assertEqual(self.landing(confirmation, old).status_code, 200)
+        self.assertEqual(self.landing(confirmation).status_code, 200)
+        self.assertEqual(self.landing(confirmation, old[:-1] + "f").status_code, 404)
+
+    def test_partner_without_email_stays_draft_until_posted(self):
+        """No email: the request waits for the post; once the auditor records
+        the letter as posted, its printed link answers."""
         self.customer.email = False
         campaign = self.campaign()
         campaign.action_select_partners()
-        campaign.action_send()
+        self.approve_and_send(campaign)
         request = campaign.request_ids.filtered(lambda r: r.partner_id == self.customer)
         self.assertEqual(request.state, "draft")
         self.assertEqual(self.page(request).status_code, 404)
+        request.with_user(self.auditor).action_mark_posted()
+        self.assertEqual(request.state, "posted")
+        self.assertEqual(request.event_ids.mapped("event_type"), ["posted"])
+        self.assertEqual(self.answer(request, answer="agree").status_code, 200)
+        self.assertEqual(request.state, "confirmed")
 
     # ------------------------------------------------------------------
     # The public page
@@ -281,7 +403,7 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
     def test_tour_visitor_disputes_the_balance(self):
         [confirmation] = self.sent_request()
         self.start_tour(
-            confirmation.get_portal_url(),
+            confirmation.with_user(self.auditor).get_portal_url(),
             "account_document_email_confirmation_answer",
             login=None,
         )
@@ -337,14 +459,14 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         second = self.sent_request(self.vendor, partner_scope="vendor")
         response = self.url_open(
             f"/my/confirmation/{second.id}/open",
-            data={"access_token": second.access_token},
+            data={"access_token": self.token(second)},
         )
         self.assertEqual(response.status_code, 400)
         self.assertEqual(second.state, "sent")
 
     def test_tampered_token_and_expired_link_not_found(self):
         [confirmation] = self.sent_request()
-        token = confirmation.access_token
+        token = self.token(confirmation)
         tampered = token[:-1] + ("0" if token[-1] != "0" else "1")
         for response in (
             self.page(confirmation, tampered),
@@ -373,18 +495,18 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         self.assertEqual(confirmation.state, "sent")
         # expired: deadline + grace passed, or the campaign closed
         campaign = confirmation.campaign_id
-        campaign.deadline = self.today - timedelta(days=31)
+        campaign.sudo().deadline = self.today - timedelta(days=31)
         self.assertEqual(self.page(confirmation).status_code, 404)
-        campaign.deadline = self.today - timedelta(days=30)
+        campaign.sudo().deadline = self.today - timedelta(days=30)
         self.assertEqual(self.page(confirmation).status_code, 200)
-        campaign.action_close()
+        campaign.with_user(self.auditor).action_close()
         self.assertEqual(self.page(confirmation).status_code, 404)
 
     def test_form_needs_csrf_token(self):
         [confirmation] = self.sent_request()
         response = self.url_open(
             f"/my/confirmation/{confirmation.id}/answer",
-            data={"access_token": confirmation.access_token, "answer": "agree"},
+            data={"access_token": self.token(confirmation), "answer": "agree"},
         )
         self.assertEqual(response.status_code, 400)
         self.assertEqual(confirmation.state, "sent")
@@ -444,7 +566,7 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         Request = self.env["account.confirmation.request"].with_user(public)
         self.assertFalse(
             Request._get_thread_with_access(
-                confirmation.id, "write", token=confirmation.access_token
+                confirmation.id, "write", token=self.token(confirmation)
             )
         )
         self.assertEqual(
@@ -506,7 +628,7 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         """Non-ASCII, unicode, too long or too short: 404 on every route of
         the page, never a 500, and nothing recorded."""
         [confirmation] = self.sent_request()
-        token = confirmation.access_token
+        token = self.token(confirmation)
         csrf = self.form_csrf()
         for bad in (
             "é" * len(token),
@@ -573,11 +695,11 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
             "404": self.landing(confirmation, "wrong"),
             "404 route": self.url_open(f"{url}/nothing"),
             "400": self.url_open(
-                f"{url}/answer", data={"access_token": confirmation.access_token}
+                f"{url}/answer", data={"access_token": self.token(confirmation)}
             ),
             "413": self.url_open(
                 f"{url}/open",
-                data={"access_token": confirmation.access_token, "pad": "x" * 70000},
+                data={"access_token": self.token(confirmation), "pad": "x" * 70000},
             ),
         }
         statuses = {name: r.status_code for name, r in responses.items()}
@@ -725,7 +847,7 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         )
         self.assertEqual(len(both), 2)
         disputed = both.filtered(lambda r: r.partner_id == duplicate)
-        disputed.state = "sent"
+        disputed.sudo().state = "sent"
         disputed._record_answer(False, 5.0, "not ours", ip="127.0.0.1")
         with self.assertRaisesRegex(UserError, "cannot be merged.*Year-end"):
             self.merge(self.customer | duplicate, self.customer)
@@ -762,9 +884,9 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         [waiting] = self.sent_request(second_request_days=14)
         answered = self.sent_request(self.vendor, partner_scope="vendor")
         recent = self.sent_request()
-        (waiting | answered).sent_date = self.today - timedelta(days=14)
+        (waiting | answered).sudo().sent_date = self.today - timedelta(days=14)
         answered._record_answer(True, ip="127.0.0.1")
-        Campaign = self.env["account.confirmation.campaign"]
+        Campaign = self.cron_env["account.confirmation.campaign"]
         Campaign._cron_follow_up()
         self.process_batches()
         Campaign._cron_follow_up()
@@ -787,8 +909,8 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
 
     def test_positive_unanswered_at_deadline_is_no_reply(self):
         [confirmation] = self.sent_request()
-        confirmation.campaign_id.deadline = self.today - timedelta(days=1)
-        self.env["account.confirmation.campaign"]._cron_follow_up()
+        confirmation.campaign_id.sudo().deadline = self.today - timedelta(days=1)
+        self.cron_env["account.confirmation.campaign"]._cron_follow_up()
         self.assertEqual(confirmation.state, "no_reply")
 
     def test_negative_campaign(self):
@@ -798,14 +920,16 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         [disagreeing] = self.sent_request(
             self.vendor, kind="negative", partner_scope="both"
         )
-        (silent | disagreeing).sent_date = self.today - timedelta(days=10)
+        (silent | disagreeing).sudo().sent_date = self.today - timedelta(days=10)
         self.assertIn("answer only if you do not agree", self.page(silent).text)
         self.answer(disagreeing, answer="disagree", their_balance="0", comment="paid")
-        Campaign = self.env["account.confirmation.campaign"]
+        Campaign = self.cron_env["account.confirmation.campaign"]
         Campaign._cron_follow_up()
         self.assertFalse(self.second_requests_mails(silent | disagreeing))
         self.assertEqual(silent.state, "opened")
-        (silent | disagreeing).campaign_id.deadline = self.today - timedelta(days=1)
+        (silent | disagreeing).campaign_id.sudo().deadline = self.today - timedelta(
+            days=1
+        )
         Campaign._cron_follow_up()
         self.assertEqual(silent.state, "no_exception")
         self.assertRecordValues(
@@ -815,7 +939,9 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
     def test_exceptions_report(self):
         campaign = self.campaign(partner_scope="both")
         campaign.action_select_partners()
-        campaign.action_send()
+        self.approve_and_send(campaign)
+        self.process_batches()
+        self.env["mail.mail"].process_email_queue()
         by_partner = campaign.request_ids.grouped("partner_id")
         customer_request, vendor_request = (
             by_partner[self.customer],
@@ -845,3 +971,370 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         self.assertEqual(
             rows, [["Confirm Customer", 1234.5, 1200.0, 34.5, "Credit note missing"]]
         )
+
+    # ------------------------------------------------------------------
+    # Evidence that shows tampering (issue 21 §2)
+    # ------------------------------------------------------------------
+
+    def evidence_text(self, campaign):
+        content, __ = self.env["ir.actions.report"]._render_qweb_pdf(
+            "account_document_email.action_report_confirmation_evidence",
+            campaign.ids,
+        )
+        self.assert_pdf(content)
+        return pdf_text(content)
+
+    def test_evidence_chain_records_and_shows_tampering(self):
+        [confirmation] = self.sent_request()
+        self.answer(
+            confirmation,
+            answer="disagree",
+            their_balance="1000",
+            comment="Paid in June",
+            responder_name="Ana Perez",
+            responder_role="Head of accounts payable",
+            files={"attachment": ("ledger.csv", b"INV;1000\n", "text/csv")},
+        )
+        campaign = confirmation.campaign_id
+        events = campaign.event_ids.sorted("sequence")
+        self.assertEqual(
+            events.mapped("event_type"),
+            ["approved", "sent", "delivered", "opened", "answered"],
+        )
+        self.assertEqual(events.mapped("sequence"), [1, 2, 3, 4, 5])
+        answered = events[-1]
+        payload = json.loads(answered.payload)
+        self.assertEqual(payload["their_balance"], 1000.0)
+        self.assertEqual(payload["comment"], "Paid in June")
+        self.assertEqual(
+            payload["file_sha256"], hashlib.sha256(b"INV;1000\n").hexdigest()
+        )
+        self.assertEqual(payload["ip"], "127.0.0.1")
+        self.assertIn("python-requests", payload["user_agent"])
+        self.assertEqual(payload["responder_name"], "Ana Perez")
+        self.assertEqual(payload["responder_role"], "Head of accounts payable")
+        self.assertEqual(answered.previous_hash, events[-2].hash)
+        self.assertEqual(campaign._check_evidence(), (True, None))
+        text = self.evidence_text(campaign)
+        self.assertIn("Chain intact", text)
+        # the head of the chain, for the auditor's working papers
+        self.assertIn(f"Entry5,hash{events[-1].hash}", re.sub(r"\s", "", text))
+        # the ORM refuses every change, the superuser's included
+        for change in (
+            lambda: answered.write({"payload": "{}"}),
+            lambda: answered.unlink(),
+            lambda: self.env["account.confirmation.event"].create(
+                {"campaign_id": campaign.id, "sequence": 9, "event_type": "sent"}
+            ),
+        ):
+            with self.assertRaisesRegex(UserError, "append-only"):
+                change()
+        # a change made in the database shows on the report
+        tampered = payload | {"their_balance": 1234.5}
+        self.env.cr.execute(
+            "UPDATE account_confirmation_event SET payload = %s WHERE id = %s",
+            (json.dumps(tampered, sort_keys=True), answered.id),
+        )
+        self.env.invalidate_all()
+        self.assertEqual(campaign._check_evidence(), (False, answered))
+        text = self.evidence_text(campaign)
+        self.assertIn("Chain broken at entry 5", text)
+        self.assertNotIn("Chain intact", text)
+        # a removed entry too
+        self.env.cr.execute(
+            "DELETE FROM account_confirmation_event WHERE id = %s", (events[2].id,)
+        )
+        self.env.invalidate_all()
+        self.assertEqual(campaign._check_evidence(), (False, events[3]))
+
+    # ------------------------------------------------------------------
+    # The auditor's seat (issue 21 §1)
+    # ------------------------------------------------------------------
+
+    def test_auditor_approves_sends_receives_and_closes(self):
+        company = self.env.company
+        auditor = new_test_user(
+            self.env,
+            "confirm_auditor",
+            groups="account_document_email.group_confirmation_auditor",
+            email="partner@auditfirm.example.com",
+            company_id=company.id,
+            company_ids=[company.id],
+        )
+        manager = new_test_user(
+            self.env,
+            "confirm_manager",
+            groups="account.group_account_manager",
+            company_id=company.id,
+            company_ids=[company.id],
+        )
+        self.assertFalse(auditor.has_group("account.group_account_invoice"))
+        campaign = (
+            self.env["account.confirmation.campaign"]
+            .with_user(manager)
+            .create(
+                {
+                    "name": "Audited",
+                    "date_at": DATE_AT,
+                    "deadline": self.today + timedelta(days=20),
+                }
+            )
+        )
+        self.assertFalse(campaign.reply_email, "never the company's own address")
+        campaign.action_select_partners()
+        campaign.request_ids.filtered(lambda r: r.partner_id != self.customer).unlink()
+        campaign.require_code = False
+        request = campaign.request_ids
+        with self.assertRaises(AccessError):
+            campaign.action_approve()
+        with self.assertRaises(UserError):
+            campaign.write({"state": "approved"})
+        with self.assertRaises(UserError):
+            request.write({"state": "confirmed", "their_balance": 1234.5})
+        mine = campaign.with_user(auditor)
+        mine.action_approve()
+        self.assertRecordValues(
+            mine,
+            [
+                {
+                    "state": "approved",
+                    "auditor_id": auditor.id,
+                    "reply_email": "partner@auditfirm.example.com",
+                }
+            ],
+        )
+        self.assertEqual(request.approved_email, self.customer.email)
+        # after approval the company changes nothing the auditor approved
+        for field, value in (
+            ("reply_email", "billing@company.example.com"),
+            ("deadline", self.today + timedelta(days=90)),
+            ("link_grace_days", 365),
+            ("selection_rule", "largest"),
+        ):
+            with self.assertRaisesRegex(UserError, "approved", msg=field):
+                campaign.write({field: value})
+        for values in ({"our_balance": 1.0}, {"partner_id": self.vendor.id}):
+            with self.assertRaises(UserError):
+                request.write(values)
+        for action in (
+            request.unlink,
+            campaign.unlink,
+            campaign.action_select_partners,
+        ):
+            with self.assertRaises(UserError):
+                action()
+        with self.assertRaises(AccessError):
+            campaign.action_send()
+        mine.action_send()
+        self.process_batches()
+        self.env["mail.mail"].process_email_queue()
+        self.assertEqual(request.state, "sent")
+        self.answer(request, answer="agree")
+        self.assertEqual(request.state, "confirmed")
+        [copy] = self.env["mail.mail"].search(
+            [("res_id", "=", request.id), ("subject", "like", "answered by")]
+        )
+        self.assertEqual(copy.email_to, "partner@auditfirm.example.com")
+        # the company reads the outcome, never writes or closes it
+        self.assertEqual(request.with_user(manager).state, "confirmed")
+        with self.assertRaises(UserError):
+            request.write({"state": "disputed"})
+        with self.assertRaises(AccessError):
+            campaign.action_close()
+        self.assertEqual(campaign.state, "sent")
+        mine.action_close()
+        self.assertEqual(campaign.state, "closed")
+        self.assertEqual(campaign.event_ids[-1:].event_type, "closed")
+        self.assertEqual(self.landing(request).status_code, 404)
+
+    def test_address_changed_after_approval_gets_nothing(self):
+        auditor = new_test_user(
+            self.env,
+            "confirm_auditor2",
+            groups="account_document_email.group_confirmation_auditor",
+            email="auditor2@auditfirm.example.com",
+        )
+        campaign = self.campaign()
+        campaign.action_select_partners()
+        campaign.request_ids.filtered(lambda r: r.partner_id != self.customer).unlink()
+        campaign.with_user(auditor).action_approve()
+        self.customer.email = "someone.else@company.example.com"
+        campaign.with_user(auditor).action_send()
+        self.process_batches()
+        self.env["mail.mail"].process_email_queue()
+        self.assertFalse(
+            self.env["mail.mail"].search(
+                [("email_to", "ilike", "someone.else@company.example.com")]
+            )
+        )
+        self.assertEqual(campaign.request_ids.state, "undelivered")
+        self.assertIn("no recipient", campaign.request_ids.delivery_note)
+
+    # ------------------------------------------------------------------
+    # Delivery truth (issue 21 §4)
+    # ------------------------------------------------------------------
+
+    def test_undelivered_requests_never_count_as_no_exception(self):
+        """Negative campaign: an email skipped (foo@bar) and one bounced end
+        undelivered at the deadline, not "no exception"."""
+        self.customer.email = "foo@bar"
+        campaign = self.campaign(kind="negative", partner_scope="both")
+        campaign.action_select_partners()
+        campaign.request_ids.filtered(
+            lambda r: r.partner_id not in (self.customer | self.vendor)
+        ).unlink()
+        self.approve_and_send(campaign)
+        self.process_batches()
+        self.env["mail.mail"].process_email_queue()
+        by_partner = campaign.request_ids.grouped("partner_id")
+        skipped, bounced = by_partner[self.customer], by_partner[self.vendor]
+        # skipped by its batch: undelivered at once, with the reason
+        self.assertEqual(skipped.state, "undelivered")
+        self.assertIn("not a valid email address", skipped.delivery_note)
+        self.assertEqual(bounced.state, "sent")
+        # what core's bounce handling records on the email's notification
+        self.env["mail.notification"].search(
+            [
+                ("mail_message_id.model", "=", bounced._name),
+                ("mail_message_id.res_id", "=", bounced.id),
+            ]
+        ).sudo().notification_status = "bounce"
+        # time passes (the test moves the deadline; nobody else can)
+        campaign.sudo().deadline = self.today - timedelta(days=1)
+        self.cron_env["account.confirmation.campaign"]._cron_follow_up()
+        self.assertEqual((skipped | bounced).mapped("state"), ["undelivered"] * 2)
+        self.assertIn("bounced", bounced.event_ids.mapped("event_type"))
+        self.assertIn("undelivered", skipped.event_ids.mapped("event_type"))
+
+    # ------------------------------------------------------------------
+    # Who answered (issue 21 §3)
+    # ------------------------------------------------------------------
+
+    def emailed_code(self, address):
+        [received] = self.messages_to(address)
+        body = received["message"].get_body(("html",)).get_content()
+        return re.search(r"<strong>(\d{6})</strong>", body).group(1)
+
+    def test_answer_needs_the_code_emailed_to_the_approved_address(self):
+        [confirmation] = self.sent_request(require_code=True)
+        self.assertTrue(confirmation.campaign_id.require_code)
+        with real_smtp_delivery():
+            page = self.page(confirmation)
+        self.assertIn('name="code"', page.text)
+        code = self.emailed_code(self.customer.email)
+        # the code is on no message a company user reads
+        self.assertNotIn(code, " ".join(confirmation.message_ids.mapped("body")))
+        for wrong in ("", "12345x", f"{(int(code) + 1) % 10**6:06d}"):
+            response = self.answer(confirmation, answer="agree", code=wrong)
+            self.assertIn("code is wrong", response.text)
+            self.assertEqual(confirmation.state, "opened")
+        # no new code while one runs: the same code still works
+        self.answer(confirmation, answer="agree", code=code)
+        self.assertEqual(confirmation.state, "confirmed")
+        self.assertIn("code_checked", confirmation.event_ids.mapped("event_type"))
+        self.assertEqual(len(self.messages_to(self.customer.email)), 1)
+
+    def test_code_tries_limited(self):
+        [confirmation] = self.sent_request(require_code=True)
+        with real_smtp_delivery():
+            self.page(confirmation)
+        code = self.emailed_code(self.customer.email)
+        wrong = f"{(int(code) + 1) % 10**6:06d}"
+        for __ in range(5):
+            self.answer(confirmation, answer="agree", code=wrong)
+        response = self.answer(confirmation, answer="agree", code=code)
+        self.assertIn("code is wrong", response.text)
+        self.assertEqual(confirmation.state, "opened")
+
+    def test_answer_needs_name_and_position(self):
+        [confirmation] = self.sent_request()
+        response = self.answer(confirmation, answer="agree", responder_role="")
+        self.assertIn("Enter your name and your position", response.text)
+        self.assertEqual(confirmation.state, "opened")
+        self.answer(confirmation, answer="agree")
+        self.assertRecordValues(
+            confirmation,
+            [
+                {
+                    "state": "confirmed",
+                    "responder_name": "Ana Perez",
+                    "responder_role": "Accounts payable",
+                }
+            ],
+        )
+
+    # ------------------------------------------------------------------
+    # Alternative procedures and the campaign report (issue 21 §5)
+    # ------------------------------------------------------------------
+
+    def test_alternative_procedures_and_campaign_summary(self):
+        """A customer who never answered: the worksheet lists its invoice
+        open at the date, the payment after the date that settled part of it
+        and what is still unexplained; the campaign report counts every
+        state and the share confirmed."""
+        [silent] = self.sent_request()
+        answered = self.sent_request(self.vendor, partner_scope="vendor")
+        self.answer(answered, answer="agree")
+        self.pay(self.invoice, 1000, DATE_AT + timedelta(days=5))
+        silent.campaign_id.sudo().deadline = self.today - timedelta(days=1)
+        self.cron_env["account.confirmation.campaign"]._cron_follow_up()
+        self.assertEqual(silent.state, "no_reply")
+        campaign = silent.campaign_id
+        self.assertEqual(campaign._get_alternative_requests(), silent)
+        [item] = silent._get_alternative_procedures()
+        self.assertEqual(item["name"], self.invoice.name)
+        self.assertAlmostEqual(item["open_amount"], 1234.5)
+        self.assertEqual(
+            [(r["amount"], r["date"]) for r in item["receipts"]],
+            [(1000.0, DATE_AT + timedelta(days=5))],
+        )
+        self.assertAlmostEqual(item["unexplained"], 234.5)
+        content, __ = self.env["ir.actions.report"]._render_qweb_pdf(
+            "account_document_email.action_report_confirmation_alternative",
+            campaign.ids,
+        )
+        text = pdf_text(content)
+        for expected in (
+            "Alternative Procedures",
+            self.invoice.name,
+            "1,000.00",
+            "234.50",
+        ):
+            self.assertIn(expected, text)
+        # the vendor's campaign: everything confirmed
+        rows, share = answered.campaign_id._get_state_summary()
+        self.assertIn(("Confirmed", 1, 400.0), rows)
+        self.assertEqual(share, 100.0)
+        rows, share = campaign._get_state_summary()
+        self.assertIn(("No Reply", 1, 1234.5), rows)
+        self.assertEqual(share, 0.0)
+        content, __ = self.env["ir.actions.report"]._render_qweb_pdf(
+            "account_document_email.action_report_confirmation_exceptions",
+            campaign.ids,
+        )
+        text = pdf_text(content)
+        self.assertIn("No Reply", text)
+        self.assertIn("alternative procedures needed", text)
+
+    def test_chunked_post_refused(self):
+        """A chunked body (no Content-Length) gets 411 before it is read.
+        Sent over a socket of its own, synchronously: the server answers
+        before the test goes on, and only the status and headers are read."""
+        [confirmation] = self.sent_request()
+        connection = http.client.HTTPConnection(
+            "127.0.0.1", config["http_port"], timeout=30
+        )
+        try:
+            connection.putrequest("POST", f"/my/confirmation/{confirmation.id}/answer")
+            connection.putheader("Transfer-Encoding", "chunked")
+            connection.putheader("Content-Type", "application/x-www-form-urlencoded")
+            connection.endheaders()
+            connection.send(b"d\r\nanswer=agree&\r\n0\r\n\r\n")
+            response = connection.getresponse()
+            status, headers = response.status, dict(response.getheaders())
+        finally:
+            connection.close()
+        self.assertEqual(status, 411)
+        for name, value in PAGE_HEADERS.items():
+            self.assertEqual(headers.get(name), value, name)
+        self.assertEqual(confirmation.state, "sent")

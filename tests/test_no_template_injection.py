@@ -152,11 +152,20 @@ class TestNoTemplateInjection(AgedReceivableMixin, DocumentEmailCase):
         )
         campaign.action_select_partners()
         campaign.request_ids.filtered(lambda r: r.partner_id != self.evil).unlink()
-        campaign.action_send()
+        auditor = new_test_user(
+            self.env,
+            "injection_auditor",
+            groups="account_document_email.group_confirmation_auditor",
+            email="auditor@audit.example.com",
+        )
+        campaign.with_user(auditor).action_approve()
+        campaign.with_user(auditor).action_send()
         self.process_batches()
+        # sent once the (test) server took the first request
+        self.env["mail.mail"].process_email_queue()
         request = campaign.request_ids
         self.assertEqual(len(request), 1)
-        request.sent_date = today - timedelta(days=14)
+        request.sudo().sent_date = today - timedelta(days=14)
         cron_env = self.env(user=SUPERUSER_ID, su=True)
         cron_env["account.confirmation.campaign"]._cron_follow_up()
         self.process_batches()

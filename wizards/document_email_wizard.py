@@ -58,6 +58,12 @@ class DocumentEmailWizard(models.TransientModel):
         "e-invoice), made the first time it is sent and attached to each email.",
     )
     document_alerts = fields.Text(compute="_compute_document_files")
+    per_customer = fields.Boolean(
+        "One email per customer",
+        help="Several documents: each customer gets one email with all its "
+        "documents' files and a body listing them, instead of one email per "
+        "document.",
+    )
     duplicate_warning = fields.Text(readonly=True)
     duplicate_confirmed = fields.Boolean()
     template_id = fields.Many2one(
@@ -268,6 +274,8 @@ class DocumentEmailWizard(models.TransientModel):
                 body=self.body or "",
                 partners=self.partner_ids,
             )
+        elif self.per_customer:
+            values["per_customer"] = True
         # for several, a choice other than the first document's default
         elif self.template_id != first._get_document_email_template():
             values["template"] = self.template_id

@@ -35,6 +35,15 @@ registry.category("web_tour.tours").add("account_document_email_confirmation_ans
       run: "edit Invoice paid on 28 June by transfer",
     },
     {
+      content: "Say who answers",
+      trigger: "input[name=responder_name]",
+      run: "edit Ana Perez",
+    },
+    {
+      trigger: "input[name=responder_role]",
+      run: "edit Accounts payable",
+    },
+    {
       content: "Send the answer",
       trigger: ".o_confirmation_submit",
       run: "click",

@@ -1,0 +1,162 @@
+import hashlib
+import json
+
+from odoo import api, fields, models
+from odoo.exceptions import UserError
+from odoo.tools import SQL
+
+EVENT_TYPES = [
+    ("sent", "Sent"),
+    ("delivered", "Delivered"),
+    ("bounced", "Bounced"),
+    ("undelivered", "Undelivered"),
+    ("posted", "Posted"),
+    ("opened", "Opened"),
+    ("code_sent", "Code Sent"),
+    ("code_checked", "Code Checked"),
+    ("answered", "Answered"),
+    ("second_request", "Second Request"),
+    ("approved", "Approved"),
+    ("closed", "Closed"),
+]
+# the hash of a campaign's first entry chains to this
+GENESIS_HASH = "0" * 64
+
+
+class AccountConfirmationEvent(models.Model):
+    """The evidence of a campaign: an append-only log where each entry's hash
+    covers its content and the previous entry's hash, as core's inalterable
+    hash of posted entries. Nothing edits or deletes an entry through the
+    ORM; a change made in the database breaks the chain where it was made."""
+
+    _name = "account.confirmation.event"
+    _description = "Balance Confirmation Evidence"
+    _order = "campaign_id, sequence"
+    _log_access = False
+
+    campaign_id = fields.Many2one(
+        "account.confirmation.campaign",
+        required=True,
+        ondelete="restrict",
+        index=True,
+        readonly=True,
+    )
+    company_id = fields.Many2one(related="campaign_id.company_id", store=True)
+    request_id = fields.Many2one(
+        "account.confirmation.request", ondelete="restrict", index=True, readonly=True
+    )
+    partner_id = fields.Many2one(related="request_id.partner_id")
+    sequence = fields.Integer(required=True, readonly=True)
+    event_type = fields.Selection(EVENT_TYPES, required=True, readonly=True)
+    event_date = fields.Datetime(required=True, readonly=True)
+    user_id = fields.Many2one("res.users", "Recorded By", readonly=True)
+    payload = fields.Text(readonly=True, help="The event's details, as JSON.")
+    previous_hash = fields.Char(readonly=True)
+    hash = fields.Char(readonly=True)
+
+    _sql_constraints = [
+        (
+            "campaign_sequence_unique",
+            "unique(campaign_id, sequence)",
+            "An entry follows exactly one other in its campaign's log.",
+        )
+    ]
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        if not self.env.context.get("confirmation_event_append"):
+            raise UserError(self._get_refusal())
+        return super().create(vals_list)
+
+    def write(self, vals):
+        if self:
+            raise UserError(self._get_refusal())
+        return super().write(vals)
+
+    def unlink(self):
+        if self:
+            raise UserError(self._get_refusal())
+        return super().unlink()
+
+    def _get_refusal(self):
+        return self.env._(
+            "The evidence of balance confirmations is append-only: its entries "
+            "are recorded by the confirmations themselves and can be neither "
+            "changed nor deleted."
+        )
+
+    # ------------------------------------------------------------------
+    # Appending and verifying
+    # ------------------------------------------------------------------
+
+    @api.model
+    def _append(self, campaign, event_type, request=None, payload=None):
+        """Append one entry to ``campaign``'s chain."""
+        # one writer per campaign at a time: the chain never forks
+        self.env.cr.execute(
+            SQL(
+                "SELECT id FROM account_confirmation_campaign WHERE id = %s FOR UPDATE",
+                campaign.id,
+            )
+        )
+        last = self.sudo().search(
+            [("campaign_id", "=", campaign.id)], limit=1, order="sequence desc"
+        )
+        values = {
+            "campaign_id": campaign.id,
+            "request_id": request.id if request else False,
+            "sequence": last.sequence + 1,
+            "event_type": event_type,
+            "event_date": fields.Datetime.now(),
+            "user_id": self.env.uid,
+            "payload": json.dumps(payload or {}, sort_keys=True, default=str),
+            "previous_hash": last.hash or GENESIS_HASH,
+        }
+        values["hash"] = self._compute_entry_hash(values)
+        return self.sudo().with_context(confirmation_event_append=True).create(values)
+
+    @api.model
+    def _compute_entry_hash(self, values):
+        """sha256 of the previous hash and every recorded field."""
+        content = {
+            key: values[key]
+            for key in (
+                "campaign_id",
+                "request_id",
+                "sequence",
+                "event_type",
+                "event_date",
+                "user_id",
+                "payload",
+            )
+        }
+        content["event_date"] = fields.Datetime.to_string(content["event_date"])
+        text = values["previous_hash"] + json.dumps(content, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _get_entry_values(self):
+        self.ensure_one()
+        return {
+            "campaign_id": self.campaign_id.id,
+            "request_id": self.request_id.id,
+            "sequence": self.sequence,
+            "event_type": self.event_type,
+            "event_date": self.event_date,
+            "user_id": self.user_id.id,
+            "payload": self.payload,
+            "previous_hash": self.previous_hash or "",
+        }
+
+    def _find_first_break(self):
+        """The first entry of these (one campaign's, in order) whose hash or
+        link to the previous one does not hold, or None."""
+        previous = GENESIS_HASH
+        for expected_sequence, entry in enumerate(self.sorted("sequence"), 1):
+            if (
+                entry.sequence != expected_sequence
+                or entry.previous_hash != previous
+                or entry.hash != self._compute_entry_hash(entry._get_entry_values())
+            ):
+                return entry
+            previous = entry.hash
+        return None

@@ -324,4 +324,20 @@ class IrMailServer(models.Model):
         mail.document_uncertain = True
         mail.flush_recordset(["state", "failure_reason", "document_uncertain"])
         if commit:
-            self.env.cr.commit()  # pylint: disable=invalid-commit
+            self._document_commit_keeping_cache()
+
+    def _document_commit_keeping_cache(self):
+        """Commit, but keep what the session has read in memory: the email is
+        claimed by this worker (no other sends or changes it), and core's
+        _send goes on with it right after, which would otherwise read it all
+        again. The transaction's changes are flushed first; the commit then
+        runs without the transaction, which it would clear."""
+        cr = self.env.cr
+        cr.flush()  # the changes, then the precommit hooks
+        self.env.flush_all()  # what those hooks wrote
+        transaction = cr.transaction
+        cr.transaction = None
+        try:
+            cr.commit()  # pylint: disable=invalid-commit
+        finally:
+            cr.transaction = transaction

@@ -1,13 +1,27 @@
 from datetime import timedelta
 
-from odoo import fields, models
-from odoo.tools import split_every
+from odoo import fields, models, tools
+from odoo.tools import SQL, split_every
 from odoo.tools.mail import email_normalize, email_normalize_all, email_split_and_format
 
 from .ir_mail_server import DocumentSMTPMixin
 
 # temporary refusals (4xx) are tried again after 2, 4, 8 and 16 minutes
 MAX_ATTEMPTS = 5
+
+# what an email's columns make of its batch line and its documents, as
+# document.email.batch.line._compute_state and
+# mail.mail._get_document_delivery_state compute it
+LINE_STATE_SQL = """CASE WHEN mail.document_bounced THEN 'bounced'
+     WHEN mail.state IN ('sent', 'received') THEN 'sent'
+     WHEN mail.state IN ('exception', 'cancel') THEN 'failed'
+     ELSE 'queued' END"""
+DOCUMENT_STATE_SQL = """CASE WHEN mail.document_bounced THEN 'bounced'
+     WHEN mail.state = 'exception' AND mail.document_uncertain THEN 'uncertain'
+     WHEN mail.state = 'exception' THEN 'failed'
+     WHEN mail.state IN ('sent', 'received') THEN 'sent'
+     WHEN mail.state = 'cancel' THEN 'cancelled'
+     ELSE 'queued' END"""
 
 
 class MailMail(models.Model):
@@ -130,7 +144,11 @@ class MailMail(models.Model):
             mails = self._document_unclaimed()
         server = self.env["ir.mail_server"]._document_session_settings(smtp_session)
         mails = mails._document_within_minute_limit(server["server"])
-        mails._document_send_each(smtp_session, arguments)
+        # the batch lines and documents follow these emails' states once, at
+        # the end of the session (_document_email_states_changed)
+        mails.with_context(document_email_states_deferred=True)._document_send_each(
+            smtp_session, arguments
+        )
         self._document_release()
         return True
 
@@ -164,9 +182,92 @@ class MailMail(models.Model):
             )
             super(MailMail, sending)._send(**each)
             mail._document_after_send(smtp_session, auto_delete)
+        self._document_email_states_changed()
         if callback:
             callback(self.ids)
         return True
+
+    @tools.ormcache()
+    def _document_deferred_fields(self):
+        """The stored fields that follow an email's state: its batch lines'
+        state and its documents' delivery state."""
+        models_ = [self.env["document.email.batch.line"]]
+        for name in self.env.registry:
+            model = self.env[name]
+            field = model._fields.get("document_email_state")
+            if field and field.store and not model._abstract and model._auto:
+                models_.append(model)
+        return tuple(
+            model._fields["state" if i == 0 else "document_email_state"]
+            for i, model in enumerate(models_)
+        )
+
+    def _modified(self, fields, create):
+        """Sending in a documents session: the stored states that follow the
+        email are left to _document_email_states_changed (one statement for
+        the session), instead of being searched and written at each write."""
+        if not self.env.context.get("document_email_states_deferred"):
+            return super()._modified(fields, create)
+        deferred = set(self._document_deferred_fields())
+        cache = self.env.cache
+
+        def select(field):
+            if field in deferred:
+                return False
+            return (field.compute and field.store) or cache.contains_field(field)
+
+        tree = self.pool.get_trigger_tree(fields, select=select)
+        if not tree:
+            return ()
+        return (
+            self.sudo().with_context(active_test=False)._modified_triggers(tree, create)
+        )
+
+    def _document_email_states_changed(self):
+        """These emails' states changed (a documents session sent them): their
+        batch lines and their documents follow, in one statement for all, and
+        the emails are no longer claimed. Called once per session; a session
+        killed midway leaves its emails claimed by a dead connection, and the
+        next queue run calls it for them (_document_claimed_elsewhere)."""
+        if not self:
+            return
+        self.flush_recordset(["state", "document_uncertain", "document_bounced"])
+        fields_ = self._document_deferred_fields()
+        updates = [
+            SQL(
+                f"""u_line AS (UPDATE document_email_batch_line line
+                      SET state = {LINE_STATE_SQL} FROM mail
+                    WHERE line.mail_id = mail.id AND line.stage = 'queued'
+                      AND line.state IS DISTINCT FROM {LINE_STATE_SQL})"""
+            )
+        ]
+        for index, field in enumerate(fields_[1:]):
+            updates.append(
+                SQL(
+                    f"""u_{index} AS (UPDATE %s doc SET document_email_state =
+                          {DOCUMENT_STATE_SQL} FROM mail
+                        WHERE doc.document_email_mail_id = mail.id AND
+                          doc.document_email_state IS DISTINCT FROM
+                          {DOCUMENT_STATE_SQL})""",
+                    SQL.identifier(self.env[field.model_name]._table),
+                )
+            )
+        self.env.cr.execute(
+            SQL(
+                """WITH mail AS (SELECT id, state, document_uncertain,
+                                        document_bounced
+                                   FROM mail_mail WHERE id IN %s), %s
+                   UPDATE mail_mail SET document_claim_pid = NULL
+                    WHERE id IN %s AND state != 'outgoing'
+                      AND document_claim_pid IS NOT NULL""",
+                tuple(self.ids),
+                SQL(", ").join(updates),
+                tuple(self.ids),
+            )
+        )
+        for field in fields_:
+            self.env[field.model_name].invalidate_model([field.name])
+        self.invalidate_recordset(["document_claim_pid"])
 
     def _document_slot_reserved(self, smtp_session, arguments):
         """The server's per-minute limit, counted for all workers together:

@@ -23,8 +23,9 @@ CLAIM_FREE = """(mail.document_claim_pid IS NULL
 class MailMail(models.Model):
     _inherit = "mail.mail"
 
+    # set from the claim until the session settles its emails' states
     document_claim_pid = fields.Integer(
-        "Claimed by connection", readonly=True, copy=False
+        "Claimed by connection", readonly=True, copy=False, index="btree_not_null"
     )
     document_claimed_until = fields.Datetime("Claimed until", readonly=True, copy=False)
 
@@ -64,7 +65,9 @@ class MailMail(models.Model):
         """The emails another worker has claimed are left to it: this run
         takes the next ones, so that the workers share the queue."""
         queue = self
-        claimed = self._document_claimed_elsewhere()
+        claimed, unsettled = self._document_claimed_elsewhere()
+        if unsettled:
+            self.browse(unsettled)._document_email_states_changed()
         if claimed:
             filters = [*self.env.context.get("filters", []), ("id", "not in", claimed)]
             queue = self.with_context(filters=filters)
@@ -74,16 +77,23 @@ class MailMail(models.Model):
 
     @api.model
     def _document_claimed_elsewhere(self):
+        """The emails still to send that another live worker has claimed; and
+        those a worker sent but did not settle (killed before the end of its
+        session): their batch lines and documents follow them now."""
         self.env.cr.execute(
             SQL(
-                f"""SELECT mail.id FROM mail_mail mail
-                     WHERE mail.state = 'outgoing'
-                       AND mail.document_claim_pid IS NOT NULL
+                f"""SELECT mail.id, mail.state = 'outgoing' FROM mail_mail mail
+                     WHERE mail.document_claim_pid IS NOT NULL
                        AND mail.document_claim_pid != pg_backend_pid()
-                       AND NOT {CLAIM_FREE}"""
+                       AND CASE WHEN mail.state = 'outgoing' THEN NOT {CLAIM_FREE}
+                                ELSE {CLAIM_FREE} END"""
             )
         )
-        return [row[0] for row in self.env.cr.fetchall()]
+        rows = self.env.cr.fetchall()
+        return (
+            [mail_id for mail_id, outgoing in rows if outgoing],
+            [mail_id for mail_id, outgoing in rows if not outgoing],
+        )
 
     def send(self, auto_commit=False, raise_exception=False, post_send_callback=None):
         mails = self

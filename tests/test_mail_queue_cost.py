@@ -7,6 +7,7 @@ the cron's own commit at the end included."""
 
 import json
 import logging
+import signal
 
 from odoo.tests import tagged
 
@@ -48,6 +49,9 @@ class TestMailQueueCost(processes.ChildProcessCase):
             state for state, _r, _m in self._committed_mails(created["ours"]).values()
         }
         self.assertEqual(states, {"sent"})
+        # the batch's lines and the orders follow their emails (written once
+        # for the session, and counted above)
+        self.assertEqual(self._committed_states(created), ({"sent"}, {"sent"}))
         _logger.info(
             "mail queue per email: ours %.1f queries, %.2f commits; "
             "core %.1f queries, %.2f commits",
@@ -60,3 +64,49 @@ class TestMailQueueCost(processes.ChildProcessCase):
         # one commit an email, and the run's own at the end, as core's
         self.assertLessEqual(ours["commits"], core["commits"], (ours, core))
         self.assertLessEqual(ours["commits"], EMAILS + 1, (ours, core))
+
+    def _committed_states(self, created):
+        """The batch lines' states and the orders' delivery states, as
+        committed."""
+        with self.registry.cursor() as cr:
+            cr.execute(
+                "SELECT state FROM document_email_batch_line WHERE batch_id = %s",
+                [created["batch"]],
+            )
+            lines = {row[0] for row in cr.fetchall()}
+            cr.execute(
+                "SELECT document_email_state FROM sale_order WHERE id IN %s",
+                [tuple(created["orders"])],
+            )
+            return lines, {row[0] for row in cr.fetchall()}
+
+    def test_killed_session_settled_by_the_next_run(self):
+        """Killed while the server takes its third email: the session never
+        writes its lines' and orders' states; the next run does, for the
+        emails the dead worker sent, and sends the rest once."""
+        handler = processes.KillingHandler(kill_at=3)
+        with SMTPTestServer(handler=handler) as server:
+            created = json.loads(self._run("cost", "6", str(server.port)))
+            self.addCleanup(self._cleanup_cost, created, server.port)
+            handler.victim = self._child("count", *map(str, created["ours"]))
+            handler.victim.wait(timeout=300)
+            self.assertEqual(handler.victim.returncode, -signal.SIGKILL, "killed")
+            self.assertEqual(self._committed_states(created)[1], {"queued"})
+            self._run("count", *map(str, created["ours"]))  # the next run
+            delivered = [m["message"]["Message-Id"] for m in server.messages]
+        self.assertEqual(len(delivered), 6)
+        self.assertEqual(len(set(delivered)), 6, "none twice")
+        with self.registry.cursor() as cr:
+            cr.execute(
+                "SELECT line.state, sale.document_email_state, mail.state "
+                "FROM document_email_batch_line line "
+                "JOIN sale_order sale ON sale.id = line.res_id "
+                "JOIN mail_mail mail ON mail.id = line.mail_id "
+                "WHERE line.batch_id = %s",
+                [created["batch"]],
+            )
+            rows = sorted(cr.fetchall())
+        self.assertEqual(
+            rows,
+            [("failed", "uncertain", "exception")] + [("sent", "sent", "sent")] * 5,
+        )

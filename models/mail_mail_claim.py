@@ -78,15 +78,18 @@ class MailMail(models.Model):
     @api.model
     def _document_claimed_elsewhere(self):
         """The emails still to send that another live worker has claimed; and
-        those a worker sent but did not settle (killed before the end of its
-        session): their batch lines and documents follow them now."""
+        those a worker sent but did not settle (killed, or this connection's
+        session stopped by an error, before the end of its session): their
+        batch lines and documents follow them now."""
         self.env.cr.execute(
             SQL(
                 f"""SELECT mail.id, mail.state = 'outgoing' FROM mail_mail mail
                      WHERE mail.document_claim_pid IS NOT NULL
-                       AND mail.document_claim_pid != pg_backend_pid()
-                       AND CASE WHEN mail.state = 'outgoing' THEN NOT {CLAIM_FREE}
-                                ELSE {CLAIM_FREE} END"""
+                       AND CASE WHEN mail.state = 'outgoing'
+                                THEN mail.document_claim_pid != pg_backend_pid()
+                                     AND NOT {CLAIM_FREE}
+                                ELSE mail.document_claim_pid = pg_backend_pid()
+                                     OR {CLAIM_FREE} END"""
             )
         )
         rows = self.env.cr.fetchall()

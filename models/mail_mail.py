@@ -233,6 +233,9 @@ class MailMail(models.Model):
             return
         self.flush_recordset(["state", "document_uncertain", "document_bounced"])
         fields_ = self._document_deferred_fields()
+        for field in fields_:
+            # nothing pending would be written over the statement's values
+            self.env[field.model_name].flush_model([field.name])
         updates = [
             SQL(
                 f"""u_line AS (UPDATE document_email_batch_line line

@@ -8,7 +8,7 @@ PATH::
     export PATH=/opt/ade/venv/bin:$PATH
     python bench/batch_email.py [--invoices 200] [--http-port 8869]
         [--addons /opt/ade/addons] [--skip-native] [--profile] [--keep]
-        [--chunk-size N] [--template DB] [--smoke]
+        [--chunk-size N] [--template DB] [--smoke] [--check-pdfs]
 
 What it does, on a throwaway database (dropped at the end unless ``--keep``):
 
@@ -98,6 +98,12 @@ def parse_args():
         help="smallest run, for CI: 2 invoices, every case (--workers too), "
         "HTTP servers on free ports; no target is checked",
     )
+    parser.add_argument(
+        "--check-pdfs",
+        action=argparse.BooleanOptionalAction,
+        help="read every delivered PDF back (pdfminer): each invoice's lines "
+        "and total must be in its own PDF (on by default with --smoke)",
+    )
     parser.add_argument("--batch-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--workers",
@@ -123,6 +129,8 @@ def parse_args():
     args = parser.parse_args()
     if args.ratio_only and args.skip_native:
         parser.error("--ratio-only compares with Odoo's Send: drop --skip-native")
+    if args.check_pdfs is None:
+        args.check_pdfs = args.smoke
     if args.smoke:
         args.invoices = 2
         args.workers = True
@@ -271,6 +279,36 @@ class Sink:
             if not number or number.group(0) not in text:
                 wrong.append(subject)
         return wrong
+
+    def half_drawn(self, expected):
+        """Messages whose PDF, read back with pdfminer, misses a line or the
+        total of its invoice (``expected``: {number: (labels, total)}):
+        a wkhtmltopdf call of many documents must draw each one whole."""
+        from pdfminer.high_level import extract_text
+
+        wrong = []
+        for subject, pdfs in self.pdfs:
+            number = re.search(r"[A-Z]+/\d{4}/\d+", subject)
+            labels, total = expected.get(number.group(0) if number else "", ([], ""))
+            text = " ".join(extract_text(io.BytesIO(pdfs[0])).split()) if pdfs else ""
+            if not total or any(part not in text for part in (*labels, total)):
+                wrong.append(subject)
+        return wrong
+
+
+def check_whole_pdfs(sink, label, invoices):
+    """``--check-pdfs``: every line's label and the total in each PDF."""
+    expected = {
+        move.name: (
+            move.invoice_line_ids.mapped("name"),
+            " ".join(move.currency_id.format(move.amount_total).split()),
+        )
+        for move in invoices
+    }
+    wrong = sink.half_drawn(expected)
+    say(f"  {label}: {len(invoices) - len(wrong)} PDFs hold every line and the total")
+    if wrong:
+        raise SystemExit(f"{label}: half-drawn PDFs in {wrong[:5]}")
 
 
 def late_duplicate_wait(args):
@@ -838,6 +876,8 @@ def run(env, args, sink, sets):
     say(f"ours: document.email.wizard on {n} invoices, then the mail queue")
     ours, ours_parts = send_ours(env, ours_set, args, profile=args.profile)
     check_delivered(sink, "ours", n)
+    if args.check_pdfs:
+        check_whole_pdfs(sink, "ours", ours_set)
 
     native, native_parts = None, {}
     if not args.skip_native:
@@ -845,6 +885,8 @@ def run(env, args, sink, sets):
         say(f"Odoo: account.move.send.batch.wizard on {n} invoices, cron, mail queue")
         native, native_parts = send_native(env, native_set)
         check_delivered(sink, "Odoo", n)
+        if args.check_pdfs:
+            check_whole_pdfs(sink, "Odoo", native_set)
 
     if args.workers:
         run_prefork(env, args, sink, ours_set)

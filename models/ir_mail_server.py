@@ -241,26 +241,45 @@ class IrMailServer(models.Model):
             email_from, mail_servers.filtered(lambda s: not s.document_company_id)
         )
 
-    def _document_aligned_sender(self, sender):
+    def _document_aligned_sender(self, sender, settings=None):
         """The From this server's account may use: the sender itself when the
         server accepts it (core's from_filter rule), else the sender's name
         with the account's address, as core does for notifications."""
         self.ensure_one()
-        if not sender or self._match_from_filter(sender, self.from_filter):
+        settings = settings or {"from_filter": self.from_filter}
+        if not sender or self._match_from_filter(sender, settings["from_filter"]):
             return sender
-        account = self._get_test_email_from()
-        return encapsulate_email(sender, account) or sender
+        if "account" not in settings:
+            settings["account"] = self._get_test_email_from()
+        return encapsulate_email(sender, settings["account"]) or sender
+
+    def _document_session_settings(self, smtp_session):
+        """What a documents server's session sends with, read once per
+        session: the queue commits after each email, and Odoo's cache goes
+        with every commit."""
+        settings = getattr(smtp_session, "document_settings", None)
+        if settings is None:
+            server = self.sudo().browse(smtp_session.document_server_id)
+            company = server.document_company_id
+            settings = smtp_session.document_settings = {
+                "server": server,
+                "company_id": company.id,
+                "from_filter": server.from_filter,
+                "limit": server.document_max_per_minute,
+                # bounces of the company's documents go to the mailbox Odoo reads
+                "bounce": company._get_document_bounce_address(),
+            }
+        return settings
 
     def _prepare_email_message(self, message, smtp_session):
         if not isinstance(smtp_session, DocumentSMTPMixin):
             return super()._prepare_email_message(message, smtp_session)
-        server = self.sudo().browse(smtp_session.document_server_id)
-        self._document_align_sender(message, server)
+        settings = self._document_session_settings(smtp_session)
+        self._document_align_sender(message, settings)
         smtp_from, smtp_to_list, message = super()._prepare_email_message(
             message, smtp_session
         )
-        # bounces of the company's documents go to the mailbox Odoo reads
-        bounce_address = server.document_company_id._get_document_bounce_address()
+        bounce_address = settings["bounce"]
         if bounce_address:
             smtp_from = bounce_address
             del message["Return-Path"]
@@ -268,11 +287,11 @@ class IrMailServer(models.Model):
         return smtp_from, smtp_to_list, message
 
     @api.model
-    def _document_align_sender(self, message, server):
+    def _document_align_sender(self, message, settings):
         """From becomes an address the server may send as; the original
         sender goes into Reply-To so that replies still reach them."""
         sender = message["From"]
-        aligned = server._document_aligned_sender(sender)
+        aligned = settings["server"]._document_aligned_sender(sender, settings)
         if aligned == sender:
             return
         message.replace_header("From", aligned)
@@ -305,4 +324,20 @@ class IrMailServer(models.Model):
         mail.document_uncertain = True
         mail.flush_recordset(["state", "failure_reason", "document_uncertain"])
         if commit:
-            self.env.cr.commit()  # pylint: disable=invalid-commit
+            self._document_commit_keeping_cache()
+
+    def _document_commit_keeping_cache(self):
+        """Commit, but keep what the session has read in memory: the email is
+        claimed by this worker (no other sends or changes it), and core's
+        _send goes on with it right after, which would otherwise read it all
+        again. The transaction's changes are flushed first; the commit then
+        runs without the transaction, which it would clear."""
+        cr = self.env.cr
+        cr.flush()  # the changes, then the precommit hooks
+        self.env.flush_all()  # what those hooks wrote
+        transaction = cr.transaction
+        cr.transaction = None
+        try:
+            cr.commit()  # pylint: disable=invalid-commit
+        finally:
+            cr.transaction = transaction

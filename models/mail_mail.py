@@ -1,6 +1,6 @@
 from datetime import timedelta
 
-from odoo import fields, models
+from odoo import fields, models, tools
 from odoo.tools import SQL, split_every
 from odoo.tools.mail import email_normalize, email_normalize_all, email_split_and_format
 
@@ -8,6 +8,20 @@ from .ir_mail_server import DocumentSMTPMixin
 
 # temporary refusals (4xx) are tried again after 2, 4, 8 and 16 minutes
 MAX_ATTEMPTS = 5
+
+# what an email's columns make of its batch line and its documents, as
+# document.email.batch.line._compute_state and
+# mail.mail._get_document_delivery_state compute it
+LINE_STATE_SQL = """CASE WHEN mail.document_bounced THEN 'bounced'
+     WHEN mail.state IN ('sent', 'received') THEN 'sent'
+     WHEN mail.state IN ('exception', 'cancel') THEN 'failed'
+     ELSE 'queued' END"""
+DOCUMENT_STATE_SQL = """CASE WHEN mail.document_bounced THEN 'bounced'
+     WHEN mail.state = 'exception' AND mail.document_uncertain THEN 'uncertain'
+     WHEN mail.state = 'exception' THEN 'failed'
+     WHEN mail.state IN ('sent', 'received') THEN 'sent'
+     WHEN mail.state = 'cancel' THEN 'cancelled'
+     ELSE 'queued' END"""
 
 
 class MailMail(models.Model):
@@ -51,8 +65,8 @@ class MailMail(models.Model):
 
     def _split_by_mail_configuration(self):
         """A company's documents server: core opens one SMTP session per
-        batch, so its batches hold at most its emails per connection; and
-        only what its per-minute limit allows now goes out, the rest waits."""
+        batch, so its batches hold at most its emails per connection (its
+        per-minute limit is counted when sending, for all workers at once)."""
         servers = self.env["ir.mail_server"].sudo()
         for (
             server_id,
@@ -66,45 +80,24 @@ class MailMail(models.Model):
                 continue
             per_session = server.document_max_per_connection or len(batch_ids)
             for session_ids in split_every(per_session, batch_ids):
-                # counted lazily: the previous sessions' emails are sent by now
-                allowed = self.browse(session_ids)._document_within_minute_limit(server)
-                if allowed:
-                    yield server_id, alias_domain_id, smtp_from, allowed.ids
+                yield server_id, alias_domain_id, smtp_from, list(session_ids)
 
     def _document_within_minute_limit(self, server):
-        """The emails the server's per-minute limit lets through now; the
-        others wait in the queue until the limit frees."""
+        """The emails the server's per-minute limit lets through now, as
+        counted for all workers (document.mail.server.window); the others
+        wait in the queue until the next window."""
         limit = server.document_max_per_minute
-        if not limit:
+        if not limit or not self:
             return self
-        sent, oldest = self._document_sent_last_minute(server)
-        allowed = self[: max(limit - sent, 0)]
-        waiting = self - allowed
-        if waiting:
-            # the window frees a minute after its oldest email (or after
-            # the ones going out now)
-            frees_at = (oldest or fields.Datetime.now()) + timedelta(minutes=1)
-            retry_at = frees_at.replace(second=0, microsecond=0) + timedelta(minutes=1)
-            waiting._document_wait_for_limit(limit, retry_at)
+        windows = self.env["document.mail.server.window"]
+        allowed = self[: windows._remaining(server)]
+        (self - allowed)._document_wait_for_limit(limit, windows._current_window()[1])
         return allowed
-
-    def _document_sent_last_minute(self, server):
-        """(count, oldest) of the emails the server took in the last minute."""
-        self.env["mail.mail"].flush_model(["document_sent_at"])
-        self.env["mail.message"].flush_model(["mail_server_id"])
-        self.env.cr.execute(
-            SQL(
-                "SELECT count(*), min(mail.document_sent_at) FROM mail_mail mail "
-                "JOIN mail_message message ON message.id = mail.mail_message_id "
-                "WHERE mail.document_sent_at > %s AND message.mail_server_id = %s",
-                fields.Datetime.now() - timedelta(minutes=1),
-                server.id,
-            )
-        )
-        return self.env.cr.fetchone()
 
     def _document_wait_for_limit(self, limit, retry_at):
         """Kept in the queue, not failed: the provider's limit is reached."""
+        if not self:
+            return
         self.write(
             {
                 "state": "outgoing",
@@ -124,6 +117,7 @@ class MailMail(models.Model):
             ]
         ).notification_status = "ready"
         self.env.ref("mail.ir_cron_mail_scheduler_action")._trigger(at=retry_at)
+        self._document_trigger_delivery(at=retry_at)
 
     def _send(
         self,
@@ -144,26 +138,155 @@ class MailMail(models.Model):
         }
         if not isinstance(smtp_session, DocumentSMTPMixin):
             return super()._send(**arguments)
-        # a company's documents server: one email at a time, so that what
-        # happens while sending is known to belong to this email only; each
-        # browsed alone, as core's _send does: the queue commits after each
-        # email, and a record prefetching the whole batch would then read it
-        # all again for every email
-        for mail_id in self.ids:
+        if auto_commit is True:
+            mails = self._document_claim()
+        else:
+            mails = self._document_unclaimed()
+        server = self.env["ir.mail_server"]._document_session_settings(smtp_session)
+        mails = mails._document_within_minute_limit(server["server"])
+        # the batch lines and documents follow these emails' states once, at
+        # the end of the session (_document_email_states_changed)
+        mails.with_context(document_email_states_deferred=True)._document_send_each(
+            smtp_session, arguments
+        )
+        self._document_release()
+        return True
+
+    def _document_send_each(self, smtp_session, arguments):
+        """A company's documents server: one email at a time, so that what
+        happens while sending is known to belong to this email only. The
+        queue commits once per email: the in-flight mark of each email
+        (ir.mail_server._document_mark_in_flight) commits the outcome of the
+        one before with it; the last outcome is committed by the queue's
+        caller (the cron). Killed at any point, an email is either still
+        outgoing (never reached the server), or marked in flight (shown as
+        uncertain, never sent again), or done."""
+        callback = arguments["post_send_callback"]
+        each = dict(arguments, auto_commit=False, post_send_callback=None)
+        for index, mail_id in enumerate(self.ids):
+            if not self._document_slot_reserved(smtp_session, arguments):
+                self[index:]._document_wait_for_limit(
+                    smtp_session.document_settings["limit"],
+                    self.env["document.mail.server.window"]._current_window()[1],
+                )
+                break
+            # browsed alone, as core's _send does: a record prefetching the
+            # whole session would read it all again after each commit
             mail = self.browse(mail_id)
+            # core's auto_delete removes a sent email (not the add-on's own)
+            auto_delete = mail.auto_delete
             smtp_session._init_document_state()
             sending = mail.with_context(
                 document_email_mail_id=mail.id,
-                document_email_auto_commit=auto_commit,
+                document_email_auto_commit=arguments["auto_commit"],
             )
-            super(MailMail, sending)._send(**arguments)
-            mail._document_after_send(smtp_session)
+            super(MailMail, sending)._send(**each)
+            mail._document_after_send(smtp_session, auto_delete)
+        self._document_email_states_changed()
+        if callback:
+            callback(self.ids)
         return True
 
-    def _document_after_send(self, smtp_session):
+    @tools.ormcache()
+    def _document_deferred_fields(self):
+        """The stored fields that follow an email's state: its batch lines'
+        state and its documents' delivery state."""
+        models_ = [self.env["document.email.batch.line"]]
+        for name in self.env.registry:
+            model = self.env[name]
+            field = model._fields.get("document_email_state")
+            if field and field.store and not model._abstract and model._auto:
+                models_.append(model)
+        return tuple(
+            model._fields["state" if i == 0 else "document_email_state"]
+            for i, model in enumerate(models_)
+        )
+
+    def _modified(self, fields, create):
+        """Sending in a documents session: the stored states that follow the
+        email are left to _document_email_states_changed (one statement for
+        the session), instead of being searched and written at each write."""
+        if not self.env.context.get("document_email_states_deferred"):
+            return super()._modified(fields, create)
+        deferred = set(self._document_deferred_fields())
+        cache = self.env.cache
+
+        def select(field):
+            if field in deferred:
+                return False
+            return (field.compute and field.store) or cache.contains_field(field)
+
+        tree = self.pool.get_trigger_tree(fields, select=select)
+        if not tree:
+            return ()
+        return (
+            self.sudo().with_context(active_test=False)._modified_triggers(tree, create)
+        )
+
+    def _document_email_states_changed(self):
+        """These emails' states changed (a documents session sent them): their
+        batch lines and their documents follow, in one statement for all, and
+        the emails are no longer claimed. Called once per session; a session
+        killed midway leaves its emails claimed by a dead connection, and the
+        next queue run calls it for them (_document_claimed_elsewhere)."""
+        if not self:
+            return
+        self.flush_recordset(["state", "document_uncertain", "document_bounced"])
+        fields_ = self._document_deferred_fields()
+        for field in fields_:
+            # nothing pending would be written over the statement's values
+            self.env[field.model_name].flush_model([field.name])
+        updates = [
+            SQL(
+                f"""u_line AS (UPDATE document_email_batch_line line
+                      SET state = {LINE_STATE_SQL} FROM mail
+                    WHERE line.mail_id = mail.id AND line.stage = 'queued'
+                      AND line.state IS DISTINCT FROM {LINE_STATE_SQL})"""
+            )
+        ]
+        for index, field in enumerate(fields_[1:]):
+            updates.append(
+                SQL(
+                    f"""u_{index} AS (UPDATE %s doc SET document_email_state =
+                          {DOCUMENT_STATE_SQL} FROM mail
+                        WHERE doc.document_email_mail_id = mail.id AND
+                          doc.document_email_state IS DISTINCT FROM
+                          {DOCUMENT_STATE_SQL})""",
+                    SQL.identifier(self.env[field.model_name]._table),
+                )
+            )
+        self.env.cr.execute(
+            SQL(
+                """WITH mail AS (SELECT id, state, document_uncertain,
+                                        document_bounced
+                                   FROM mail_mail WHERE id IN %s), %s
+                   UPDATE mail_mail SET document_claim_pid = NULL
+                    WHERE id IN %s AND state != 'outgoing'
+                      AND document_claim_pid IS NOT NULL""",
+                tuple(self.ids),
+                SQL(", ").join(updates),
+                tuple(self.ids),
+            )
+        )
+        for field in fields_:
+            self.env[field.model_name].invalidate_model([field.name])
+        self.invalidate_recordset(["document_claim_pid"])
+
+    def _document_slot_reserved(self, smtp_session, arguments):
+        """The server's per-minute limit, counted for all workers together:
+        a slot reserved right before the next email goes (the queue commits
+        it at once in a transaction of its own)."""
+        settings = self.env["ir.mail_server"]._document_session_settings(smtp_session)
+        if not settings["limit"]:
+            return True
+        return self.env["document.mail.server.window"]._reserve(
+            settings["server"], own_transaction=arguments["auto_commit"] is True
+        )
+
+    def _document_after_send(self, smtp_session, auto_delete):
         """What the session saw of this email: recipients refused while the
         message was accepted, or a temporary refusal to try again later."""
-        if not self.exists():
+        if auto_delete and not self.exists():
             return
         self.document_uncertain = (
             self.state == "exception"
@@ -178,17 +301,17 @@ class MailMail(models.Model):
             self.message_id
         ):
             self._document_schedule_retry()
-        server = (
-            self.env["ir.mail_server"].sudo().browse(smtp_session.document_server_id)
-        )
-        self._document_hide_server(server.document_company_id)
+        if self.failure_reason:
+            settings = self.env["ir.mail_server"]._document_session_settings(
+                smtp_session
+            )
+            company = self.env["res.company"].browse(settings["company_id"])
+            self._document_hide_server(company)
 
     def _document_hide_server(self, company):
         """The reasons stored on the email and its notifications are read by
         its users: the server's words in them lose the company's SMTP host and
         account (Settings' connection test shows them to administrators)."""
-        if not self.failure_reason:
-            return
         for record in (self, *self.notification_ids.sudo()):
             hidden = company._document_smtp_hide_server(record.failure_reason)
             if hidden != record.failure_reason:
@@ -238,3 +361,4 @@ class MailMail(models.Model):
         )
         self.notification_ids.sudo().write({"notification_status": "ready"})
         self.env.ref("mail.ir_cron_mail_scheduler_action")._trigger(at=retry_at)
+        self._document_trigger_delivery(at=retry_at)

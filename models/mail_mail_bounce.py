@@ -31,7 +31,10 @@ class MailMail(models.Model):
 
     def write(self, vals):
         result = super().write(vals)
-        if DELIVERY_FIELDS.intersection(vals):
+        # a documents session writes its states once at its end
+        # (mail.mail._document_email_states_changed)
+        deferred = self.env.context.get("document_email_states_deferred")
+        if DELIVERY_FIELDS.intersection(vals) and not deferred:
             self._document_write_delivery_state()
         return result
 

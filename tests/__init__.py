@@ -22,5 +22,8 @@ from . import test_smtp_privacy
 from . import test_payment_reminders
 from . import test_reminder_process
 from . import test_incoming_mailbox
+from . import test_mail_queue_cost
+from . import test_whole_pdfs
+from . import test_parallel_delivery
 from . import test_bounces
 from . import test_one_email_per_customer

@@ -23,6 +23,16 @@ usage: python queue_child.py CONFIG_JSON MODE
   MODE "tbai-process SIZE [kill]": "process" on the date of TicketBAI's
         tests (its certificate valid then); with "kill", the process kills
         itself right after TicketBAI's hook commits a submission.
+  MODE "cost N PORT": N sale orders of the company sent as one batch through
+        its own documents server at PORT (rendered and queued), and N core
+        emails to the same customers with the same PDF, posted on the same
+        orders through a plain server at PORT; prints the ids of both
+  MODE "count ID [ID...]": run the mail queue on these emails only
+        (auto-commit, as the cron does); prints the SQL queries and the
+        commits it made
+  MODE "drain SECONDS ID [ID...]": a delivery worker: runs the mail queue on
+        these emails (auto-commit) again and again until none is left to
+        send or SECONDS have passed
   MODE "gc": Odoo's filestore GC, as the auto-vacuum runs it; prints what
         it returned (false: it could not lock ir_attachment and gave up).
 Both run again after a concurrent update, as Odoo does with a request (and
@@ -283,6 +293,96 @@ def process_batches(registry, size):
         CHUNKS_DONE.append(done)
 
 
+def create_cost_emails(env, count, port):
+    """Our document emails and core's, as alike as can be (see "cost")."""
+    env.company.write(
+        {
+            "document_smtp_use_default": False,
+            "document_smtp_host": "127.0.0.1",
+            "document_smtp_port": port,
+            "document_smtp_encryption": "none",
+            "document_smtp_authentication": False,
+            "document_smtp_verify_certificate": False,
+        }
+    )
+    created = create_batch(env, count, port)
+    plain = env["ir.mail_server"].create(
+        {"name": f"queue test {port}", "smtp_host": "127.0.0.1", "sequence": 99}
+    )
+    plain.write({"smtp_port": port, "smtp_encryption": "none"})
+    created["plain_server"] = plain.id
+    return created
+
+
+def post_core_emails(env, orders, server_id):
+    """Core's emails: each order's PDF posted to its customer, queued."""
+    mails = env["mail.mail"]
+    for order in orders:
+        pdf = env["ir.attachment"].search(
+            [("res_model", "=", "sale.order"), ("res_id", "=", order.id)], limit=1
+        )
+        message = order.with_context(mail_notify_force_send=False).message_post(
+            body=f"<p>Your order {order.name}</p>",
+            subject=f"Core {order.name}",
+            partner_ids=order.partner_id.ids,
+            attachments=[(pdf.name, pdf.raw)],
+            message_type="comment",
+            # to the customer only, as our emails go (not to the followers)
+            subtype_xmlid="mail.mt_note",
+        )
+        mails |= env["mail.mail"].search([("mail_message_id", "=", message.id)])
+    mails.write({"mail_server_id": server_id, "auto_delete": False})
+    return mails.ids
+
+
+def count_queue(registry, ids):
+    """The SQL queries and commits of one mail queue run on these emails."""
+    from odoo.sql_db import Cursor
+
+    counts = {"queries": 0, "commits": 0}
+    execute, commit = Cursor.execute, Cursor.commit
+
+    def counted_execute(self, *args, **kwargs):
+        counts["queries"] += 1
+        return execute(self, *args, **kwargs)
+
+    def counted_commit(self):
+        counts["commits"] += 1
+        return commit(self)
+
+    Cursor.execute, Cursor.commit = counted_execute, counted_commit
+    try:
+        # the cron's own commit at the end counts too (ours leaves it the
+        # last email's outcome)
+        with registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            Mail = env["mail.mail"].with_context(filters=[("id", "in", ids)])
+            Mail.process_email_queue()
+    finally:
+        Cursor.execute, Cursor.commit = execute, commit
+    return counts
+
+
+def drain(registry, seconds, ids):
+    """Run the queue on these emails until none is outgoing any more."""
+    import time
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        with registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            Mail = env["mail.mail"].with_context(filters=[("id", "in", ids)])
+            Mail.process_email_queue()
+        with registry.cursor() as cr:
+            cr.execute(
+                "SELECT count(*) FROM mail_mail WHERE id IN %s AND state = 'outgoing'",
+                [tuple(ids)],
+            )
+            if not cr.fetchone()[0]:
+                return
+        time.sleep(0.2)
+
+
 def main():
     config, mode, *args = json.loads(sys.argv[1]), sys.argv[2], *sys.argv[3:]
     odoo.tools.config.parse_config(
@@ -305,6 +405,30 @@ def main():
         elif len(args) > 1:
             kill_in_create_mails(int(args[1]))
         sys.stdout.write(json.dumps(process_batches(registry, int(args[0]))))
+        return
+    if mode == "cost":
+        without_report_assets()
+        with registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            created = create_cost_emails(env, int(args[0]), int(args[1]))
+        process_batches(registry, 10)
+        with registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            orders = env["sale.order"].browse(created["orders"])
+            created["ours"] = (
+                env["mail.mail"]
+                .search([("model", "=", "sale.order"), ("res_id", "in", orders.ids)])
+                .ids
+            )
+            created["core"] = post_core_emails(env, orders, created["plain_server"])
+        sys.stdout.write(json.dumps(created))
+        return
+    if mode == "drain":
+        drain(registry, float(args[0]), [int(i) for i in args[1:]])
+        return
+    if mode == "count":
+        ids = [int(i) for i in args]
+        sys.stdout.write(json.dumps(count_queue(registry, ids)))
         return
     if mode == "tbai-process":
         from freezegun import freeze_time

@@ -1,0 +1,107 @@
+"""Delivery in parallel (issue 22, goal 3): three worker processes run the
+mail queue at once on the company's document emails, against one SMTP
+server whose per-minute limit is set. Each worker claims its emails with
+SKIP LOCKED and sends them over its own session; the limit is counted in
+one shared row per server and window, never per worker. The window is cut
+to a few seconds here (a system parameter): the count is kept per window,
+so the limit holds per window of that length as it does per minute."""
+
+import json
+import logging
+import threading
+import time
+
+from odoo.tests import tagged
+
+from .common import RecordingHandler, SMTPTestServer
+from .test_queue_processes import ChildProcessCase
+
+_logger = logging.getLogger(__name__)
+WINDOW = 5
+LIMIT = 4
+EMAILS = 14
+WORKERS = 3
+
+
+class TimedHandler(RecordingHandler):
+    """Notes when each message arrived, and over which connection."""
+
+    async def handle_DATA(self, server, session, envelope):
+        answer = await super().handle_DATA(server, session, envelope)
+        with self.lock:
+            self.messages[-1]["at"] = time.time()
+            self.messages[-1]["peer"] = session.peer
+        return answer
+
+
+@tagged("post_install", "-at_install")
+class TestParallelDelivery(ChildProcessCase):
+    def _limit(self, port):
+        with self.registry.cursor() as cr:
+            cr.execute(
+                "UPDATE ir_mail_server SET document_max_per_minute = %s "
+                "WHERE name = %s",
+                [LIMIT, f"queue test {port}"],
+            )
+            cr.execute(
+                "INSERT INTO ir_config_parameter (key, value) VALUES (%s, %s)",
+                ["account_document_email.smtp_limit_window_seconds", str(WINDOW)],
+            )
+        self.addCleanup(self._unlimit)
+
+    def _unlimit(self):
+        with self.registry.cursor() as cr:
+            cr.execute(
+                "DELETE FROM ir_config_parameter WHERE key = %s",
+                ["account_document_email.smtp_limit_window_seconds"],
+            )
+
+    def _run_workers(self, ids):
+        workers = [self._child("drain", "120", *map(str, ids)) for _i in range(WORKERS)]
+        outputs = [None] * WORKERS
+
+        def communicate(index):
+            outputs[index] = workers[index].communicate(timeout=300)
+
+        threads = [
+            threading.Thread(target=communicate, args=(i,)) for i in range(WORKERS)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+        for worker, (_out, err) in zip(workers, outputs, strict=True):
+            self.assertEqual(worker.returncode, 0, err[-3000:])
+
+    def test_three_workers_share_the_limit(self):
+        with SMTPTestServer(handler=TimedHandler()) as server:
+            ids = json.loads(self._run("create", str(EMAILS), str(server.port)))
+            self.addCleanup(self._cleanup, ids, server.port)
+            self._limit(server.port)
+            self._run_workers(ids)
+            messages = list(server.messages)
+        delivered = [m["message"]["Message-Id"] for m in messages]
+        self.assertEqual(len(delivered), EMAILS, "every email delivered")
+        self.assertEqual(len(set(delivered)), EMAILS, "none twice")
+        mails = self._committed_mails(ids)
+        self.assertEqual(
+            {mid for state, _reason, mid in mails.values() if state == "sent"},
+            set(delivered),
+        )
+        per_window = {}
+        for message in messages:
+            window = int(message["at"] // WINDOW)
+            per_window[window] = per_window.get(window, 0) + 1
+        _logger.info(
+            "parallel delivery: %s emails, per %s s window %s (limit %s), over %s "
+            "SMTP connections",
+            EMAILS,
+            WINDOW,
+            sorted(per_window.values(), reverse=True),
+            LIMIT,
+            len({message["peer"] for message in messages}),
+        )
+        self.assertLessEqual(max(per_window.values()), LIMIT, per_window)
+        # the limit, not the workers, set the pace: full windows one after
+        # the other
+        self.assertGreaterEqual(len(per_window), -(-EMAILS // LIMIT), per_window)

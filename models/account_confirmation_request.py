@@ -870,8 +870,10 @@ class AccountConfirmationRequest(models.Model):
             self.sudo()
             .browse(notifications.mail_message_id.mapped("res_id"))
             .filtered(
-                lambda r: r.state in ("queued",) + WAITING_STATES
-                and notifications.mail_message_id & r.confirmation_message_ids
+                lambda r: (
+                    r.state in ("queued",) + WAITING_STATES
+                    and notifications.mail_message_id & r.confirmation_message_ids
+                )
             )
         )
         for request in requests:

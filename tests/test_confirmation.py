@@ -359,11 +359,14 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
     def test_tokens_sent_before_the_upgrade_are_hashed(self):
         """The migration keeps a digest of the token already sent and clears
         it: the old link still opens the page, the new one too."""
-        [confirmation] = self.sent_request()
+        [confirmation] = self.sent_request(require_code=True)
         old = "0b7b9c8e-3a52-4c1e-9a55-5f3f0b6c1d2e"
+        # as sent before the upgrade: no approved address, the code column
+        # created with its default
         self.env.cr.execute(
             "UPDATE account_confirmation_request SET access_token = %s,"
-            " access_token_hash = NULL, token_nonce = NULL WHERE id = %s",
+            " access_token_hash = NULL, token_nonce = NULL,"
+            " approved_email = NULL WHERE id = %s",
             (old, confirmation.id),
         )
         self.env.invalidate_all()
@@ -376,6 +379,9 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         migration.migrate(self.env.cr, "18.0.1.1.0")
         self.env.invalidate_all()
         self.assertFalse(confirmation.access_token)
+        # sent campaigns keep working as they were sent
+        self.assertFalse(confirmation.campaign_id.require_code)
+        self.assertEqual(confirmation.approved_email, self.customer.email)
         self.assertEqual(self.landing(confirmation, old).status_code, 200)
         self.assertEqual(self.landing(confirmation).status_code, 200)
         self.assertEqual(self.landing(confirmation, old[:-1] + "f").status_code, 404)
@@ -1423,13 +1429,15 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         )
         # kept queued (not sent at once, as tests do by default) to send it
         # alone below
-        message = confirmation.with_user(manager).with_context(
-            mail_notify_force_send=False
-        ).message_post(
-            body="Hello",
-            partner_ids=outsider.ids,
-            message_type="comment",
-            subtype_xmlid="mail.mt_comment",
+        message = (
+            confirmation.with_user(manager)
+            .with_context(mail_notify_force_send=False)
+            .message_post(
+                body="Hello",
+                partner_ids=outsider.ids,
+                message_type="comment",
+                subtype_xmlid="mail.mt_comment",
+            )
         )
         chatter_mail = self.env["mail.mail"].search(
             [("mail_message_id", "=", message.id)]
@@ -1473,13 +1481,15 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         it puts in the email opens nothing."""
         [confirmation] = self.sent_request()
         manager = self.manager()
-        message = confirmation.with_user(manager).with_context(
-            mail_notify_force_send=False
-        ).message_post(
-            body="About your balance",
-            partner_ids=self.customer.ids,
-            message_type="comment",
-            subtype_xmlid="mail.mt_comment",
+        message = (
+            confirmation.with_user(manager)
+            .with_context(mail_notify_force_send=False)
+            .message_post(
+                body="About your balance",
+                partner_ids=self.customer.ids,
+                message_type="comment",
+                subtype_xmlid="mail.mt_comment",
+            )
         )
         mails = self.env["mail.mail"].search([("mail_message_id", "=", message.id)])
         self.assertTrue(mails)

@@ -255,7 +255,8 @@ class AccountConfirmationRequest(models.Model):
         """Queued: sent once the server takes the email (that email only)."""
         for request in self:
             message = request.sudo().document_email_mail_id.mail_message_id
-            request.sudo().confirmation_message_ids = [Command.link(message.id)]
+            if message:
+                request.sudo().confirmation_message_ids = [Command.link(message.id)]
             event = "second_request" if request.second_request_date else "sent"
             request._log_event(event, email_to=request.approved_email)
 

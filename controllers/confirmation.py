@@ -109,7 +109,7 @@ class ConfirmationController(http.Controller):
         if not confirmation:
             return request.not_found()
         confirmation._mark_opened(**self._visitor())
-        if confirmation.campaign_id.require_code and confirmation._is_answerable():
+        if confirmation._needs_code() and confirmation._is_answerable():
             confirmation._send_answer_code(**self._visitor())
         return self._render_page(confirmation)
 
@@ -132,7 +132,7 @@ class ConfirmationController(http.Controller):
         values, error = self._read_answer(confirmation, answer, post)
         if (
             not error
-            and confirmation.campaign_id.require_code
+            and confirmation._needs_code()
             and not confirmation._check_answer_code(post.get("code"))
         ):
             error = request.env._(

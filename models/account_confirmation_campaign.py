@@ -1,3 +1,5 @@
+import hashlib
+import json
 import random
 
 from odoo import Command, api, fields, models
@@ -17,6 +19,8 @@ APPROVED_FIELDS = {
     "second_request_days", "link_grace_days", "request_ids", "state",
     "auditor_id", "approval_date", "require_code",
 }  # fmt: skip
+# the head of the evidence chain: written by the chain's appends only (SQL)
+HEAD_FIELDS = {"evidence_head_sequence", "evidence_head_hash"}
 
 
 class AccountConfirmationCampaign(models.Model):
@@ -104,6 +108,8 @@ class AccountConfirmationCampaign(models.Model):
     event_ids = fields.One2many(
         "account.confirmation.event", "campaign_id", string="Evidence"
     )
+    evidence_head_sequence = fields.Integer(readonly=True, copy=False)
+    evidence_head_hash = fields.Char(readonly=True, copy=False)
     deadline = fields.Date("Reply Deadline", required=True)
     second_request_days = fields.Integer(
         "Second Request After (days)",
@@ -142,7 +148,32 @@ class AccountConfirmationCampaign(models.Model):
         if not self._is_auditor():
             raise AccessError(self.env._("Only the confirmation auditor may do this."))
 
+    @api.model_create_multi
+    def create(self, vals_list):
+        """Campaigns are created in draft, unapproved, without evidence; the
+        auditor approves them afterwards (context defaults and copies
+        included)."""
+        if any(HEAD_FIELDS.intersection(vals) for vals in vals_list):
+            raise UserError(self._get_head_refusal())
+        campaigns = super().create(vals_list)
+        if not self.env.su and any(
+            c.state != "draft" or c.auditor_id or c.approval_date for c in campaigns
+        ):
+            raise UserError(
+                self.env._(
+                    "A campaign is created in draft: only the auditor approves it."
+                )
+            )
+        return campaigns
+
+    def _get_head_refusal(self):
+        return self.env._(
+            "The head of a campaign's evidence is recorded by the evidence itself."
+        )
+
     def write(self, vals):
+        if HEAD_FIELDS.intersection(vals):
+            raise UserError(self._get_head_refusal())
         if not self.env.su and APPROVED_FIELDS.intersection(vals):
             if any(campaign.state != "draft" for campaign in self):
                 raise UserError(
@@ -314,7 +345,24 @@ class AccountConfirmationCampaign(models.Model):
                 [r.partner_id.display_name, r.approved_email or "", r.our_balance]
                 for r in self.request_ids
             ],
+            "request_ids": self.request_ids.ids,
         }
+
+    def _get_approved_request_ids(self):
+        """The ids of the requests the auditor approved, as the evidence's
+        ``approved`` entry records them."""
+        self.ensure_one()
+        approved = (
+            self.env["account.confirmation.event"]
+            .sudo()
+            .search(
+                [("campaign_id", "=", self.id), ("event_type", "=", "approved")],
+                order="sequence desc",
+                limit=1,
+            )
+        )
+        payload = json.loads(approved.payload or "{}")
+        return set(payload.get("request_ids", []))
 
     def _log_event(self, event_type, **payload):
         for campaign in self:
@@ -332,8 +380,9 @@ class AccountConfirmationCampaign(models.Model):
             raise UserError(
                 self.env._("The auditor approves the campaign before it is sent.")
             )
+        approved_ids = self._get_approved_request_ids()
         sendable = self.request_ids.filtered(
-            lambda r: r.state == "draft" and r.approved_email
+            lambda r: r.state == "draft" and r.approved_email and r.id in approved_ids
         )
         sendable.sudo().state = "queued"
         self.sudo().state = "sent"
@@ -365,8 +414,47 @@ class AccountConfirmationCampaign(models.Model):
         that breaks it)."""
         self.ensure_one()
         Event = self.env["account.confirmation.event"].sudo()
-        broken = Event.search([("campaign_id", "=", self.id)])._find_first_break()
-        return (not broken, broken)
+        events = Event.search([("campaign_id", "=", self.id)], order="sequence")
+        broken = events._find_first_break()
+        if broken:
+            return (False, broken)
+        return (not self._get_evidence_gap(events), None)
+
+    def _check_answer_files(self):
+        """[(request, whether its answer file still has the digest its
+        ``answered`` entry recorded)] for the answers with a file."""
+        self.ensure_one()
+        result = []
+        Event = self.env["account.confirmation.event"].sudo()
+        for request in self.request_ids.filtered("answer_attachment_id"):
+            answered = Event.search(
+                [("request_id", "=", request.id), ("event_type", "=", "answered")],
+                order="sequence desc",
+                limit=1,
+            )
+            recorded = json.loads(answered.payload or "{}").get("file_sha256")
+            file = request.sudo().answer_attachment_id
+            digest = hashlib.sha256(file.raw or b"").hexdigest()
+            result.append((request, bool(recorded) and recorded == digest))
+        return result
+
+    def _get_evidence_gap(self, events):
+        """Why the (unbroken) chain ``events`` does not cover the campaign,
+        or "": no entry past draft, a first entry that is not the approval,
+        or a last entry that is not the head the campaign recorded (entries
+        removed at the end)."""
+        self.ensure_one()
+        campaign = self.sudo()
+        if campaign.state != "draft" and (
+            not events or events[0].event_type != "approved"
+        ):
+            return "no_evidence"
+        last = events[-1:]
+        if (last.sequence or 0) != campaign.evidence_head_sequence or (
+            (last.hash or False) != (campaign.evidence_head_hash or False)
+        ):
+            return "head"
+        return ""
 
     def action_view_requests(self):
         self.ensure_one()

@@ -14,6 +14,8 @@ EVENT_TYPES = [
     ("opened", "Opened"),
     ("code_sent", "Code Sent"),
     ("code_checked", "Code Checked"),
+    ("code_failed", "Wrong Code"),
+    ("code_locked", "Code Locked"),
     ("answered", "Answered"),
     ("second_request", "Second Request"),
     ("approved", "Approved"),
@@ -50,6 +52,10 @@ class AccountConfirmationEvent(models.Model):
     event_type = fields.Selection(EVENT_TYPES, required=True, readonly=True)
     event_date = fields.Datetime(required=True, readonly=True)
     user_id = fields.Many2one("res.users", "Recorded By", readonly=True)
+    # as recorded, hashed: a later change of the user or the request's
+    # partner (a merge) shows in the chain
+    user_login = fields.Char(readonly=True)
+    partner_ref = fields.Integer("Partner ID", readonly=True)
     payload = fields.Text(readonly=True, help="The event's details, as JSON.")
     previous_hash = fields.Char(readonly=True)
     hash = fields.Char(readonly=True)
@@ -92,27 +98,41 @@ class AccountConfirmationEvent(models.Model):
     @api.model
     def _append(self, campaign, event_type, request=None, payload=None):
         """Append one entry to ``campaign``'s chain."""
-        # one writer per campaign at a time: the chain never forks
+        # the head lives on the campaign, read here and moved below by an
+        # UPDATE: a concurrent append (repeatable read) gets a serialization
+        # error, which Odoo retries, and the chain never forks
         self.env.cr.execute(
             SQL(
-                "SELECT id FROM account_confirmation_campaign WHERE id = %s FOR UPDATE",
+                """SELECT evidence_head_sequence, evidence_head_hash
+                     FROM account_confirmation_campaign WHERE id = %s""",
                 campaign.id,
             )
         )
-        last = self.sudo().search(
-            [("campaign_id", "=", campaign.id)], limit=1, order="sequence desc"
-        )
+        head_sequence, head_hash = self.env.cr.fetchone()
         values = {
             "campaign_id": campaign.id,
             "request_id": request.id if request else False,
-            "sequence": last.sequence + 1,
+            "sequence": (head_sequence or 0) + 1,
             "event_type": event_type,
             "event_date": fields.Datetime.now(),
             "user_id": self.env.uid,
+            "user_login": self.env.user.sudo().login,
+            "partner_ref": request.partner_id.id if request else 0,
             "payload": json.dumps(payload or {}, sort_keys=True, default=str),
-            "previous_hash": last.hash or GENESIS_HASH,
+            "previous_hash": head_hash or GENESIS_HASH,
         }
         values["hash"] = self._compute_entry_hash(values)
+        self.env.cr.execute(
+            SQL(
+                """UPDATE account_confirmation_campaign
+                      SET evidence_head_sequence = %s, evidence_head_hash = %s
+                    WHERE id = %s""",
+                values["sequence"],
+                values["hash"],
+                campaign.id,
+            )
+        )
+        campaign.invalidate_recordset(["evidence_head_sequence", "evidence_head_hash"])
         return self.sudo().with_context(confirmation_event_append=True).create(values)
 
     @api.model
@@ -131,6 +151,11 @@ class AccountConfirmationEvent(models.Model):
             )
         }
         content["event_date"] = fields.Datetime.to_string(content["event_date"])
+        # recorded since the login and partner are hashed: older entries
+        # verify as they were made
+        for key in ("user_login", "partner_ref"):
+            if values.get(key):
+                content[key] = values[key]
         text = values["previous_hash"] + json.dumps(content, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -143,6 +168,8 @@ class AccountConfirmationEvent(models.Model):
             "event_type": self.event_type,
             "event_date": self.event_date,
             "user_id": self.user_id.id,
+            "user_login": self.user_login,
+            "partner_ref": self.partner_ref,
             "payload": self.payload,
             "previous_hash": self.previous_hash or "",
         }

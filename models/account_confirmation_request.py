@@ -14,6 +14,8 @@ from odoo.tools.misc import hmac
 # the one-time code: valid this long, this many wrong tries
 CODE_MINUTES = 15
 CODE_TRIES = 5
+# wrong codes over the request's life: then it is locked for the auditor
+CODE_LIFETIME_TRIES = 10
 WAITING_STATES = ("sent", "posted", "opened", "second_sent")
 AUDITOR_GROUP = "account_document_email.group_confirmation_auditor"
 # what the answer and the delivery record: written by the page and the
@@ -21,7 +23,8 @@ AUDITOR_GROUP = "account_document_email.group_confirmation_auditor"
 ANSWER_FIELDS = {
     "state", "their_balance", "comment", "answer_attachment_id", "answer_date",
     "answer_ip", "responder_name", "responder_role", "sent_date",
-    "second_request_date", "approved_email", "delivery_note",
+    "second_request_date", "approved_email", "delivery_note", "by_post",
+    "code_locked", "confirmation_message_ids", "document_email_mail_id",
 }  # fmt: skip
 # what the auditor approves
 APPROVED_FIELDS = {
@@ -111,6 +114,24 @@ class AccountConfirmationRequest(models.Model):
     delivery_note = fields.Char(
         "Delivery", copy=False, readonly=True, help="Why the request never arrived."
     )
+    by_post = fields.Boolean(
+        "Letter by Post",
+        copy=False,
+        readonly=True,
+        help="The auditor posted the printed letter: the letter is the "
+        "channel, no code by email is asked.",
+    )
+    code_locked = fields.Boolean(
+        "Code Locked",
+        copy=False,
+        readonly=True,
+        help="Too many wrong codes: nobody answers online any more.",
+    )
+    # the messages of the request's own emails (first and second request):
+    # only they say whether the request was delivered or bounced
+    confirmation_message_ids = fields.Many2many(
+        "mail.message", copy=False, groups="base.group_system"
+    )
     responder_name = fields.Char("Answered By", copy=False, readonly=True)
     responder_role = fields.Char("Their Position", copy=False, readonly=True)
     event_ids = fields.One2many(
@@ -125,6 +146,7 @@ class AccountConfirmationRequest(models.Model):
     code_hash = fields.Char(copy=False, groups="base.group_system")
     code_expiry = fields.Datetime(copy=False, groups="base.group_system")
     code_tries = fields.Integer(copy=False, groups="base.group_system")
+    code_failures = fields.Integer(copy=False, groups="base.group_system")
 
     _sql_constraints = [
         (
@@ -137,8 +159,33 @@ class AccountConfirmationRequest(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         requests = super().create(vals_list)
+        if not self.env.su:
+            requests._check_user_create()
         requests._ensure_token_nonce()
         return requests
+
+    def _check_user_create(self):
+        """Users add requests to a draft campaign only, with nothing of an
+        answer or a delivery (context defaults included)."""
+        for request in self:
+            if request.campaign_id.state != "draft":
+                raise UserError(
+                    self.env._(
+                        "The auditor approved this campaign: no request can be added."
+                    )
+                )
+            recorded = [
+                name
+                for name in ANSWER_FIELDS - {"state"}
+                if name in request._fields and request.sudo()[name]
+            ]
+            if request.state != "draft" or recorded:
+                raise AccessError(
+                    self.env._(
+                        "The answers and deliveries of balance confirmations are "
+                        "recorded by the confirmations themselves."
+                    )
+                )
 
     def write(self, vals):
         if not self.env.su:
@@ -205,14 +252,26 @@ class AccountConfirmationRequest(models.Model):
             request.sudo().approved_email = request._get_partner_addresses()
 
     def _document_email_after_send(self):
-        """Queued: sent once the server takes the email."""
+        """Queued: sent once the server takes the email (that email only)."""
         for request in self:
+            message = request.sudo().document_email_mail_id.mail_message_id
+            if message:
+                request.sudo().confirmation_message_ids = [Command.link(message.id)]
             event = "second_request" if request.second_request_date else "sent"
             request._log_event(event, email_to=request.approved_email)
+
+    def _is_confirmation_mail(self, mail):
+        """Whether ``mail`` is one of the request's own emails: any other
+        (a message in its chatter, a copy to someone) says nothing of it."""
+        self.ensure_one()
+        message = mail.sudo().mail_message_id
+        return bool(message) and message in self.sudo().confirmation_message_ids
 
     def _email_outcome(self, mail, failure_reason=False):
         """The server took ``mail`` (sent) or not (undelivered)."""
         self.ensure_one()
+        if not self._is_confirmation_mail(mail):
+            return
         details = {"mail_id": mail.id, "message_id": mail.message_id or ""}
         if mail.state == "sent":
             if self.state == "queued":
@@ -240,15 +299,25 @@ class AccountConfirmationRequest(models.Model):
         (self - queued)._log_event("undelivered", reason=reason)
 
     def action_mark_posted(self):
-        """The auditor posted these letters: they wait for an answer."""
+        """The auditor posted these letters (never sent, or undelivered by
+        email): they wait for an answer, the letter being the channel."""
         self.env["account.confirmation.campaign"]._check_auditor()
         for request in self:
-            if request.state != "draft" or request.campaign_id.state != "sent":
+            if request.state not in ("draft", "undelivered") or (
+                request.campaign_id.state != "sent"
+            ):
                 raise UserError(
-                    self.env._("Only unsent requests of a sent campaign are posted.")
+                    self.env._(
+                        "Only unsent or undelivered requests of a sent campaign "
+                        "are posted."
+                    )
                 )
             request.sudo().write(
-                {"state": "posted", "sent_date": fields.Date.context_today(self)}
+                {
+                    "state": "posted",
+                    "by_post": True,
+                    "sent_date": fields.Date.context_today(self),
+                }
             )
             request._log_event("posted")
 
@@ -324,9 +393,15 @@ class AccountConfirmationRequest(models.Model):
         )
 
     def _portal_ensure_token(self):
-        """portal.mixin's links carry the derived token (none is stored), for
-        the auditor only."""
-        return self._may_read_token() and self._get_confirmation_token()
+        """portal.mixin's links (chatter notifications, get_portal_url, often
+        under sudo) carry a token that opens nothing: the real one only when
+        the personal link itself is made (context ``confirmation_link``, set
+        by _get_confirmation_url) for whoever may read it. Never because of
+        sudo."""
+        if self.env.context.get("confirmation_link"):
+            # refused (AccessError) to whoever is not the auditor
+            return self._get_confirmation_token()
+        return False
 
     def _document_email_before_render(self):
         self._ensure_token_nonce()
@@ -350,7 +425,7 @@ class AccountConfirmationRequest(models.Model):
     def _get_confirmation_url(self):
         """The partner's personal link, with its token."""
         self.ensure_one()
-        token = self._get_confirmation_token()
+        token = self.with_context(confirmation_link=True)._portal_ensure_token()
         return f"{self.get_base_url()}{self.access_url}?access_token={token}"
 
     def _get_confirmation_qr(self):
@@ -455,6 +530,8 @@ class AccountConfirmationRequest(models.Model):
 
     def _is_answerable(self):
         self.ensure_one()
+        if self.code_locked:
+            return False
         # late answers still count: the auditor decides what to do with them
         return self.state in WAITING_STATES + ("no_reply", "no_exception")
 
@@ -483,12 +560,21 @@ class AccountConfirmationRequest(models.Model):
             f"{self.id}:{self.sudo().token_nonce}:{code}".encode()
         ).hexdigest()
 
+    def _needs_code(self):
+        """Whether the answer needs the code emailed to the approved address:
+        the campaign asks for it, unless the letter went by post (the printed
+        letter, sent by the auditor to the partner's address, is the channel;
+        a posted request may have no approved email at all)."""
+        self.ensure_one()
+        return bool(self.campaign_id.require_code and not self.by_post)
+
     def _send_answer_code(self, **visitor):
-        """Email a new code to the approved address, unless one still runs."""
+        """Email a new code to the approved address, unless one still runs
+        or too many wrong codes locked the request."""
         self.ensure_one()
         request = self.sudo()
         now = fields.Datetime.now()
-        if request.code_hash and request.code_expiry > now:
+        if request.code_locked or (request.code_hash and request.code_expiry > now):
             return False
         code = f"{secrets.randbelow(10**6):06d}"
         request.write(
@@ -537,6 +623,7 @@ class AccountConfirmationRequest(models.Model):
         request = self.sudo()
         if not (
             request.code_hash
+            and not request.code_locked
             and request.code_expiry > fields.Datetime.now()
             and request.code_tries < CODE_TRIES
             and isinstance(code, str)
@@ -544,11 +631,51 @@ class AccountConfirmationRequest(models.Model):
         ):
             return False
         if not consteq(request.code_hash, self._hash_code(code.strip())):
-            request.code_tries += 1
+            self._code_failed()
             return False
         request.code_hash = False
         self._log_event("code_checked")
         return True
+
+    def _code_failed(self):
+        """A wrong code: logged; after CODE_LIFETIME_TRIES over the request's
+        life, locked and the auditor told (alternative procedures then)."""
+        request = self.sudo()
+        request.write(
+            {
+                "code_tries": request.code_tries + 1,
+                "code_failures": request.code_failures + 1,
+            }
+        )
+        self._log_event("code_failed", failures=request.code_failures)
+        if request.code_failures >= CODE_LIFETIME_TRIES:
+            request.write({"code_locked": True, "code_hash": False})
+            self._log_event("code_locked", failures=request.code_failures)
+            self._notify_code_locked()
+
+    def _notify_code_locked(self):
+        """An email to the campaign's reply address (the auditor's)."""
+        self.ensure_one()
+        campaign = self.campaign_id
+        if not campaign.reply_email:
+            return
+        text = self.env._(
+            "Balance confirmation %(campaign)s: the request to %(partner)s is "
+            "locked after %(tries)s wrong codes. Nobody can answer it online "
+            "any more.",
+            campaign=campaign.name,
+            partner=self.partner_id.display_name,
+            tries=CODE_LIFETIME_TRIES,
+        )
+        self.env["mail.mail"].sudo().create(
+            {
+                "subject": text,
+                "body_html": Markup("<p>%s</p>") % text,
+                "email_from": self.company_id.email_formatted,
+                "email_to": campaign.reply_email,
+                "mail_server_id": self.company_id._get_document_mail_server().id,
+            }
+        )
 
     def _get_answer_evidence(self, user_agent=""):
         """What the answer's evidence entry covers."""
@@ -739,10 +866,17 @@ class AccountConfirmationRequest(models.Model):
                 ]
             )
         )
+        # the request's own emails only: a chatter message to someone else
+        # bouncing says nothing of the request
         requests = (
             self.sudo()
             .browse(notifications.mail_message_id.mapped("res_id"))
-            .filtered(lambda r: r.state in ("queued",) + WAITING_STATES)
+            .filtered(
+                lambda r: (
+                    r.state in ("queued",) + WAITING_STATES
+                    and notifications.mail_message_id & r.confirmation_message_ids
+                )
+            )
         )
         for request in requests:
             request._mark_undelivered("bounced", "bounced")

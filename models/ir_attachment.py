@@ -3,6 +3,7 @@ import time
 from datetime import timedelta
 
 from odoo import api, fields, models
+from odoo.exceptions import UserError
 
 _logger = logging.getLogger(__name__)
 
@@ -29,6 +30,32 @@ class IrAttachment(models.Model):
         if self.env.context.get("document_email_hold_gc"):
             self.env.cr.execute("LOCK TABLE ir_attachment IN ROW EXCLUSIVE MODE")
         return super().create(vals_list)
+
+    def write(self, vals):
+        self._check_confirmation_answer_files()
+        return super().write(vals)
+
+    def unlink(self):
+        self._check_confirmation_answer_files()
+        return super().unlink()
+
+    def _check_confirmation_answer_files(self):
+        """A balance confirmation's answer file is evidence (its digest is in
+        the chain): nobody changes or deletes it through the ORM."""
+        if not self.ids or self.env.su:
+            return
+        answers = (
+            self.env["account.confirmation.request"]
+            .sudo()
+            .search_count([("answer_attachment_id", "in", self.ids)], limit=1)
+        )
+        if answers:
+            raise UserError(
+                self.env._(
+                    "This file is a partner's answer to a balance confirmation: "
+                    "it is evidence and can be neither changed nor deleted."
+                )
+            )
 
     @api.autovacuum
     def _gc_file_store(self):

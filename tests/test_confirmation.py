@@ -359,11 +359,14 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
     def test_tokens_sent_before_the_upgrade_are_hashed(self):
         """The migration keeps a digest of the token already sent and clears
         it: the old link still opens the page, the new one too."""
-        [confirmation] = self.sent_request()
+        [confirmation] = self.sent_request(require_code=True)
         old = "0b7b9c8e-3a52-4c1e-9a55-5f3f0b6c1d2e"
+        # as sent before the upgrade: no approved address, the code column
+        # created with its default
         self.env.cr.execute(
             "UPDATE account_confirmation_request SET access_token = %s,"
-            " access_token_hash = NULL, token_nonce = NULL WHERE id = %s",
+            " access_token_hash = NULL, token_nonce = NULL,"
+            " approved_email = NULL WHERE id = %s",
             (old, confirmation.id),
         )
         self.env.invalidate_all()
@@ -376,6 +379,9 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         migration.migrate(self.env.cr, "18.0.1.1.0")
         self.env.invalidate_all()
         self.assertFalse(confirmation.access_token)
+        # sent campaigns keep working as they were sent
+        self.assertFalse(confirmation.campaign_id.require_code)
+        self.assertEqual(confirmation.approved_email, self.customer.email)
         self.assertEqual(self.landing(confirmation, old).status_code, 200)
         self.assertEqual(self.landing(confirmation).status_code, 200)
         self.assertEqual(self.landing(confirmation, old[:-1] + "f").status_code, 404)
@@ -384,7 +390,8 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         """No email: the request waits for the post; once the auditor records
         the letter as posted, its printed link answers."""
         self.customer.email = False
-        campaign = self.campaign()
+        # the code on, as by default: the printed letter is the channel
+        campaign = self.campaign(require_code=True)
         campaign.action_select_partners()
         self.approve_and_send(campaign)
         request = campaign.request_ids.filtered(lambda r: r.partner_id == self.customer)
@@ -403,7 +410,11 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
     def test_tour_visitor_disputes_the_balance(self):
         [confirmation] = self.sent_request()
         self.start_tour(
-            confirmation.with_user(self.auditor).get_portal_url(),
+            # the personal link as the email carries it (portal.mixin's own
+            # links never carry the token)
+            confirmation.with_user(self.auditor)
+            ._get_confirmation_url()
+            .removeprefix(confirmation.get_base_url()),
             "account_document_email_confirmation_answer",
             login=None,
         )
@@ -1338,3 +1349,252 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         for name, value in PAGE_HEADERS.items():
             self.assertEqual(headers.get(name), value, name)
         self.assertEqual(confirmation.state, "sent")
+
+    # ------------------------------------------------------------------
+    # Holes found by the review of issue 21
+    # ------------------------------------------------------------------
+
+    def manager(self, login="guard_manager"):
+        """A billing manager of the company, not the auditor."""
+        return new_test_user(
+            self.env,
+            login,
+            groups="account.group_account_manager",
+            company_id=self.env.company.id,
+            company_ids=[self.env.company.id],
+        )
+
+    def test_manager_creates_nothing_past_draft(self):
+        """Created by a manager: only a draft campaign, only requests of a
+        draft campaign with nothing answered or approved; the auditor's Send
+        mails only the requests the approval recorded."""
+        manager = self.manager()
+        Campaign = self.env["account.confirmation.campaign"].with_user(manager)
+        values = {
+            "name": "Forged",
+            "date_at": DATE_AT,
+            "deadline": self.today + timedelta(days=20),
+        }
+        for forged in (
+            {"state": "closed"},
+            {"state": "approved", "auditor_id": self.auditor.id},
+            {"auditor_id": self.auditor.id},
+            {"evidence_head_sequence": 3},
+        ):
+            with self.assertRaises(UserError):
+                Campaign.create(values | forged)
+        with self.assertRaises(UserError):
+            Campaign.with_context(default_state="sent").create(values)
+        campaign = self.campaign()
+        campaign.action_select_partners()
+        campaign.request_ids.filtered(lambda r: r.partner_id != self.customer).unlink()
+        Request = self.env["account.confirmation.request"].with_user(manager)
+        injected = {
+            "campaign_id": campaign.id,
+            "partner_id": self.vendor.id,
+            "currency_id": self.env.company.currency_id.id,
+            "our_balance": 1.0,
+        }
+        for forged in (
+            {"approved_email": "me@company.example.com"},
+            {"state": "confirmed"},
+            {"their_balance": 5.0},
+        ):
+            with self.assertRaises(AccessError):
+                Request.create(injected | forged)
+        campaign.with_user(self.auditor).action_approve()
+        with self.assertRaises(UserError):
+            Request.create(injected)
+        # a request added behind the ORM's back after the approval is never
+        # sent by the auditor's Send
+        late = Request.sudo().create(
+            injected | {"approved_email": "me@company.example.com"}
+        )
+        campaign.with_user(self.auditor).action_send()
+        self.assertEqual(late.state, "draft")
+        self.assertEqual(
+            campaign.request_ids.filtered(lambda r: r.state == "queued").partner_id,
+            self.customer,
+        )
+
+    def test_only_the_requests_own_email_delivers_it(self):
+        """A chatter message sent from the request says nothing of its
+        delivery; a batch is cancelled by the auditor only, and what it
+        leaves unsent is undelivered."""
+        [confirmation] = self.sent_request(deliver=False)
+        self.assertEqual(confirmation.state, "queued")
+        manager = self.manager()
+        outsider = self.env["res.partner"].create(
+            {"name": "Outsider", "email": "outsider@elsewhere.example.com"}
+        )
+        # kept queued (not sent at once, as tests do by default) to send it
+        # alone below
+        message = (
+            confirmation.with_user(manager)
+            .with_context(mail_notify_force_send=False)
+            .message_post(
+                body="Hello",
+                partner_ids=outsider.ids,
+                message_type="comment",
+                subtype_xmlid="mail.mt_comment",
+            )
+        )
+        chatter_mail = self.env["mail.mail"].search(
+            [("mail_message_id", "=", message.id)]
+        )
+        self.assertTrue(chatter_mail)
+        chatter_mail.send()
+        self.assertEqual(chatter_mail.exists().state or "sent", "sent")
+        self.assertEqual(confirmation.state, "queued")
+        self.assertNotIn("delivered", confirmation.event_ids.mapped("event_type"))
+        # the request's own email does
+        self.env["mail.mail"].process_email_queue()
+        self.assertEqual(confirmation.state, "sent")
+
+        # a batch not yet processed: the manager cannot cancel it
+        campaign = self.campaign(name="Cancelled", partner_scope="vendor")
+        campaign.action_select_partners()
+        campaign.request_ids.filtered(lambda r: r.partner_id != self.vendor).unlink()
+        self.approve_and_send(campaign)
+        request = campaign.request_ids
+        self.assertEqual(request.state, "queued")
+        batch = (
+            self.env["document.email.batch.line"]
+            .search(
+                [
+                    ("res_model", "=", request._name),
+                    ("res_id", "=", request.id),
+                ]
+            )
+            .batch_id
+        )
+        with self.assertRaises(AccessError):
+            batch.with_user(manager).action_cancel()
+        with self.assertRaises(AccessError):
+            batch.with_user(manager).action_retry_failed()
+        batch.with_user(self.auditor).action_cancel()
+        self.assertEqual(request.state, "undelivered")
+        self.assertIn("undelivered", request.event_ids.mapped("event_type"))
+
+    def test_chatter_notification_carries_no_token(self):
+        """Core's portal notification makes its link under sudo: the link
+        it puts in the email opens nothing."""
+        [confirmation] = self.sent_request()
+        manager = self.manager()
+        message = (
+            confirmation.with_user(manager)
+            .with_context(mail_notify_force_send=False)
+            .message_post(
+                body="About your balance",
+                partner_ids=self.customer.ids,
+                message_type="comment",
+                subtype_xmlid="mail.mt_comment",
+            )
+        )
+        mails = self.env["mail.mail"].search([("mail_message_id", "=", message.id)])
+        self.assertTrue(mails)
+        body = " ".join(mails.mapped("body_html")).replace("&amp;", "&")
+        self.assertIn("/mail/view", body, "the portal button is there")
+        self.assertNotIn(self.token(confirmation), body)
+        for token in re.findall(r"access_token=([^&\"'\s<]*)", body):
+            self.assertFalse(confirmation._check_confirmation_token(token))
+        self.assertFalse(confirmation.sudo()._portal_ensure_token())
+
+    def test_undelivered_request_posted_answers_without_code(self):
+        """An email that never left (foo@bar): the auditor posts the letter;
+        with the code on (the default) the letter is the channel."""
+        self.customer.email = "foo@bar"
+        [confirmation] = self.sent_request(require_code=True)
+        self.assertEqual(confirmation.state, "undelivered")
+        with self.assertRaises(AccessError):
+            confirmation.with_user(self.manager()).action_mark_posted()
+        confirmation.with_user(self.auditor).action_mark_posted()
+        self.assertRecordValues(confirmation, [{"state": "posted", "by_post": True}])
+        page = self.page(confirmation)
+        self.assertNotIn('name="code"', page.text)
+        self.assertEqual(self.answer(confirmation, answer="agree").status_code, 200)
+        self.assertEqual(confirmation.state, "confirmed")
+
+    def test_answer_file_cannot_change(self):
+        """The answer's file: no write, no delete through the ORM; a change
+        made anyway shows on the evidence report."""
+        [confirmation] = self.sent_request()
+        self.answer(
+            confirmation,
+            answer="disagree",
+            their_balance="1000",
+            files={"attachment": ("ledger.csv", b"INV;1000\n", "text/csv")},
+        )
+        file = confirmation.answer_attachment_id
+        self.assertTrue(file)
+        manager = self.manager()
+        with self.assertRaises(UserError):
+            file.with_user(manager).write({"raw": b"INV;1234.5\n"})
+        with self.assertRaises(UserError):
+            file.with_user(manager).unlink()
+        self.assertEqual(file.raw, b"INV;1000\n")
+        text = self.evidence_text(confirmation.campaign_id)
+        self.assertIn("matches its recorded digest", text)
+        file.sudo().write({"raw": b"INV;1234.5\n"})
+        text = self.evidence_text(confirmation.campaign_id)
+        self.assertIn("Answer file changed", text)
+
+    def test_evidence_needs_approval_and_head(self):
+        """An empty chain of a sent campaign, or one whose last entries were
+        removed, is no evidence; the head is written by the chain alone; the
+        entries cover the user's login."""
+        [confirmation] = self.sent_request()
+        campaign = confirmation.campaign_id
+        self.assertEqual(campaign._check_evidence(), (True, None))
+        with self.assertRaises(UserError):
+            campaign.sudo().write({"evidence_head_sequence": 1})
+        events = campaign.event_ids.sorted("sequence")
+        self.assertEqual(events[-1].user_login, events[-1].user_id.login)
+        # the last entry removed in the database
+        self.env.cr.execute(
+            "DELETE FROM account_confirmation_event WHERE id = %s", (events[-1].id,)
+        )
+        self.env.invalidate_all()
+        self.assertEqual(campaign._check_evidence(), (False, None))
+        self.assertIn("Evidence incomplete", self.evidence_text(campaign))
+        # every entry removed
+        self.env.cr.execute(
+            "DELETE FROM account_confirmation_event WHERE campaign_id = %s",
+            (campaign.id,),
+        )
+        self.env.invalidate_all()
+        self.assertEqual(campaign._check_evidence(), (False, None))
+        # the login is hashed
+        [other] = self.sent_request(partner=self.vendor, partner_scope="vendor")
+        entry = other.campaign_id.event_ids.sorted("sequence")[0]
+        self.env.cr.execute(
+            "UPDATE account_confirmation_event SET user_login = 'someone' "
+            "WHERE id = %s",
+            (entry.id,),
+        )
+        self.env.invalidate_all()
+        self.assertEqual(other.campaign_id._check_evidence(), (False, entry))
+
+    def test_code_locked_after_lifetime_failures(self):
+        """Ten wrong codes over the request's life lock it: logged, the
+        auditor told, no answer online any more."""
+        [confirmation] = self.sent_request(require_code=True)
+        confirmation._send_answer_code()
+        for __ in range(5):
+            self.assertFalse(confirmation._check_answer_code("wrong!"))
+        # the code expires; a new one, five more wrong tries
+        confirmation.sudo().code_expiry = fields.Datetime.now() - timedelta(minutes=1)
+        self.assertTrue(confirmation._send_answer_code())
+        for __ in range(5):
+            self.assertFalse(confirmation._check_answer_code("wrong!"))
+        types = confirmation.event_ids.mapped("event_type")
+        self.assertEqual(types.count("code_failed"), 10)
+        self.assertEqual(types.count("code_locked"), 1)
+        self.assertTrue(confirmation.code_locked)
+        self.assertFalse(confirmation._is_answerable())
+        self.assertFalse(confirmation._send_answer_code())
+        locked = self.env["mail.mail"].search(
+            [("email_to", "=", AUDITOR), ("subject", "ilike", "locked")]
+        )
+        self.assertTrue(locked)
+        self.assertEqual(confirmation.campaign_id._check_evidence(), (True, None))

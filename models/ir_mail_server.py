@@ -327,11 +327,11 @@ class IrMailServer(models.Model):
             self._document_commit_keeping_cache()
 
     def _document_commit_keeping_cache(self):
-        """Commit, but keep what the session has read in memory: the email is
-        claimed by this worker (no other sends or changes it), and core's
-        _send goes on with it right after, which would otherwise read it all
-        again. The transaction's changes are flushed first; the commit then
-        runs without the transaction, which it would clear."""
+        """Commit, but keep the claimed emails in memory: no other worker sends
+        or changes them, and core's _send goes on with this one right after,
+        which would otherwise read it all again. The transaction's changes are
+        flushed first; the commit then runs without the transaction, which it
+        would clear; everything else is then forgotten, as a commit does."""
         cr = self.env.cr
         cr.flush()  # the changes, then the precommit hooks
         self.env.flush_all()  # what those hooks wrote
@@ -341,3 +341,14 @@ class IrMailServer(models.Model):
             cr.commit()  # pylint: disable=invalid-commit
         finally:
             cr.transaction = transaction
+        # only the claimed emails stay in memory: what other transactions may
+        # have changed (a partner's address) is read again, and the files'
+        # bytes of a long queue run do not pile up in the worker
+        cache = self.env.cache
+        cache.invalidate(
+            [
+                (field, None)
+                for field in list(cache._data)
+                if field.model_name != "mail.mail"
+            ]
+        )

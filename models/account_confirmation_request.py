@@ -178,7 +178,7 @@ class AccountConfirmationRequest(models.Model):
                 name
                 for name in ANSWER_FIELDS - {"state"}
                 if name in request._fields and request.sudo()[name]
-            ]
+            ] + request._get_restricted_values()
             if request.state != "draft" or recorded:
                 raise AccessError(
                     self.env._(
@@ -186,6 +186,17 @@ class AccountConfirmationRequest(models.Model):
                         "recorded by the confirmations themselves."
                     )
                 )
+
+    def _get_restricted_values(self):
+        """The fields restricted by ``groups`` the user lacks (token, code)
+        that creating the request set (values or context defaults)."""
+        self.ensure_one()
+        user = self.env.user
+        return [
+            name
+            for name, field in self._fields.items()
+            if field.groups and not user.has_groups(field.groups) and self.sudo()[name]
+        ]
 
     def write(self, vals):
         if not self.env.su:
@@ -248,8 +259,22 @@ class AccountConfirmationRequest(models.Model):
         return ", ".join(partners.filtered("email").mapped("email")) or False
 
     def _approve_address(self):
+        """The approved address, and a new token and no code: nothing a user
+        planted before the approval opens the page."""
         for request in self:
-            request.sudo().approved_email = request._get_partner_addresses()
+            request.sudo().write(
+                {
+                    "approved_email": request._get_partner_addresses(),
+                    "token_nonce": False,
+                    "access_token_hash": False,
+                    "code_hash": False,
+                    "code_expiry": False,
+                    "code_tries": 0,
+                    "code_failures": 0,
+                    "code_locked": False,
+                }
+            )
+        self._ensure_token_nonce()
 
     def _document_email_after_send(self):
         """Queued: sent once the server takes the email (that email only)."""
@@ -394,13 +419,9 @@ class AccountConfirmationRequest(models.Model):
 
     def _portal_ensure_token(self):
         """portal.mixin's links (chatter notifications, get_portal_url, often
-        under sudo) carry a token that opens nothing: the real one only when
-        the personal link itself is made (context ``confirmation_link``, set
-        by _get_confirmation_url) for whoever may read it. Never because of
-        sudo."""
-        if self.env.context.get("confirmation_link"):
-            # refused (AccessError) to whoever is not the auditor
-            return self._get_confirmation_token()
+        under sudo, context keys a user can pass) carry no token: the
+        personal link is made by _get_confirmation_url alone, for whoever
+        may read it."""
         return False
 
     def _document_email_before_render(self):
@@ -425,7 +446,8 @@ class AccountConfirmationRequest(models.Model):
     def _get_confirmation_url(self):
         """The partner's personal link, with its token."""
         self.ensure_one()
-        token = self.with_context(confirmation_link=True)._portal_ensure_token()
+        # refused (AccessError) to whoever is not the auditor
+        token = self._get_confirmation_token()
         return f"{self.get_base_url()}{self.access_url}?access_token={token}"
 
     def _get_confirmation_qr(self):
@@ -874,6 +896,9 @@ class AccountConfirmationRequest(models.Model):
             .filtered(
                 lambda r: (
                     r.state in ("queued",) + WAITING_STATES
+                    # posted by the auditor: an old bounce is what the
+                    # letter answered
+                    and not r.by_post
                     and notifications.mail_message_id & r.confirmation_message_ids
                 )
             )
@@ -896,7 +921,9 @@ class AccountConfirmationRequest(models.Model):
         queued = late.filtered(lambda r: r.state == "queued")
         queued._mark_undelivered("undelivered", "never taken by the mail server")
         late -= queued
-        negative = late.filtered(lambda r: r.kind == "negative")
+        # locked (wrong codes): the partner could not answer, never
+        # "no exception"
+        negative = late.filtered(lambda r: r.kind == "negative" and not r.code_locked)
         negative.state = "no_exception"
         (late - negative).state = "no_reply"
         return late

@@ -1598,3 +1598,90 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         )
         self.assertTrue(locked)
         self.assertEqual(confirmation.campaign_id._check_evidence(), (True, None))
+
+    # ------------------------------------------------------------------
+    # Re-review (context keys, locks, old bounces, planted tokens)
+    # ------------------------------------------------------------------
+
+    def test_context_key_puts_no_token_in_a_notification(self):
+        """A manager passing ``confirmation_link`` in the context (as
+        /mail/message/post lets them) gets no token in the notification."""
+        [confirmation] = self.sent_request()
+        message = (
+            confirmation.with_user(self.manager())
+            .with_context(confirmation_link=True, mail_notify_force_send=False)
+            .message_post(
+                body="About your balance",
+                partner_ids=self.customer.ids,
+                message_type="comment",
+                subtype_xmlid="mail.mt_comment",
+            )
+        )
+        mails = self.env["mail.mail"].search([("mail_message_id", "=", message.id)])
+        self.assertTrue(mails)
+        body = " ".join(mails.mapped("body_html")).replace("&amp;", "&")
+        self.assertIn("/mail/view", body, "the portal button is there")
+        self.assertNotIn(self.token(confirmation), body)
+        for token in re.findall(r"access_token=([^&\"'\s<]*)", body):
+            self.assertFalse(confirmation._check_confirmation_token(token))
+        self.assertFalse(
+            confirmation.with_context(confirmation_link=True)
+            .sudo()
+            ._portal_ensure_token()
+        )
+
+    def test_locked_request_is_never_no_exception(self):
+        """Negative campaign: a request locked by wrong codes could not be
+        answered; at the deadline it is no reply."""
+        [locked, silent] = self.sent_request(kind="negative") | self.sent_request(
+            self.vendor, kind="negative", partner_scope="both"
+        )
+        locked.sudo().code_locked = True
+        (locked | silent).campaign_id.sudo().deadline = self.today - timedelta(days=1)
+        self.cron_env["account.confirmation.campaign"]._cron_follow_up()
+        self.assertEqual(locked.state, "no_reply")
+        self.assertEqual(silent.state, "no_exception")
+
+    def test_posted_after_a_bounce_stays_posted(self):
+        """Bounced, then posted by the auditor: the old bounce never makes it
+        undelivered again."""
+        [confirmation] = self.sent_request()
+        self.env["mail.notification"].search(
+            [
+                ("mail_message_id.model", "=", confirmation._name),
+                ("mail_message_id.res_id", "=", confirmation.id),
+            ]
+        ).sudo().notification_status = "bounce"
+        Request = self.cron_env["account.confirmation.request"]
+        Request._detect_bounces()
+        self.assertEqual(confirmation.state, "undelivered")
+        confirmation.with_user(self.auditor).action_mark_posted()
+        Request._close_unanswered()
+        self.cron_env["account.confirmation.campaign"]._cron_follow_up()
+        self.assertRecordValues(confirmation, [{"state": "posted", "by_post": True}])
+        self.assertTrue(confirmation._is_answerable())
+        self.assertEqual(self.answer(confirmation, answer="agree").status_code, 200)
+        self.assertEqual(confirmation.state, "confirmed")
+
+    def test_planted_token_opens_nothing(self):
+        """A token digest a manager plants (context default) is refused; one
+        planted behind the ORM's back is replaced at the approval."""
+        planted = "planted-token-0123456789"
+        digest = hashlib.sha256(planted.encode()).hexdigest()
+        campaign = self.campaign()
+        manager = self.manager()
+        with self.assertRaises(AccessError):
+            campaign.with_user(manager).with_context(
+                default_access_token_hash=digest
+            ).action_select_partners()
+        # without the planted default the manager selects the partners
+        campaign.with_user(manager).action_select_partners()
+        campaign.request_ids.filtered(lambda r: r.partner_id != self.customer).unlink()
+        [confirmation] = campaign.request_ids
+        confirmation.sudo().write({"access_token_hash": digest, "code_failures": 9})
+        self.assertTrue(confirmation._check_confirmation_token(planted))
+        self.approve_and_send(campaign)
+        self.assertFalse(confirmation.sudo().code_failures)
+        self.assertFalse(confirmation._check_confirmation_token(planted))
+        self.assertEqual(self.landing(confirmation, planted).status_code, 404)
+        self.assertEqual(self.landing(confirmation).status_code, 200)

@@ -1,35 +1,39 @@
-"""The emails a company's documents server took in each window of its
-per-minute limit, counted for all workers together (issue 22): a worker
-reserves its slot in this shared row, in a short transaction of its own,
-right before handing an email to the server."""
-
-import time
-from datetime import UTC, datetime
+"""A company's documents server's per-minute limit, counted for all workers
+together on the database's clock (issue 22): a sliding window, never a
+clock-aligned one (two aligned minutes would let twice the limit through in
+60 s). A worker reserves its slot right before handing an email to the
+server, in a short transaction of its own: it locks the server's row here,
+counts the slots taken in the last window and takes one if the limit allows
+it."""
 
 from odoo import api, fields, models
 
 # the limit's window: a minute; shorter only to test it (the limit then
-# holds per window of that many seconds)
+# holds in any span of that many seconds)
 WINDOW_PARAM = "account_document_email.smtp_limit_window_seconds"
+# a slot is counted this much longer than the window: the email it stands
+# for reaches the server a moment after its slot was taken
+MARGIN_SECONDS = 2
+
+# the slots that still count: taken within the window (plus the margin) of
+# the database's clock
+COUNTED = """FROM document_mail_server_slot
+              WHERE server_id = %(server)s
+                AND taken_at > (clock_timestamp() AT TIME ZONE 'UTC')
+                               - make_interval(secs => %(seconds)s)"""
 
 
 class DocumentMailServerWindow(models.Model):
     _name = "document.mail.server.window"
-    _description = "Emails taken by a documents server per limit window"
+    _description = "Per-minute limit lock of a documents server"
     _log_access = False
 
     server_id = fields.Many2one(
         "ir.mail_server", required=True, ondelete="cascade", index=False
     )
-    window_start = fields.Datetime(required=True)
-    sent = fields.Integer(required=True, default=0)
 
     _sql_constraints = [
-        (
-            "server_window_unique",
-            "UNIQUE(server_id, window_start)",
-            "One count per server and window.",
-        )
+        ("server_unique", "UNIQUE(server_id)", "One lock per server."),
     ]
 
     @api.model
@@ -38,82 +42,96 @@ class DocumentMailServerWindow(models.Model):
         return max(int(param or 60), 1)
 
     @api.model
-    def _current_window(self):
-        """(start, end, seconds left) of the window now, in UTC."""
-        seconds = self._window_seconds()
-        now = time.time()
-        start = now - now % seconds
-        return self._utc(start), self._utc(start + seconds), start + seconds - now
+    def _counted_seconds(self):
+        return self._window_seconds() + MARGIN_SECONDS
 
     @api.model
-    def _window_with_time_left(self):
-        """The start of the window to count in: in the last moments of a
-        window (an email counted then could reach the server in the next
-        one), the next window, once it has begun (2 s of waiting at most)."""
-        start, end, left = self._current_window()
-        if left < min(self._window_seconds() * 0.2, 2.0):
-            time.sleep(left + 0.01)
-            start = end
-        return start
-
-    @api.model
-    def _utc(self, timestamp):
-        return datetime.fromtimestamp(timestamp, UTC).replace(tzinfo=None)
-
-    @api.model
-    def _reserve(self, server, count=1, own_transaction=True):
-        """How many of ``count`` emails the server may take now, counted as
-        taken for every worker. The queue commits the count at once, in a
+    def _reserve(self, server, own_transaction=True):
+        """Whether the server may take one more email now: if so, its slot
+        is taken for every worker. The queue commits the slot at once, in a
         transaction of its own, so that no worker waits for another's
         session."""
-        start = self._window_with_time_left()
         if not own_transaction:
-            return self._reserve_in(self.env.cr, server, start, count)
+            return self._reserve_in(self.env.cr, server)
         with self.env.registry.cursor() as cr:
-            # each statement sees the other workers' last committed count
+            # each statement sees the other workers' last committed slots
             cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-            return self._reserve_in(cr, server, start, count)
+            return self._reserve_in(cr, server)
 
     @api.model
-    def _reserve_in(self, cr, server, start, count):
+    def _reserve_in(self, cr, server):
+        params = {"server": server.id, "seconds": self._counted_seconds()}
         cr.execute(
-            """INSERT INTO document_mail_server_window (server_id, window_start, sent)
-               VALUES (%s, %s, 0) ON CONFLICT (server_id, window_start) DO NOTHING""",
-            [server.id, start],
+            """INSERT INTO document_mail_server_window (server_id) VALUES (%s)
+               ON CONFLICT (server_id) DO NOTHING""",
+            [server.id],
         )
+        # one worker at a time counts and takes a slot of this server
         cr.execute(
-            """WITH old AS (SELECT id, sent FROM document_mail_server_window
-                             WHERE server_id = %(server)s AND window_start = %(start)s
-                               FOR UPDATE)
-               UPDATE document_mail_server_window w
-                  SET sent = LEAST(w.sent + %(count)s, %(limit)s)
-                 FROM old WHERE w.id = old.id
-            RETURNING w.sent - old.sent""",
-            {
-                "server": server.id,
-                "start": start,
-                "count": count,
-                "limit": server.document_max_per_minute,
-            },
+            """SELECT id FROM document_mail_server_window
+                WHERE server_id = %s FOR UPDATE""",
+            [server.id],
         )
-        return cr.fetchone()[0]
+        cr.execute(f"SELECT count(*) {COUNTED}", params)
+        if cr.fetchone()[0] >= server.document_max_per_minute:
+            return False
+        cr.execute(
+            """INSERT INTO document_mail_server_slot (server_id, taken_at)
+               VALUES (%s, clock_timestamp() AT TIME ZONE 'UTC')""",
+            [server.id],
+        )
+        return True
 
     @api.model
     def _remaining(self, server):
-        """How many more emails the server may take in this window (read
-        only: the slots are reserved one by one when sending)."""
-        start = self._window_with_time_left()
+        """How many more emails the server may take now (read only: the
+        slots are taken one by one when sending)."""
         self.env.cr.execute(
-            """SELECT sent FROM document_mail_server_window
-                WHERE server_id = %s AND window_start = %s""",
-            [server.id, start],
+            f"SELECT count(*) {COUNTED}",
+            {"server": server.id, "seconds": self._counted_seconds()},
         )
-        row = self.env.cr.fetchone()
-        return max(server.document_max_per_minute - (row[0] if row else 0), 0)
+        return max(server.document_max_per_minute - self.env.cr.fetchone()[0], 0)
+
+    @api.model
+    def _next_free_at(self, server):
+        """When the server may take an email again (UTC, database clock):
+        when enough of the slots still counted have left the window (the
+        oldest one, unless the limit was lowered since), to the second
+        after."""
+        self.env.cr.execute(
+            f"""SELECT date_trunc('second', COALESCE(
+                  (SELECT taken_at {COUNTED} ORDER BY taken_at
+                    OFFSET GREATEST((SELECT count(*) {COUNTED}) - %(limit)s, 0)
+                    LIMIT 1) + make_interval(secs => %(seconds)s),
+                  clock_timestamp() AT TIME ZONE 'UTC') + interval '999 ms')""",
+            {
+                "server": server.id,
+                "seconds": self._counted_seconds(),
+                "limit": server.document_max_per_minute,
+            },
+        )
+        return self.env.cr.fetchone()[0]
+
+
+class DocumentMailServerSlot(models.Model):
+    _name = "document.mail.server.slot"
+    _description = "Email taken by a documents server"
+    _log_access = False
+
+    server_id = fields.Many2one(
+        "ir.mail_server", required=True, ondelete="cascade", index=False
+    )
+    taken_at = fields.Datetime(required=True)
+
+    def init(self):
+        self.env.cr.execute(
+            """CREATE INDEX IF NOT EXISTS document_mail_server_slot_server_taken
+                   ON document_mail_server_slot (server_id, taken_at)"""
+        )
 
     @api.autovacuum
-    def _gc_old_windows(self):
+    def _gc_old_slots(self):
         self.env.cr.execute(
-            "DELETE FROM document_mail_server_window "
-            "WHERE window_start < (now() AT TIME ZONE 'UTC') - interval '1 day'"
+            "DELETE FROM document_mail_server_slot "
+            "WHERE taken_at < (now() AT TIME ZONE 'UTC') - interval '1 day'"
         )

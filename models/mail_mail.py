@@ -84,14 +84,17 @@ class MailMail(models.Model):
 
     def _document_within_minute_limit(self, server):
         """The emails the server's per-minute limit lets through now, as
-        counted for all workers (document.mail.server.window); the others
-        wait in the queue until the next window."""
+        counted for all workers in a sliding window (document.mail.server.
+        window); the others wait in the queue until a slot is free."""
         limit = server.document_max_per_minute
         if not limit or not self:
             return self
         windows = self.env["document.mail.server.window"]
         allowed = self[: windows._remaining(server)]
-        (self - allowed)._document_wait_for_limit(limit, windows._current_window()[1])
+        if allowed != self:
+            (self - allowed)._document_wait_for_limit(
+                limit, windows._next_free_at(server)
+            )
         return allowed
 
     def _document_wait_for_limit(self, limit, retry_at):
@@ -167,7 +170,9 @@ class MailMail(models.Model):
             if not self._document_slot_reserved(smtp_session, arguments):
                 self[index:]._document_wait_for_limit(
                     smtp_session.document_settings["limit"],
-                    self.env["document.mail.server.window"]._current_window()[1],
+                    self.env["document.mail.server.window"]._next_free_at(
+                        smtp_session.document_settings["server"]
+                    ),
                 )
                 break
             # browsed alone, as core's _send does: a record prefetching the

@@ -160,7 +160,8 @@ class TestSmtpLimits(TransactionCase):
             self.assertEqual(len(smtp.messages), 2)
             self.assertEqual(set(waiting.mapped("state")), {"outgoing"})
             # a minute later the next two go out, the last one waits again
-            # (the server's count is kept per minute for all workers)
+            # (the server's slots are counted over the last minute for all
+            # workers)
             self.env.flush_all()
             self.env.cr.execute(
                 "UPDATE mail_mail SET document_sent_at = document_sent_at - interval "
@@ -169,8 +170,8 @@ class TestSmtpLimits(TransactionCase):
                 [tuple(sent.ids)],
             )
             self.env.cr.execute(
-                "UPDATE document_mail_server_window SET window_start = "
-                "window_start - interval '2 minutes' WHERE server_id = %s",
+                "UPDATE document_mail_server_slot SET taken_at = "
+                "taken_at - interval '2 minutes' WHERE server_id = %s",
                 [server.id],
             )
             self.env.invalidate_all()

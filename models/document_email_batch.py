@@ -447,7 +447,8 @@ class DocumentEmailBatch(models.Model):
                     raise _PartHeldElsewhere
         except _PartHeldElsewhere:
             return self.env["document.email.batch.line"]
-        return self.env["document.email.batch.line"].browse(locked)
+        # all locked: in the part's order (sequence), which the lock's rows lack
+        return self.env["document.email.batch.line"].browse(ids)
 
     def _user_env(self):
         """As the batch's user in the batch's company, with every company

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Run every test of the add-on on a database of its own (created and dropped
-# here), browser tours included; then, on a second database with OCA
-# queue_job installed (scripts/setup.sh unzips it), the tests of batches run
-# as jobs; on a third with l10n_es_edi_tbai (TicketBAI, Spain), the batches
-# of invoices a localisation commits in. Then each benchmark once at its
-# smallest size (bench/*.py --smoke, no timing asserted; BENCH_SMOKE=0 skips
+# here), browser tours included; beside it, in the background: on a second
+# database with OCA queue_job installed (scripts/setup.sh unzips it), the
+# tests of batches run as jobs; on a third with l10n_es_edi_tbai (TicketBAI,
+# Spain), the batches of invoices a localisation commits in; then each
+# benchmark once at its smallest size (bench/*.py --smoke, no timing asserted; BENCH_SMOKE=0 skips
 # them, BENCH_SMOKE=1 runs them with TEST_TAGS too, BENCH_SMOKE=only runs
 # nothing else), each counted as one test. Prints "N passed, N failed, N
 # skipped" at the end.
@@ -25,6 +25,7 @@ QUEUE_JOB_TAGS=/account_document_email:TestBatchQueueJob
 TBAI_TAGS=/account_document_email:TestTicketBaiBatch
 BENCH_SMOKE=${BENCH_SMOKE:-auto}
 BENCHES=(batch_email distributed aged_receivables reminders)
+HTTP_PORT=${TEST_HTTP_PORT:-8169}
 mkdir -p "$(dirname "$LOG")"
 
 command -v chromium >/dev/null || { echo "chromium is missing: run make setup" >&2; exit 1; }
@@ -35,9 +36,9 @@ trap 'for db in "$DB" "${DB}_qj" "${DB}_tbai" "${DB}_bench" "${BENCHES[@]/#/${DB
 passed=0
 bad=0
 skips=0
-# run_tests DB ADDONS_PATH MODULES TAGS LOG: adds to $passed and $bad
+# run_tests DB ADDONS_PATH MODULES TAGS LOG [PORT]: adds to $passed and $bad
 run_tests() {
-    local db=$1 addons=$2 modules=$3 tags=$4 log=$5
+    local db=$1 addons=$2 modules=$3 tags=$4 log=$5 port=${6:-$HTTP_PORT}
     dropdb --if-exists "$db" 2>/dev/null
     createdb "$db" || { echo "cannot create database $db" >&2; bad=$((bad + 1)); return; }
     echo "[test] database $db ($modules), log $log"
@@ -46,7 +47,7 @@ run_tests() {
         --data-dir="$ADE_HOME/data" \
         -d "$db" -i "$modules" \
         --test-enable --test-tags "$tags" \
-        --http-port="${TEST_HTTP_PORT:-8169}" --http-interface=127.0.0.1 \
+        --http-port="$port" --http-interface=127.0.0.1 \
         --stop-after-init --log-level=test --max-cron-threads=0 \
         ${PGHOST:+--db_host="$PGHOST"} ${PGPORT:+--db_port="$PGPORT"} \
         >"$log" 2>&1
@@ -130,47 +131,74 @@ bench_smoke() {
     done
 }
 
-if [ "$BENCH_SMOKE" != only ]; then
-    run_tests "$DB" "$ODOO_SRC/addons,$ADE_ADDONS" \
-        account_document_email,account_edi_ubl_cii,account_payment "$TAGS" "$LOG"
+full_run() { [ "$TAGS" = /account_document_email ]; }
+# named_in_tags CLASS: TEST_TAGS names that class (and does not exclude it)
+named_in_tags() { [[ ",$TAGS" == *"$1"* && ",$TAGS" != *,-*"$1"* ]]; }
 
-    # batches as queue_job jobs: on the full run, or when TEST_TAGS names them
-    if [ "$TAGS" = /account_document_email ] ||
-        [[ ",$TAGS" == *TestBatchQueueJob* && ",$TAGS" != *,-*TestBatchQueueJob* ]]; then
-        if [ ! -f "$OCA_ADDONS/queue_job/__manifest__.py" ]; then
-            echo "[test] OCA queue_job is missing from $OCA_ADDONS: run make setup" >&2
-            bad=$((bad + 1))
-        else
-            qj_log=${LOG%.log}-queue_job.log
-            run_tests "${DB}_qj" "$ODOO_SRC/addons,$ADE_ADDONS,$OCA_ADDONS" \
-                account_document_email,queue_job "$QUEUE_JOB_TAGS" "$qj_log"
-            # there, queue_job is installed: a skip would hide the test
-            if grep -aq ": skipped " "$qj_log"; then
-                echo "[test] tests were skipped with queue_job installed" >&2
-                bad=$((bad + 1))
-            fi
-        fi
+# batches as queue_job jobs: on the full run, or when TEST_TAGS names them
+queue_job_tests() {
+    if [ ! -f "$OCA_ADDONS/queue_job/__manifest__.py" ]; then
+        echo "[test] OCA queue_job is missing from $OCA_ADDONS: run make setup" >&2
+        bad=$((bad + 1))
+        return
     fi
-fi
+    local qj_log=${LOG%.log}-queue_job.log
+    run_tests "${DB}_qj" "$ODOO_SRC/addons,$ADE_ADDONS,$OCA_ADDONS" \
+        account_document_email,queue_job "$QUEUE_JOB_TAGS" "$qj_log" $((HTTP_PORT + 100))
+    # there, queue_job is installed: a skip would hide the test
+    if grep -aq ": skipped " "$qj_log"; then
+        echo "[test] tests were skipped with queue_job installed" >&2
+        bad=$((bad + 1))
+    fi
+}
 
-# invoices TicketBAI submits (and commits) in a batch: on the full run, or
-# when TEST_TAGS names them
-if [ "$BENCH_SMOKE" != only ] && { [ "$TAGS" = /account_document_email ] ||
-    [[ ",$TAGS" == *TestTicketBaiBatch* && ",$TAGS" != *,-*TestTicketBaiBatch* ]]; }; then
-    tbai_log=${LOG%.log}-tbai.log
+# invoices TicketBAI submits (and commits) in a batch
+tbai_tests() {
+    local tbai_log=${LOG%.log}-tbai.log
     run_tests "${DB}_tbai" "$ODOO_SRC/addons,$ADE_ADDONS" \
-        account_document_email,l10n_es_edi_tbai "$TBAI_TAGS" "$tbai_log"
+        account_document_email,l10n_es_edi_tbai "$TBAI_TAGS" "$tbai_log" $((HTTP_PORT + 200))
     # there, l10n_es_edi_tbai is installed: a skip would hide the test
     if grep -aq ": skipped " "$tbai_log"; then
         echo "[test] tests were skipped with l10n_es_edi_tbai installed" >&2
         bad=$((bad + 1))
     fi
-fi
+}
 
-if [ "$BENCH_SMOKE" = only ] || [ "$BENCH_SMOKE" = 1 ] ||
-    { [ "$BENCH_SMOKE" = auto ] && [ "$TAGS" = /account_document_email ]; }; then
-    bench_smoke
+# the runs beside the main database's: queue_job, TicketBAI, benchmarks
+side_runs() {
+    if [ "$BENCH_SMOKE" != only ]; then
+        if full_run || named_in_tags TestBatchQueueJob; then queue_job_tests; fi
+        if full_run || named_in_tags TestTicketBaiBatch; then tbai_tests; fi
+    fi
+    if [ "$BENCH_SMOKE" = only ] || [ "$BENCH_SMOKE" = 1 ] ||
+        { [ "$BENCH_SMOKE" = auto ] && full_run; }; then
+        bench_smoke
+    fi
+}
+
+# The side runs go in the background while the main database's tests run
+# (each its own database and HTTP port): make test's time is the longest one.
+side_out=$(mktemp)
+(
+    side_runs
+    echo "$passed $bad $skips" >"$side_out.counts"
+) >"$side_out" 2>&1 &
+side_pid=$!
+if [ "$BENCH_SMOKE" != only ]; then
+    run_tests "$DB" "$ODOO_SRC/addons,$ADE_ADDONS" \
+        account_document_email,account_edi_ubl_cii,account_payment "$TAGS" "$LOG"
 fi
+wait "$side_pid"
+cat "$side_out"
+if read -r side_passed side_bad side_skips <"$side_out.counts"; then
+    passed=$((passed + side_passed))
+    bad=$((bad + side_bad))
+    skips=$((skips + side_skips))
+else
+    echo "[test] the side runs (queue_job, TicketBAI, benchmarks) did not finish" >&2
+    bad=$((bad + 1))
+fi
+rm -f "$side_out" "$side_out.counts"
 
 echo "$passed passed, $bad failed, $skips skipped"
 [ "$bad" -eq 0 ] || exit 1

@@ -17,9 +17,9 @@ usage: python reminder_child.py CONFIG_JSON MODE
 import json
 import sys
 
+from child_common import child_registry
 from queue_child import kill_in_create_mails, without_report_assets
 
-import odoo
 from odoo import SUPERUSER_ID, Command, api, fields
 
 
@@ -108,20 +108,7 @@ def run(env, cr):
 
 
 def main():
-    config, mode, *args = json.loads(sys.argv[1]), sys.argv[2], *sys.argv[3:]
-    odoo.tools.config.parse_config(
-        [
-            "-d",
-            config["db"],
-            "--addons-path",
-            config["addons_path"],
-            "--data-dir",
-            config["data_dir"],
-            "--log-level",
-            "warn",
-        ]
-    )
-    registry = odoo.registry(config["db"])
+    _config, mode, args, registry = child_registry()
     without_report_assets()
     # the cursor commits when the block ends, as a cron job does
     with registry.cursor() as cr:

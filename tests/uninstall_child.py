@@ -13,7 +13,8 @@ usage: python uninstall_child.py CONFIG_JSON MODE
 import json
 import sys
 
-import odoo
+from child_common import child_registry
+
 from odoo import SUPERUSER_ID, api
 
 SENDERS = (
@@ -131,20 +132,7 @@ def configure(env):
 
 
 def main():
-    config, mode, *args = json.loads(sys.argv[1]), sys.argv[2], *sys.argv[3:]
-    odoo.tools.config.parse_config(
-        [
-            "-d",
-            config["db"],
-            "--addons-path",
-            config["addons_path"],
-            "--data-dir",
-            config["data_dir"],
-            "--log-level",
-            "warn",
-        ]
-    )
-    registry = odoo.registry(config["db"])
+    _config, mode, args, registry = child_registry()
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
         if mode == "before":

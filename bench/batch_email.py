@@ -359,9 +359,14 @@ def start_http(args):
     raise SystemExit("the Odoo HTTP server did not answer within 120 s")
 
 
-def stop(process):
-    if process and process.poll() is None:
+def stop(*processes):
+    """Ends the processes still running: all asked at once (SIGTERM, one
+    signal: a second one makes Odoo skip its graceful shutdown), killed
+    after 20 s."""
+    running = [process for process in processes if process and process.poll() is None]
+    for process in running:
         process.terminate()
+    for process in running:
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
@@ -426,30 +431,7 @@ def _build_data(env, args, smtp_port, url):
     if args.only_prefork or args.ratio_only:
         labels = ("A",) if args.only_prefork else ("A", "B")
     for _label in labels:
-        moves = env["account.move"].create(
-            [
-                {
-                    "move_type": "out_invoice",
-                    "partner_id": partner.id,
-                    "invoice_date": "2024-06-01",
-                    "invoice_line_ids": [
-                        (
-                            0,
-                            0,
-                            {
-                                "name": f"Service {line + 1}",
-                                "quantity": line + 1,
-                                "price_unit": 100.0 + 10 * line,
-                            },
-                        )
-                        for line in range(args.lines)
-                    ],
-                }
-                for partner in partners
-            ]
-        )
-        moves.action_post()
-        sets.append(moves)
+        sets.append(create_invoices(env, partners, args.lines))
     if len(sets) > 2:
         # set C: every invoice already has its official PDF (Odoo's own Print)
         env["account.move.send"]._generate_and_send_invoices(
@@ -457,6 +439,34 @@ def _build_data(env, args, smtp_port, url):
         )
     env.cr.commit()
     return sets
+
+
+def create_invoices(env, partners, lines):
+    """One posted invoice of ``lines`` lines for each of ``partners``."""
+    moves = env["account.move"].create(
+        [
+            {
+                "move_type": "out_invoice",
+                "partner_id": partner.id,
+                "invoice_date": "2024-06-01",
+                "invoice_line_ids": [
+                    (
+                        0,
+                        0,
+                        {
+                            "name": f"Service {line + 1}",
+                            "quantity": line + 1,
+                            "price_unit": 100.0 + 10 * line,
+                        },
+                    )
+                    for line in range(lines)
+                ],
+            }
+            for partner in partners
+        ]
+    )
+    moves.action_post()
+    return moves
 
 
 # ----------------------------------------------------------------------
@@ -571,27 +581,37 @@ def send_ours(env, invoices, args, profile=False):
 
 class WorkerMemory(threading.Thread):
     """Samples the peak RSS (``VmHWM``) of every child of the prefork server
-    every half second, while it runs: the kernel keeps each process's high
-    water mark, so sampling only has to see the process before it exits."""
+    (or, ``threaded``, of the servers themselves: their threads are the
+    workers) every half second, while they run: the kernel keeps each
+    process's high water mark, so sampling only has to see the process before
+    it exits (or reloads itself, which starts a new mark)."""
 
-    def __init__(self, server_pid):
+    def __init__(self, *server_pids, threaded=False):
         super().__init__(daemon=True)
-        self.server_pid = server_pid
+        self.server_pids = server_pids
+        self.threaded = threaded
         self.peaks = {}  # pid -> peak RSS in MiB
         self.running = True
 
-    def run(self):
+    def workers(self):
         import psutil
 
-        while self.running:
+        if self.threaded:
+            return self.server_pids
+        pids = []
+        for server_pid in self.server_pids:
             try:
-                children = psutil.Process(self.server_pid).children()
+                pids += [child.pid for child in psutil.Process(server_pid).children()]
             except psutil.Error:
-                children = []
-            for child in children:
-                peak = vm_hwm(child.pid)
+                continue
+        return pids
+
+    def run(self):
+        while self.running:
+            for pid in self.workers():
+                peak = vm_hwm(pid)
                 if peak:
-                    self.peaks[child.pid] = max(peak, self.peaks.get(child.pid, 0))
+                    self.peaks[pid] = max(peak, self.peaks.get(pid, 0))
             time.sleep(0.5)
 
 

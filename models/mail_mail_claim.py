@@ -100,7 +100,10 @@ class MailMail(models.Model):
 
     def send(self, auto_commit=False, raise_exception=False, post_send_callback=None):
         mails = self
-        if auto_commit is not True and self.ids:
+        if auto_commit is True:
+            # the queue: each session claims its slice before it connects
+            mails = self.with_context(document_email_claim=True)
+        elif self.ids:
             # sent now, in this transaction: its document emails are locked
             # before any goes, so that no worker takes one of them midway
             # (which would roll back what this transaction already sent)
@@ -150,9 +153,10 @@ class MailMail(models.Model):
         free = {row[0] for row in self.env.cr.fetchall()}
         return self.browse([mail_id for mail_id in self.ids if mail_id in free])
 
-    def _document_release(self):
-        """The claimed emails still to send (a retry later, a limit reached)
-        are free again for any worker."""
+    def _document_release(self, commit=False):
+        """The claimed emails still to send (a retry later, a limit reached,
+        a session closed by the server) are free again for any worker; the
+        queue (``commit``) commits that at once."""
         if not self:
             return
         self.flush_recordset(["state"])
@@ -164,6 +168,8 @@ class MailMail(models.Model):
                 tuple(self.ids),
             )
         )
+        if commit is True:
+            self.env["ir.mail_server"]._document_commit_keeping_cache()
 
     @api.model_create_multi
     def create(self, vals_list):

@@ -154,7 +154,7 @@ class IrMailServer(models.Model):
         "Maximum emails per connection",
         readonly=True,
         help="The queue opens a new SMTP connection after this many emails "
-        "(some providers allow 20). 0: no limit.",
+        "(some providers allow 20). 0: the queue's own, 20 emails by default.",
     )
     document_max_per_minute = fields.Integer(
         "Maximum emails per minute",

@@ -88,15 +88,18 @@ class MailMail(models.Model):
                 continue
             claiming = self.env.context.get("document_email_claim")
             for slice_ids in split_every(self._document_slice_size(server), batch_ids):
-                if not claiming:
-                    yield server_id, alias_domain_id, smtp_from, list(slice_ids)
+                session = self.browse(slice_ids)
+                if claiming:
+                    session = session._document_claim()
+                if not session:
                     continue
-                session = self.browse(slice_ids)._document_claim()
-                if session:
-                    yield server_id, alias_domain_id, smtp_from, session.ids
+                yield server_id, alias_domain_id, smtp_from, session.ids
+                if claiming:
                     # sent, failed, or refused at connection: these only
                     session._document_email_states_changed()
                     session._document_release()
+                if self.env.context.get("document_email_one_slice"):
+                    return  # a queue_job job: one session
 
     def _document_slice_size(self, server):
         """Emails per SMTP session of a documents server: the system

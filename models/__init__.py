@@ -3,6 +3,7 @@ from . import ir_mail_server
 from . import mail_mail
 from . import mail_mail_claim
 from . import document_mail_server_window
+from . import document_mail_send_mark
 from . import mail_template
 from . import res_company
 from . import res_config_settings

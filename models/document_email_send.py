@@ -668,13 +668,18 @@ class DocumentEmailSend(models.AbstractModel):
         return batch
 
     @api.model
-    def _send_now(self, document, mail):
-        """Send one queued email at once: (what the user is told, its kind)."""
+    def _send_now(self, document, mail, send_key=None):
+        """Send one queued email at once: (what the user is told, its kind).
+        ``send_key``: the same in a replay of the request (the dialog's), so
+        that the replay finds the email sent or in flight (document.mail.
+        send.mark) instead of sending it again."""
         # a concurrent update of the document fails here, before the SMTP
-        # call, not at commit after it (a replayed request would send twice)
+        # call, not at commit after it
         self.env.flush_all()
         try:
-            mail.send(raise_exception=False)
+            mail.with_context(document_email_send_key=send_key).send(
+                raise_exception=False
+            )
         except smtplib.SMTPException as error:
             # Odoo re-raises a broken session; the email stays, failed
             if mail.state != "exception":

@@ -26,6 +26,11 @@ class UncertainDeliveryError(smtplib.SMTPException):
     have been delivered, so it must not be sent again automatically."""
 
 
+class NotHandedOverError(smtplib.SMTPException):
+    """The session broke before the message was handed over (before DATA):
+    nothing reached the server, it is tried again later."""
+
+
 class DocumentSMTPMixin:
     """What Odoo's SMTP session does not keep: which recipients a server
     refused while accepting the message, and which failures are temporary."""
@@ -68,6 +73,13 @@ class DocumentSMTPMixin:
             if error.smtp_code == 552:
                 raise self._size_error(msg, error) from error
             raise
+        except smtplib.SMTPServerDisconnected as error:
+            # before DATA (data() raises UncertainDeliveryError after it)
+            self.close()
+            self.temporary_by_message[message_id] = True
+            raise NotHandedOverError(
+                f"The connection broke before the email was handed over ({error})."
+            ) from error
         self.refused_by_message[message_id] = refused
         return refused
 
@@ -142,7 +154,7 @@ class IrMailServer(models.Model):
         "Maximum emails per connection",
         readonly=True,
         help="The queue opens a new SMTP connection after this many emails "
-        "(some providers allow 20). 0: no limit.",
+        "(some providers allow 20). 0: the queue's own, 20 emails by default.",
     )
     document_max_per_minute = fields.Integer(
         "Maximum emails per minute",
@@ -304,12 +316,52 @@ class IrMailServer(models.Model):
     @api.model
     def send_email(self, message, *args, smtp_session=None, **kwargs):
         mail_id = self.env.context.get("document_email_mail_id")
-        if isinstance(smtp_session, DocumentSMTPMixin) and mail_id:
-            self._document_mark_in_flight(
-                self.env["mail.mail"].sudo().browse(mail_id),
-                commit=self.env.context.get("document_email_auto_commit"),
+        if not isinstance(smtp_session, DocumentSMTPMixin) or not mail_id:
+            return super().send_email(
+                message, *args, smtp_session=smtp_session, **kwargs
             )
-        return super().send_email(message, *args, smtp_session=smtp_session, **kwargs)
+        mail = self.env["mail.mail"].sudo().browse(mail_id)
+        queued = self.env.context.get("document_email_auto_commit") is True
+        self._document_mark_in_flight(mail, commit=queued)
+        if queued:
+            return super().send_email(
+                message, *args, smtp_session=smtp_session, **kwargs
+            )
+        return self._document_send_now(mail, message, smtp_session, args, kwargs)
+
+    def _document_send_now(self, mail, message, smtp_session, args, kwargs):
+        """Sent in the user's request: the mark in flight, then the outcome,
+        are committed on a cursor of their own (document.mail.send.mark); a
+        replay of the request finds them and sends nothing."""
+        marks = self.env["document.mail.send.mark"].sudo()
+        key = marks._key(mail, message)
+        earlier = marks._begin(key, message["Message-Id"])
+        if earlier:
+            return self._document_sent_earlier(earlier, message, smtp_session)
+        try:
+            message_id = super().send_email(
+                message, *args, smtp_session=smtp_session, **kwargs
+            )
+        except Exception:
+            if message["Message-Id"] not in smtp_session.uncertain_by_message:
+                marks._settle(key, forget=True)
+            raise
+        marks._settle(key, sent=True)
+        return message_id
+
+    def _document_sent_earlier(self, earlier, message, smtp_session):
+        """An earlier attempt of this request sent the email (its Message-Id
+        is the email's), or may have: then it is shown uncertain."""
+        state, message_id = earlier
+        if state == "sent":
+            return message_id
+        smtp_session.uncertain_by_message.add(message["Message-Id"])
+        raise UncertainDeliveryError(
+            self.env._(
+                "An earlier attempt to send this email did not finish: it may have "
+                "been delivered. Check with the recipient before sending it again."
+            )
+        )
 
     def _document_mark_in_flight(self, mail, commit=False):
         """Before a message goes to the server, write that it is being sent

@@ -8,6 +8,11 @@ from .ir_mail_server import DocumentSMTPMixin
 
 # temporary refusals (4xx) are tried again after 2, 4, 8 and 16 minutes
 MAX_ATTEMPTS = 5
+# emails per SMTP session of a documents server (and per claim): small
+# enough that several workers share a long queue; 0 in the parameter: the
+# whole queue run in one session (at most the server's own cap)
+SLICE_PARAM = "account_document_email.delivery_slice_size"
+SLICE_SIZE = 20
 
 # what an email's columns make of its batch line and its documents, as
 # document.email.batch.line._compute_state and
@@ -65,8 +70,11 @@ class MailMail(models.Model):
 
     def _split_by_mail_configuration(self):
         """A company's documents server: core opens one SMTP session per
-        batch, so its batches hold at most its emails per connection (its
-        per-minute limit is counted when sending, for all workers at once)."""
+        batch, so its batches are slices of at most the server's emails per
+        connection, and of SLICE_PARAM emails at most (several workers then
+        share a long queue). In the queue, each slice is claimed right before
+        its session connects: a session, even refused, touches only the
+        emails it claimed; its emails' states are settled when it ends."""
         servers = self.env["ir.mail_server"].sudo()
         for (
             server_id,
@@ -78,9 +86,28 @@ class MailMail(models.Model):
             if not server.document_company_id:
                 yield server_id, alias_domain_id, smtp_from, batch_ids
                 continue
-            per_session = server.document_max_per_connection or len(batch_ids)
-            for session_ids in split_every(per_session, batch_ids):
-                yield server_id, alias_domain_id, smtp_from, list(session_ids)
+            claiming = self.env.context.get("document_email_claim")
+            for slice_ids in split_every(self._document_slice_size(server), batch_ids):
+                session = self.browse(slice_ids)
+                if claiming:
+                    session = session._document_claim()
+                if not session:
+                    continue
+                yield server_id, alias_domain_id, smtp_from, session.ids
+                if claiming:
+                    # sent, failed, or refused at connection: these only
+                    session._document_email_states_changed()
+                    session._document_release()
+                if self.env.context.get("document_email_one_slice"):
+                    return  # a queue_job job: one session
+
+    def _document_slice_size(self, server):
+        """Emails per SMTP session of a documents server: the system
+        parameter's (default SLICE_SIZE), at most the server's own cap."""
+        param = self.env["ir.config_parameter"].sudo().get_param(SLICE_PARAM)
+        size = int(param or SLICE_SIZE)
+        sizes = [n for n in (size, server.document_max_per_connection) if n > 0]
+        return min(sizes) if sizes else len(self) or 1
 
     def _document_within_minute_limit(self, server):
         """The emails the server's per-minute limit lets through now, as
@@ -141,7 +168,12 @@ class MailMail(models.Model):
         }
         if not isinstance(smtp_session, DocumentSMTPMixin):
             return super()._send(**arguments)
-        if auto_commit is True:
+        # the queue's slices are claimed (and settled) by
+        # _split_by_mail_configuration
+        claimed = auto_commit is True and self.env.context.get("document_email_claim")
+        if claimed:
+            mails = self
+        elif auto_commit is True:
             mails = self._document_claim()
         else:
             mails = self._document_unclaimed()
@@ -152,7 +184,9 @@ class MailMail(models.Model):
         mails.with_context(document_email_states_deferred=True)._document_send_each(
             smtp_session, arguments
         )
-        self._document_release()
+        if not claimed:
+            mails._document_email_states_changed()
+            self._document_release()
         return True
 
     def _document_send_each(self, smtp_session, arguments):
@@ -163,10 +197,15 @@ class MailMail(models.Model):
         one before with it; the last outcome is committed by the queue's
         caller (the cron). Killed at any point, an email is either still
         outgoing (never reached the server), or marked in flight (shown as
-        uncertain, never sent again), or done."""
+        uncertain, never sent again), or done. The session's emails' states
+        are settled by _split_by_mail_configuration when it ends."""
         callback = arguments["post_send_callback"]
         each = dict(arguments, auto_commit=False, post_send_callback=None)
         for index, mail_id in enumerate(self.ids):
+            if smtp_session.sock is None:  # closed by the server (a 421)
+                # the emails left never reached it: free for any worker now
+                self[index:]._document_release(commit=arguments["auto_commit"])
+                break
             if not self._document_slot_reserved(smtp_session, arguments):
                 self[index:]._document_wait_for_limit(
                     smtp_session.document_settings["limit"],
@@ -187,7 +226,6 @@ class MailMail(models.Model):
             )
             super(MailMail, sending)._send(**each)
             mail._document_after_send(smtp_session, auto_delete)
-        self._document_email_states_changed()
         if callback:
             callback(self.ids)
         return True

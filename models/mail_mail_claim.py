@@ -9,6 +9,9 @@ import psycopg2.errors
 from odoo import api, fields, models
 from odoo.tools import SQL
 
+# with OCA queue_job: the batches' channel, and as many delivery jobs
+from .document_email_batch import QUEUE_JOB_CHANNEL, QUEUE_JOB_PARALLEL
+
 CLAIM_MINUTES = 30
 # the delivery workers beside core's mail queue (one cron each)
 DELIVERY_CRONS = ("account_document_email.ir_cron_document_email_deliver",)
@@ -100,7 +103,10 @@ class MailMail(models.Model):
 
     def send(self, auto_commit=False, raise_exception=False, post_send_callback=None):
         mails = self
-        if auto_commit is not True and self.ids:
+        if auto_commit is True:
+            # the queue: each session claims its slice before it connects
+            mails = self.with_context(document_email_claim=True)
+        elif self.ids:
             # sent now, in this transaction: its document emails are locked
             # before any goes, so that no worker takes one of them midway
             # (which would roll back what this transaction already sent)
@@ -150,9 +156,10 @@ class MailMail(models.Model):
         free = {row[0] for row in self.env.cr.fetchall()}
         return self.browse([mail_id for mail_id in self.ids if mail_id in free])
 
-    def _document_release(self):
-        """The claimed emails still to send (a retry later, a limit reached)
-        are free again for any worker."""
+    def _document_release(self, commit=False):
+        """The claimed emails still to send (a retry later, a limit reached,
+        a session closed by the server) are free again for any worker; the
+        queue (``commit``) commits that at once."""
         if not self:
             return
         self.flush_recordset(["state"])
@@ -164,6 +171,8 @@ class MailMail(models.Model):
                 tuple(self.ids),
             )
         )
+        if commit is True:
+            self.env["ir.mail_server"]._document_commit_keeping_cache()
 
     @api.model_create_multi
     def create(self, vals_list):
@@ -174,11 +183,43 @@ class MailMail(models.Model):
 
     @api.model
     def _document_trigger_delivery(self, at=None):
-        """The delivery workers run beside core's queue when documents wait."""
+        """The delivery workers run beside core's queue when documents wait:
+        the scheduled job, and with OCA queue_job jobs any server takes."""
         for xmlid in DELIVERY_CRONS:
             cron = self.env.ref(xmlid, raise_if_not_found=False)
             if cron:
                 cron.sudo()._trigger(at=at)
+        if "queue.job" in self.env:
+            self._document_enqueue_delivery(at=at)
+
+    @api.model
+    def _document_enqueue_delivery(self, at=None):
+        """A few delivery jobs on the documents' channel (not one per email):
+        each claims one slice and sends it over its own SMTP session. One
+        job per slot waits at a time (its identity key)."""
+        for slot in range(QUEUE_JOB_PARALLEL):
+            self.browse().sudo().with_delay(
+                channel=QUEUE_JOB_CHANNEL,
+                eta=at,
+                identity_key=f"document_email_deliver_{slot}",
+                description=self.env._("Send by email: deliver a slice of emails"),
+            )._job_document_deliver(slot)
+
+    @api.model
+    def _job_document_deliver(self, slot):
+        """queue_job: one slice of the documents' emails, claimed and sent
+        over its own session; while others wait, the next jobs follow."""
+        self.with_context(document_email_one_slice=True)._cron_document_deliver()
+        domain = [
+            ("state", "=", "outgoing"),
+            ("mail_server_id.document_company_id", "!=", False),
+            "|",
+            ("scheduled_date", "=", False),
+            ("scheduled_date", "<=", fields.Datetime.now()),
+        ]
+        if self.sudo().search_count(domain, limit=1):
+            self._document_enqueue_delivery()
+        return slot
 
     @api.model
     def _cron_document_deliver(self):

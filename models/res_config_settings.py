@@ -52,7 +52,7 @@ class ResConfigSettings(models.TransientModel):
         string="Maximum emails per connection",
         groups="base.group_system",
         help="The queue opens a new SMTP connection after this many emails "
-        "(some providers allow 20). 0: no limit.",
+        "(some providers allow 20). 0: the queue's own, 20 emails by default.",
     )
     smtp_max_per_minute = fields.Integer(
         string="Maximum emails per minute",

@@ -33,6 +33,18 @@ usage: python queue_child.py CONFIG_JSON MODE
   MODE "drain SECONDS ID [ID...]": a delivery worker: runs the mail queue on
         these emails (auto-commit) again and again until none is left to
         send or SECONDS have passed
+  MODE "race SECONDS GO ID [ID...]": "drain", once the file GO exists (the
+        test creates it when every worker is ready, GO.ready.PID); prints how
+        many emails this worker handed to the SMTP server
+  MODE "claimed ID [ID...]": one mail queue run on these emails; then, its
+        database connection still open, prints the emails still claimed
+  MODE "send-listed ID [ID...]": the mail queue's send() (auto-commit) on
+        these emails, as listed by a run before another worker claimed some
+  MODE "send-now-replayed PORT": one sale order sent at once from the
+        dialog (saved first, as the web client does) through the company's
+        documents server at PORT, in Odoo's retrying() as a request is run;
+        the first try then fails on a real serialization failure, after the
+        server took the email, and the request is replayed; prints ids
   MODE "gc": Odoo's filestore GC, as the auto-vacuum runs it; prints what
         it returned (false: it could not lock ir_attachment and gave up).
 Both run again after a concurrent update, as Odoo does with a request (and
@@ -383,6 +395,144 @@ def drain(registry, seconds, ids):
         time.sleep(0.2)
 
 
+def count_handed_over():
+    """How many messages this process hands to an SMTP server (counted only:
+    they go as before)."""
+    import smtplib
+
+    counted = {"sent": 0}
+    sendmail = smtplib.SMTP.sendmail
+
+    def counted_sendmail(self, *args, **kwargs):
+        refused = sendmail(self, *args, **kwargs)
+        counted["sent"] += 1
+        return refused
+
+    smtplib.SMTP.sendmail = counted_sendmail
+    return counted
+
+
+def race(registry, seconds, go, ids):
+    """A worker that starts draining with the others (see "race")."""
+    import time
+
+    counted = count_handed_over()
+    with open(f"{go}.ready.{os.getpid()}", "w"):
+        pass
+    deadline = time.time() + 60
+    while not os.path.exists(go) and time.time() < deadline:
+        time.sleep(0.02)
+    drain(registry, seconds, ids)
+    return counted
+
+
+def still_claimed(registry, ids):
+    """One queue run on these emails, committed; then, from the same
+    connection (its claims count as live), the emails still claimed."""
+    with registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        env["mail.mail"].with_context(filters=[("id", "in", ids)]).process_email_queue()
+        cr.commit()  # pylint: disable=invalid-commit
+        cr.execute(
+            "SELECT id FROM mail_mail WHERE id IN %s "
+            "AND document_claim_pid IS NOT NULL",
+            [tuple(ids)],
+        )
+        return sorted(row[0] for row in cr.fetchall())
+
+
+def create_send_now(env, port):
+    """The company's documents server at PORT (as "cost"), one order to one
+    customer, and the dialog for it, saved (committed by the caller)."""
+    env.company.write(
+        {
+            "document_smtp_use_default": False,
+            "document_smtp_host": "127.0.0.1",
+            "document_smtp_port": port,
+            "document_smtp_encryption": "none",
+            "document_smtp_authentication": False,
+            "document_smtp_verify_certificate": False,
+        }
+    )
+    server = env.company._get_document_mail_server()
+    saved = server.read(["smtp_host", "smtp_port", "smtp_encryption"])[0]
+    admin = env(user=env.ref("base.user_admin"))
+    partner = admin["res.partner"].create(
+        {"name": "Send now customer", "email": "customer0@example.com"}
+    )
+    product = admin["product.product"].create(
+        {"name": "Send now service", "type": "service", "list_price": 10.0}
+    )
+    order = admin["sale.order"].create(
+        {
+            "partner_id": partner.id,
+            "order_line": [Command.create({"product_id": product.id})],
+        }
+    )
+    wizard = (
+        admin["document.email.wizard"]
+        .with_context(active_model="sale.order", active_ids=order.ids)
+        .create({})
+    )
+    env["ir.config_parameter"].set_param("account_document_email.test_probe", "0")
+    return {
+        "batch": None,
+        "orders": order.ids,
+        "partners": partner.ids,
+        "product": product.product_tmpl_id.id,
+        "server": saved,
+        "wizard": wizard.id,
+    }
+
+
+def send_now_replayed(registry, port):
+    """See "send-now-replayed": the request's first try loses a real
+    serialization race on a row it did not touch, once the email is sent."""
+    with registry.cursor() as cr:
+        created = create_send_now(api.Environment(cr, SUPERUSER_ID, {}), port)
+    tries = []
+    with registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        admin = env(user=env.ref("base.user_admin"))
+        probe = "UPDATE ir_config_parameter SET value = %s WHERE key = %s"
+
+        def request():
+            tries.append(1)
+            admin["document.email.wizard"].browse(created["wizard"]).action_send()
+            if len(tries) == 1:
+                with registry.cursor() as other:
+                    other.execute(probe, ["1", "account_document_email.test_probe"])
+                cr.execute(probe, ["2", "account_document_email.test_probe"])
+
+        retrying(request, env)
+    created["tries"] = len(tries)
+    return created
+
+
+def send_listed(registry, ids):
+    """The queue's send() on emails listed before another worker claimed
+    some of them."""
+    with registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        env["mail.mail"].browse(ids).send(auto_commit=True)
+
+
+def send_now_replayed_mode(registry, port):
+    without_report_assets()
+    return send_now_replayed(registry, int(port))
+
+
+# the modes of the delivery in parallel (issue 22): (registry, *args)
+PARALLEL_MODES = {
+    "race": lambda registry, seconds, go, *ids: race(
+        registry, float(seconds), go, [int(i) for i in ids]
+    ),
+    "claimed": lambda registry, *ids: still_claimed(registry, [int(i) for i in ids]),
+    "send-now-replayed": send_now_replayed_mode,
+    "send-listed": lambda registry, *ids: send_listed(registry, [int(i) for i in ids]),
+}
+
+
 def main():
     config, mode, *args = json.loads(sys.argv[1]), sys.argv[2], *sys.argv[3:]
     odoo.tools.config.parse_config(
@@ -422,6 +572,9 @@ def main():
             )
             created["core"] = post_core_emails(env, orders, created["plain_server"])
         sys.stdout.write(json.dumps(created))
+        return
+    if mode in PARALLEL_MODES:
+        sys.stdout.write(json.dumps(PARALLEL_MODES[mode](registry, *args)))
         return
     if mode == "drain":
         drain(registry, float(args[0]), [int(i) for i in args[1:]])

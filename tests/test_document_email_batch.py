@@ -392,9 +392,57 @@ class TestBatchQueueJob(DocumentEmailCase):
             )
             trap.perform_enqueued_jobs()  # the two chunks
             trap.assert_jobs_count(1, only=Batch._finish_batches)
+            # the emails' delivery jobs: test_delivery_jobs_one_slice_each
+            trap.enqueued_jobs = [
+                job
+                for job in trap.enqueued_jobs
+                if job.method_name != "_job_document_deliver"
+            ]
             trap.perform_enqueued_jobs()  # the end of the batch
         batch.invalidate_recordset()
         self.assertEqual((batch.state, batch.queued_count), ("done", 3))
         with real_smtp_delivery():
             self.env["mail.mail"].process_email_queue()
         self.assertEqual(len(self.received()), 3)
+
+    def test_delivery_jobs_one_slice_each(self):
+        """Queued emails of the company's server are delivered by jobs on
+        root.document_email, one slice (one SMTP session) per job: several
+        servers deliver them."""
+        from odoo.addons.queue_job.tests.common import trap_jobs
+
+        Mail = self.env["mail.mail"]
+        self.env["ir.config_parameter"].set_param(
+            "account_document_email.delivery_slice_size", 2
+        )
+        invoices = self.env["account.move"]
+        for partner in (self.partner_a, self.partner_b, self.partner_a):
+            invoices |= self.init_invoice(
+                "out_invoice", partner=partner, amounts=[20.0], post=True
+            )
+        with trap_jobs() as trap:
+            self.send_in_background(self.open_wizard(invoices))
+            trap.assert_enqueued_job(
+                Mail._job_document_deliver,
+                args=(0,),
+                properties={"channel": "root.document_email"},
+            )
+            deliveries = [
+                job
+                for job in trap.enqueued_jobs
+                if job.method_name == "_job_document_deliver"
+            ]
+            self.assertEqual(len(deliveries), 4, "one job per slot, not per email")
+            # one job alone first (the batch's own jobs are done already)
+            trap.enqueued_jobs = deliveries[:1]
+            with real_smtp_delivery():
+                trap.perform_enqueued_jobs()  # one job: one slice
+                self.assertEqual(len(self.received()), 2)
+                trap.perform_enqueued_jobs()  # the next ones it enqueued
+        delivered = [m["message"]["Message-Id"] for m in self.received()]
+        self.assertEqual(len(delivered), 3)
+        self.assertEqual(len(set(delivered)), 3, "none twice")
+        mails = Mail.search(
+            [("model", "=", "account.move"), ("res_id", "in", invoices.ids)]
+        )
+        self.assertEqual(set(mails.mapped("state")), {"sent"})

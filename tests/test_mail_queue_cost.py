@@ -21,18 +21,7 @@ EMAILS = 10
 @tagged("post_install", "-at_install")
 class TestMailQueueCost(processes.ChildProcessCase):
     def _cleanup_cost(self, created, port):
-        processes.TestBatchProcesses._cleanup_batch(self, created, port)
-        with self.registry.cursor() as cr:
-            cr.execute(
-                "UPDATE res_company SET document_smtp_use_default = true, "
-                "document_smtp_host = NULL WHERE id = "
-                "(SELECT document_company_id FROM ir_mail_server WHERE id = %s)",
-                [created["server"]["id"]],
-            )
-            cr.execute(
-                "UPDATE ir_mail_server SET active = false WHERE id = %s",
-                [created["server"]["id"]],
-            )
+        self._cleanup_company_server(created, port)
 
     def test_ours_no_dearer_than_core_per_email(self):
         with SMTPTestServer() as server:

@@ -7,12 +7,18 @@ database's clock), never per worker. The window is cut to a few seconds
 here (a system parameter): the limit holds in any span of that length as
 it does in any minute, not only in clock-aligned ones."""
 
+import asyncio
+import glob
 import json
 import logging
+import os
+import tempfile
 import threading
 import time
 
 from odoo.tests import tagged
+
+from odoo.addons.account_document_email.models.mail_mail import SLICE_SIZE
 
 from .common import RecordingHandler, SMTPTestServer
 from .test_queue_processes import ChildProcessCase
@@ -33,6 +39,15 @@ class TimedHandler(RecordingHandler):
             self.messages[-1]["at"] = time.time()
             self.messages[-1]["peer"] = session.peer
         return answer
+
+
+class PacedHandler(RecordingHandler):
+    """Takes a moment per message, as a real server does: a worker's slice
+    lasts long enough for the others to start theirs."""
+
+    async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(0.05)
+        return await super().handle_DATA(server, session, envelope)
 
 
 @tagged("post_install", "-at_install")
@@ -114,3 +129,43 @@ class TestParallelDelivery(ChildProcessCase):
         # the limit, not the workers, set the pace: full windows one after
         # the other
         self.assertGreaterEqual(len(per_window), -(-EMAILS // LIMIT), per_window)
+
+    def _race(self, ids):
+        """WORKERS "race" children, started together once all are ready;
+        how many emails each handed to the server."""
+        folder = tempfile.mkdtemp()
+        go = os.path.join(folder, "go")
+        workers = [
+            self._child("race", "120", go, *map(str, ids)) for _i in range(WORKERS)
+        ]
+        deadline = time.time() + 120
+        while len(glob.glob(f"{go}.ready.*")) < WORKERS and time.time() < deadline:
+            time.sleep(0.05)
+        with open(go, "w"):
+            pass
+        counts = []
+        for worker in workers:
+            out, err = worker.communicate(timeout=300)
+            self.assertEqual(worker.returncode, 0, err[-3000:])
+            counts.append(json.loads(out)["sent"])
+        return counts
+
+    def test_default_settings_deliver_in_parallel(self):
+        """No per-connection or per-minute limit set: each session claims a
+        slice of SLICE_SIZE emails, so that the workers share the queue
+        instead of one claiming it all."""
+        emails = 2 * SLICE_SIZE
+        with SMTPTestServer(handler=PacedHandler()) as server:
+            ids = json.loads(self._run("create", str(emails), str(server.port)))
+            self.addCleanup(self._cleanup, ids, server.port)
+            counts = self._race(ids)
+            delivered = [m["message"]["Message-Id"] for m in server.messages]
+        _logger.info("default settings: emails handed over per worker %s", counts)
+        self.assertEqual(len(delivered), emails, "every email delivered")
+        self.assertEqual(len(set(delivered)), emails, "none twice")
+        self.assertEqual(sum(counts), emails)
+        self.assertGreater(
+            len([count for count in counts if count]), 1, f"one worker only: {counts}"
+        )
+        mails = self._committed_mails(ids)
+        self.assertEqual({state for state, _r, _m in mails.values()}, {"sent"})

@@ -25,7 +25,7 @@ from odoo.tools import config, mute_logger
 
 from odoo.addons.account_document_email.models import ir_attachment
 
-from .common import RecordingHandler, SMTPTestServer
+from .common import RecordingHandler, SMTPTestServer, free_port
 
 CHILD = os.path.join(os.path.dirname(__file__), "queue_child.py")
 
@@ -51,6 +51,28 @@ class SlowHandler(RecordingHandler):
     async def handle_DATA(self, server, session, envelope):
         await asyncio.sleep(1.5)  # widen the race window
         return await super().handle_DATA(server, session, envelope)
+
+
+class ClosingHandler(RecordingHandler):
+    """Answers the Nth MAIL FROM with 421 and closes the connection, as a
+    server shutting down mid-session: that email was refused before DATA."""
+
+    def __init__(self, close_at):
+        super().__init__()
+        self.close_at = close_at
+        self.mail_commands = 0
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        with self.lock:
+            self.mail_commands += 1
+            closing = self.mail_commands == self.close_at
+        if closing:
+            # the answer is written first, then the socket closed
+            asyncio.get_running_loop().call_soon(server.transport.close)
+            return "421 4.3.2 Service shutting down, closing transmission channel"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
 
 class ChildProcessCase(TransactionCase):
@@ -87,6 +109,21 @@ class ChildProcessCase(TransactionCase):
                 [tuple(ids)],
             )
             return {row[0]: row[1:] for row in cr.fetchall()}
+
+    def _cleanup_company_server(self, created, port):
+        """What "cost" or "send-now-replayed" created and changed, undone."""
+        TestBatchProcesses._cleanup_batch(self, created, port)
+        with self.registry.cursor() as cr:
+            cr.execute(
+                "UPDATE res_company SET document_smtp_use_default = true, "
+                "document_smtp_host = NULL WHERE id = "
+                "(SELECT document_company_id FROM ir_mail_server WHERE id = %s)",
+                [created["server"]["id"]],
+            )
+            cr.execute(
+                "UPDATE ir_mail_server SET active = false WHERE id = %s",
+                [created["server"]["id"]],
+            )
 
     def _cleanup(self, ids, port):
         with self.registry.cursor() as cr:
@@ -155,6 +192,100 @@ class TestQueueProcesses(ChildProcessCase):
             {mid for state, _reason, mid in mails.values() if state == "sent"},
             set(delivered),
         )
+
+    def _claims(self, ids):
+        """{id: (state, uncertain, attempts)} as committed."""
+        with self.registry.cursor() as cr:
+            cr.execute(
+                "SELECT id, state, COALESCE(document_uncertain, false), "
+                "document_attempts FROM mail_mail WHERE id IN %s",
+                [tuple(ids)],
+            )
+            return {row[0]: row[1:] for row in cr.fetchall()}
+
+    def test_421_mid_session_refused_before_data_goes_back_to_the_queue(self):
+        """The server answers the 3rd MAIL FROM with 421 and closes: that
+        email is retried later (never uncertain: nothing was handed over),
+        the ones after it never reached the server and are free at once for
+        the next run; each is delivered once in the end."""
+        handler = ClosingHandler(close_at=3)
+        with SMTPTestServer(handler=handler) as server:
+            ids = sorted(json.loads(self._run("create", "6", str(server.port))))
+            self.addCleanup(self._cleanup, ids, server.port)
+            claimed = json.loads(self._run("claimed", *map(str, ids)))
+            first = self._claims(ids)
+            self.assertEqual(len(server.messages), 2)
+            self._run("claimed", *map(str, ids))  # the next run: the rest
+            self.assertEqual(len(server.messages), 5)
+            with self.registry.cursor() as cr:
+                cr.execute(
+                    "UPDATE mail_mail SET scheduled_date = NULL WHERE id = %s",
+                    [ids[2]],
+                )
+            self._run("claimed", *map(str, ids))  # its retry is due
+            delivered = [m["message"]["Message-Id"] for m in server.messages]
+        self.assertEqual(claimed, [], "nothing left claimed by the live worker")
+        self.assertEqual(
+            [first[mail_id] for mail_id in ids],
+            [("sent", False, 0)] * 2
+            + [("outgoing", False, 1)]
+            + [("outgoing", False, 0)] * 3,
+        )
+        self.assertEqual(len(delivered), 6)
+        self.assertEqual(len(set(delivered)), 6, "none twice")
+        self.assertEqual({state for state, *_r in self._claims(ids).values()}, {"sent"})
+
+    def test_refused_connection_fails_only_the_emails_it_claimed(self):
+        """A run listed 4 emails; another live worker claimed 2 of them
+        since; the server is down: the run fails its own 2 only."""
+        port = free_port()  # nothing listens there
+        ids = sorted(json.loads(self._run("create", "4", str(port))))
+        self.addCleanup(self._cleanup, ids, port)
+        with self.registry.cursor() as other:
+            other.execute(
+                "UPDATE mail_mail SET document_claim_pid = pg_backend_pid(), "
+                "document_claimed_until = (now() AT TIME ZONE 'UTC') "
+                "+ interval '30 minutes' WHERE id IN %s",
+                [tuple(ids[:2])],
+            )
+            other.commit()
+            self._run("send-listed", *map(str, ids))
+            other.execute(
+                "SELECT state, document_claim_pid = pg_backend_pid() "
+                "FROM mail_mail WHERE id IN %s ORDER BY id",
+                [tuple(ids)],
+            )
+            rows = other.fetchall()
+        self.assertEqual(
+            rows,
+            [("outgoing", True)] * 2 + [("exception", None)] * 2,
+            "the other worker's emails untouched, its claims kept",
+        )
+
+    def test_send_now_replayed_after_the_server_took_it(self):
+        """ "Send now" in a request that fails on a serialization error after
+        the server took the email, and is replayed as Odoo replays it: the
+        replay finds the email sent (its mark committed on a cursor of its
+        own) and sends nothing."""
+        with SMTPTestServer() as server:
+            created = json.loads(self._run("send-now-replayed", str(server.port)))
+            self.addCleanup(self._cleanup_company_server, created, server.port)
+            delivered = [m["message"]["Message-Id"] for m in server.messages]
+        self.assertEqual(created["tries"], 2, "the request was replayed")
+        self.assertEqual(len(delivered), 1, "delivered once, not once per try")
+        with self.registry.cursor() as cr:
+            cr.execute(
+                "SELECT m.state, m.document_uncertain, msg.message_id "
+                "FROM mail_mail m JOIN mail_message msg ON msg.id = m.mail_message_id "
+                "WHERE msg.model = 'sale.order' AND msg.res_id IN %s",
+                [tuple(created["orders"])],
+            )
+            self.assertEqual(cr.fetchall(), [("sent", False, delivered[0])])
+            cr.execute(
+                "SELECT document_email_state FROM sale_order WHERE id IN %s",
+                [tuple(created["orders"])],
+            )
+            self.assertEqual(cr.fetchall(), [("sent",)])
 
 
 @tagged("post_install", "-at_install")

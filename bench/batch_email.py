@@ -536,9 +536,11 @@ def batch_worker(args):
             f"{time.perf_counter() - start:.1f} s, {queries} queries, "
             f"VmHWM {vm_hwm():.0f} MiB\n"
         )
+    # when its work was done (the last commit), not when the process exits
+    finished = time.time()
     if profiler:
         profiler.dump_stats(worker_profile(args, os.getpid()))
-    sys.stdout.write(f"{chunks} {vm_hwm():.0f}\n")
+    sys.stdout.write(f"{chunks} {vm_hwm():.0f} {finished}\n")
 
 
 def wait_for_go(registry, args):
@@ -608,7 +610,7 @@ def mail_worker(args):
     threading.Thread(
         target=lambda: sys.stdin.readline() and producers_done.set(), daemon=True
     ).start()
-    sent_before_done = 0
+    sent_before_done, last_sent = 0, time.time()
     while True:
         finished = producers_done.is_set()
         with registry.cursor() as cr:
@@ -617,13 +619,14 @@ def mail_worker(args):
             if outgoing:
                 env["mail.mail"].process_email_queue()
                 env.cr.commit()
+                last_sent = time.time()
         if not finished:
             sent_before_done += outgoing
         elif not outgoing:
             break
         if not outgoing:
             time.sleep(0.2)
-    sys.stdout.write(f"{sent_before_done}\n")
+    sys.stdout.write(f"{sent_before_done} {last_sent}\n")
 
 
 def start_worker(args, role):
@@ -668,6 +671,9 @@ class Workers:
         for worker in self.batch + ([self.mail] if self.mail else []):
             expect_ready(worker)
         self.sent_while_queueing = 0
+        # wall clock (time.time) when the batch workers, then the mail
+        # queue, were done: the processes' exit is not timed
+        self.finished = 0.0
 
     def go(self):
         """Start: cold batch workers start here (inside the timed send)."""
@@ -687,23 +693,27 @@ class Workers:
             out, _err = worker.communicate(timeout=3600)
             if worker.returncode:
                 raise SystemExit(f"a batch worker failed (exit {worker.returncode})")
-            chunks, peak = out.split()
+            chunks, peak, finished = out.split()
             results.append((int(chunks), float(peak)))
+            self.finished = max(self.finished, float(finished))
         print_worker_profiles(self.args, [worker.pid for worker in self.batch])
         return results
 
-    def wait_mail(self, env):
-        """The rest of the mail queue: the mail worker's, or drained here."""
+    def wait_mail(self, env, producers_done):
+        """The rest of the mail queue, the mail worker's or drained here;
+        when the last email was out (wall clock)."""
         if not self.mail:
             env.invalidate_all()
             drain_queue(env, time.monotonic() + 1800)
-            return
+            return time.time()
         tell(self.mail, "done")
         out, _err = self.mail.communicate(timeout=1800)
         if self.mail.returncode:
             raise SystemExit(f"the mail worker failed (exit {self.mail.returncode})")
-        self.sent_while_queueing = int(out.split()[-1])
+        sent, last_sent = out.split()
+        self.sent_while_queueing = int(sent)
         env.invalidate_all()
+        return max(producers_done, float(last_sent))
 
     def stop(self):
         for worker in self.batch + ([self.mail] if self.mail else []):
@@ -724,7 +734,7 @@ def send_ours(env, invoices, args, profile=False):
 
 
 def _send_ours(env, invoices, args, workers, profile):
-    start = time.perf_counter()
+    start = time.time()
     profiler = cProfile.Profile() if profile else None
     if profiler:
         profiler.enable()
@@ -735,7 +745,7 @@ def _send_ours(env, invoices, args, workers, profile):
     )
     action = wizard.action_send()
     env.cr.commit()
-    requested = time.perf_counter()
+    requested = time.time()
     assert action["res_model"] == "document.email.batch", action
     workers.go()
     if profiler:
@@ -746,14 +756,13 @@ def _send_ours(env, invoices, args, workers, profile):
     parts = {"request (wizard + send)": requested - start}
     figure("  request (wizard + send)", parts["request (wizard + send)"])
     results = workers.wait_batch()
-    queued = time.perf_counter()
+    queued = workers.finished or time.time()
     say(f"  batch workers (chunks, peak RSS MiB): {results}")
     parts["batch workers: render + queue"] = queued - requested
     figure("  batch workers: render + queue", queued - requested)
     parts["peak RSS of a batch worker (MiB)"] = peak = max(p for _c, p in results)
     figure("  peak RSS of a batch worker (MiB)", peak, "")
-    workers.wait_mail(env)
-    end = time.perf_counter()
+    end = workers.wait_mail(env, queued)
     label = "mail queue" if args.mail_queue_after else "mail queue after the workers"
     parts[label] = end - queued
     figure("  " + label, end - queued)
@@ -967,7 +976,7 @@ def send_native(env, invoices, args):
 
 
 def _send_native(env, invoices, args, workers):
-    start = time.perf_counter()
+    start = time.time()
     wizard = (
         env["account.move.send.batch.wizard"]
         .with_context(active_model="account.move", active_ids=invoices.ids)
@@ -988,10 +997,9 @@ def _send_native(env, invoices, args, workers):
         env.cr.commit()
         env.invalidate_all()
         runs += 1
-    cron_done = time.perf_counter()
+    cron_done = time.time()
     figure(f"  batch wizard + {runs} cron runs", cron_done - start)
-    workers.wait_mail(env)
-    end = time.perf_counter()
+    end = workers.wait_mail(env, cron_done)
     label = "mail queue" if args.mail_queue_after else "mail queue after the cron"
     figure("  " + label, end - cron_done)
     if workers.mail:

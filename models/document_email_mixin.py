@@ -175,7 +175,13 @@ class DocumentEmailMixin(models.AbstractModel):
         if "access_token" not in self._fields:
             return
         for document in self.filtered(lambda document: not document.access_token):
-            document.sudo().write({"access_token": str(uuid.uuid4())})
+            document._document_email_write({"access_token": str(uuid.uuid4())})
+
+    def _document_email_write(self, values):
+        """Write the add-on's own fields (the portal token, the last email
+        and its state) on these documents; a document type may skip what its
+        write re-computes that these fields do not change."""
+        return self.sudo().write(values)
 
     def _get_document_email_render_values(self, key, compute):
         """``compute(documents)`` -> ``{id: value}``, computed once for all

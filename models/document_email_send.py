@@ -587,7 +587,7 @@ class DocumentEmailSend(models.AbstractModel):
             documents = self.env[model].browse(group.mapped("res_id"))
             if isinstance(documents, mixin):
                 for mail in group:
-                    documents.browse(mail.res_id).sudo().write(
+                    documents.browse(mail.res_id)._document_email_write(
                         {
                             "document_email_mail_id": mail.id,
                             "document_email_state": mail._get_document_delivery_state(),

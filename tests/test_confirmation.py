@@ -1817,3 +1817,17 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         self.assertIn("Answer file missing", text)
         self.assertNotIn("matches its recorded digest", text)
         self.assertIn("Chain intact", text)
+        # and in Spanish (i18n/es.po)
+        self.env["res.lang"]._activate_lang("es_ES")
+        self.env["ir.module.module"]._load_module_terms(
+            ["account_document_email"], ["es_ES"], overwrite=True
+        )
+        content, __ = (
+            self.env["ir.actions.report"]
+            .with_context(lang="es_ES")
+            ._render_qweb_pdf(
+                "account_document_email.action_report_confirmation_evidence",
+                confirmation.campaign_id.ids,
+            )
+        )
+        self.assertIn("Falta el archivo de respuesta", pdf_text(content))

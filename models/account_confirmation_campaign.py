@@ -1,4 +1,3 @@
-import hashlib
 import json
 import random
 
@@ -153,9 +152,10 @@ class AccountConfirmationCampaign(models.Model):
         """Campaigns are created in draft, unapproved, without evidence; the
         auditor approves them afterwards (context defaults and copies
         included)."""
-        if any(HEAD_FIELDS.intersection(vals) for vals in vals_list):
-            raise UserError(self._get_head_refusal())
         campaigns = super().create(vals_list)
+        # read back: context defaults (default_<field>) set fields too
+        if any(c[name] for c in campaigns for name in HEAD_FIELDS):
+            raise UserError(self._get_head_refusal())
         if not self.env.su and any(
             c.state != "draft" or c.auditor_id or c.approval_date for c in campaigns
         ):
@@ -342,7 +342,12 @@ class AccountConfirmationCampaign(models.Model):
             "reply_email": self.reply_email,
             "deadline": self.deadline,
             "requests": [
-                [r.partner_id.display_name, r.approved_email or "", r.our_balance]
+                [
+                    r.partner_id.display_name,
+                    r.approved_email or "",
+                    r.our_balance,
+                    r.approved_address or "",
+                ]
                 for r in self.request_ids
             ],
             "request_ids": self.request_ids.ids,
@@ -421,21 +426,21 @@ class AccountConfirmationCampaign(models.Model):
         return (not self._get_evidence_gap(events), None)
 
     def _check_answer_files(self):
-        """[(request, whether its answer file still has the digest its
-        ``answered`` entry recorded)] for the answers with a file."""
+        """[(request, "intact", "changed" or "missing")] for every file an
+        ``answered`` entry recorded: read from the evidence, so a file
+        deleted behind the application's back is reported too."""
         self.ensure_one()
-        result = []
         Event = self.env["account.confirmation.event"].sudo()
-        for request in self.request_ids.filtered("answer_attachment_id"):
-            answered = Event.search(
-                [("request_id", "=", request.id), ("event_type", "=", "answered")],
-                order="sequence desc",
-                limit=1,
-            )
-            recorded = json.loads(answered.payload or "{}").get("file_sha256")
-            file = request.sudo().answer_attachment_id
-            digest = hashlib.sha256(file.raw or b"").hexdigest()
-            result.append((request, bool(recorded) and recorded == digest))
+        answered = Event.search(
+            [("campaign_id", "=", self.id), ("event_type", "=", "answered")],
+            order="sequence",
+        )
+        result = []
+        for event in answered:
+            recorded = json.loads(event.payload or "{}").get("file_sha256")
+            if recorded:
+                request = event.request_id.sudo()
+                result.append((request, request._get_answer_file_status(recorded)))
         return result
 
     def _get_evidence_gap(self, events):
@@ -519,6 +524,8 @@ class AccountConfirmationCampaign(models.Model):
 
     @api.model
     def _cron_follow_up(self):
-        """Second requests after the delay, then the deadline's outcome."""
+        """Second requests after the delay, then the deadline's outcome;
+        first, the emails' outcomes the evidence is still missing."""
+        self.env["account.confirmation.request"]._reconcile_outcomes()
         self.env["account.confirmation.request"]._send_second_requests()
         self.env["account.confirmation.request"]._close_unanswered()

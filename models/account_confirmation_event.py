@@ -96,17 +96,22 @@ class AccountConfirmationEvent(models.Model):
     # ------------------------------------------------------------------
 
     @api.model
-    def _append(self, campaign, event_type, request=None, payload=None):
-        """Append one entry to ``campaign``'s chain."""
-        # the head lives on the campaign, read here and moved below by an
-        # UPDATE: a concurrent append (repeatable read) gets a serialization
+    def _append(self, campaign, event_type, request=None, payload=None, nowait=False):
+        """Append one entry to ``campaign``'s chain; with ``nowait``, raise
+        LockNotAvailable at once while another transaction holds the head."""
+        # the head lives on the campaign, locked here and moved below: a
+        # concurrent append waits, then (repeatable read) gets a serialization
         # error, which Odoo retries, and the chain never forks
         self.env.cr.execute(
             SQL(
                 """SELECT evidence_head_sequence, evidence_head_hash
-                     FROM account_confirmation_campaign WHERE id = %s""",
+                     FROM account_confirmation_campaign WHERE id = %s
+                      FOR UPDATE %s""",
                 campaign.id,
-            )
+                SQL("NOWAIT") if nowait else SQL(),
+            ),
+            # the caller handles a busy head: no "bad query" in the log
+            log_exceptions=not nowait,
         )
         head_sequence, head_hash = self.env.cr.fetchone()
         values = {

@@ -1,16 +1,26 @@
 import base64
 import hashlib
+import json
+import logging
+import random
 import secrets
+import time
 from datetime import timedelta
+from functools import partial
 
 from markupsafe import Markup
 
 from odoo import Command, api, fields, models
 from odoo.exceptions import AccessError, UserError
+from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
 from odoo.tools import consteq, format_amount, format_datetime
 from odoo.tools.image import image_data_uri
 from odoo.tools.misc import hmac
 
+_logger = logging.getLogger(__name__)
+
+# appends of an email's outcome after its commit, while the head is busy
+OUTCOME_TRIES = 5
 # the one-time code: valid this long, this many wrong tries
 CODE_MINUTES = 15
 CODE_TRIES = 5
@@ -23,7 +33,8 @@ AUDITOR_GROUP = "account_document_email.group_confirmation_auditor"
 ANSWER_FIELDS = {
     "state", "their_balance", "comment", "answer_attachment_id", "answer_date",
     "answer_ip", "responder_name", "responder_role", "sent_date",
-    "second_request_date", "approved_email", "delivery_note", "by_post",
+    "second_request_date", "approved_email", "approved_address", "delivery_note",
+    "by_post",
     "code_locked", "confirmation_message_ids", "document_email_mail_id",
 }  # fmt: skip
 # what the auditor approves
@@ -110,6 +121,13 @@ class AccountConfirmationRequest(models.Model):
         readonly=True,
         help="The address the auditor approved: the request and its code go "
         "there only.",
+    )
+    approved_address = fields.Text(
+        "Approved Postal Address",
+        copy=False,
+        readonly=True,
+        help="The postal address the auditor approved: the printed letter "
+        "goes there, whatever the partner's address becomes.",
     )
     delivery_note = fields.Char(
         "Delivery", copy=False, readonly=True, help="Why the request never arrived."
@@ -258,6 +276,13 @@ class AccountConfirmationRequest(models.Model):
         partners = self.partner_id._get_document_email_partners()
         return ", ".join(partners.filtered("email").mapped("email")) or False
 
+    def _get_postal_address(self):
+        """The partner's name and postal address, as the letter prints them."""
+        self.ensure_one()
+        partner = self.partner_id
+        lines = [partner.name or "", partner._display_address(without_company=True)]
+        return "\n".join(line.strip() for line in lines if line.strip())
+
     def _approve_address(self):
         """The approved address, and a new token and no code: nothing a user
         planted before the approval opens the page."""
@@ -265,6 +290,7 @@ class AccountConfirmationRequest(models.Model):
             request.sudo().write(
                 {
                     "approved_email": request._get_partner_addresses(),
+                    "approved_address": request._get_postal_address(),
                     "token_nonce": False,
                     "access_token_hash": False,
                     "code_hash": False,
@@ -297,18 +323,104 @@ class AccountConfirmationRequest(models.Model):
         self.ensure_one()
         if not self._is_confirmation_mail(mail):
             return
+        outcome = self._get_outcome_event(mail, failure_reason)
+        if not outcome:
+            return
+        if self.state == "queued" and outcome[0] == "delivered":
+            self.sudo().write({"state": "sent", "sent_date": fields.Date.today()})
+        elif self.state == "queued":
+            # a failed second request leaves the first one delivered
+            reason = outcome[1]["reason"]
+            self.sudo().write({"state": "undelivered", "delivery_note": reason})
+        self._log_outcome_event(mail, outcome)
+
+    def _get_outcome_event(self, mail, failure_reason=False):
+        """(event type, payload) of what the server did with ``mail``, or None
+        while it is not done."""
         details = {"mail_id": mail.id, "message_id": mail.message_id or ""}
         if mail.state == "sent":
-            if self.state == "queued":
-                self.sudo().write({"state": "sent", "sent_date": fields.Date.today()})
-            self._log_event("delivered", **details)
-        elif mail.state in ("exception", "cancel"):
+            return "delivered", details
+        if mail.state in ("exception", "cancel"):
             reason = failure_reason or mail.failure_reason or mail.state
-            # a failed second request leaves the first one delivered
-            if self.state == "queued":
-                self._mark_undelivered("undelivered", reason, **details)
-            else:
-                self._log_event("undelivered", reason=reason, **details)
+            return "undelivered", dict(details, reason=reason)
+        return None
+
+    def _log_outcome_event(self, mail, outcome):
+        """Appended now when the campaign's head is free, else after the
+        outcome's commit on a cursor of its own: a busy head never rolls back
+        what the mail server did with the email."""
+        try:
+            # no flush, no cache cleared: the append fails, if it does, at
+            # its first statement, and the outcome's pending writes stay
+            with self.env.cr.savepoint(flush=False):
+                self.env["account.confirmation.event"]._append(
+                    self.campaign_id, outcome[0], self, outcome[1], nowait=True
+                )
+        except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
+            pending = self.env.cr.postcommit.data.setdefault(
+                "account_confirmation_outcomes", []
+            )
+            if not pending:
+                self.env.cr.postcommit.add(
+                    partial(self.browse()._append_outcomes, pending)
+                )
+            pending.append((self.id, mail.id))
+
+    def _append_outcomes(self, pairs):
+        """The outcomes of ``pairs`` (request id, mail id) not in the evidence
+        yet, appended on a cursor of its own, again while the head is busy;
+        what still fails is appended by the next follow-up run."""
+        for attempt in range(1, OUTCOME_TRIES + 1):
+            try:
+                with self.env.registry.cursor() as cr:
+                    self.env(cr=cr)[self._name]._reconcile_outcomes(pairs)
+                return
+            except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
+                time.sleep(random.uniform(0, 0.1 * 2**attempt))
+            except Exception:
+                # after the commit: the email's outcome stays as it is
+                _logger.exception("Confirmation outcomes %s not appended", pairs)
+                return
+        _logger.warning("Confirmation outcomes %s left to the follow-up", pairs)
+
+    @api.model
+    def _reconcile_outcomes(self, pairs=None):
+        """Append the delivered or undelivered entry of each request's email
+        whose outcome has none (deferred, or lost with its process), for
+        ``pairs`` (request id, mail id) or every campaign being followed."""
+        Mail = self.env["mail.mail"].sudo()
+        if pairs is None:
+            requests = self.sudo().search(
+                [
+                    ("campaign_id.state", "=", "sent"),
+                    ("campaign_id.evidence_head_sequence", ">", 0),
+                ]
+            )
+            mails = Mail.search(
+                [
+                    ("model", "=", self._name),
+                    ("res_id", "in", requests.ids),
+                    ("state", "in", ("sent", "exception", "cancel")),
+                ]
+            )
+        else:
+            mails = Mail.browse([mail_id for __, mail_id in pairs]).exists()
+        for mail in mails:
+            request = self.sudo().browse(mail.res_id).exists()
+            outcome = request and request._get_outcome_event(mail)
+            if (
+                outcome
+                and request._is_confirmation_mail(mail)
+                and not request._has_outcome_event(mail, outcome[0])
+            ):
+                request._log_event(outcome[0], **outcome[1])
+
+    def _has_outcome_event(self, mail, event_type):
+        self.ensure_one()
+        events = self.sudo().event_ids.filtered(lambda e: e.event_type == event_type)
+        return any(
+            json.loads(e.payload or "{}").get("mail_id") == mail.id for e in events
+        )
 
     def _mark_undelivered(self, event, reason, **details):
         """Never reached the partner: undelivered, never no exception."""
@@ -337,6 +449,9 @@ class AccountConfirmationRequest(models.Model):
                         "are posted."
                     )
                 )
+            if request.state == "undelivered":
+                # an emailed copy may carry the old link: only the letter's works
+                request._renew_token()
             request.sudo().write(
                 {
                     "state": "posted",
@@ -345,6 +460,15 @@ class AccountConfirmationRequest(models.Model):
                 }
             )
             request._log_event("posted")
+        # the letter to post, with the link it now carries
+        return self.env.ref(
+            "account_document_email.action_report_confirmation_request"
+        ).report_action(self)
+
+    def _renew_token(self):
+        """A new token: every link made before stops working."""
+        self.sudo().write({"token_nonce": False, "access_token_hash": False})
+        self._ensure_token_nonce()
 
     def _get_document_email_template_xmlid(self):
         self.ensure_one()
@@ -717,6 +841,16 @@ class AccountConfirmationRequest(models.Model):
             "responder_name": self.responder_name or "",
             "responder_role": self.responder_role or "",
         }
+
+    def _get_answer_file_status(self, recorded):
+        """Whether the answer's file still has the digest ``recorded``:
+        "intact", "changed", or "missing" (its row or its bytes gone)."""
+        self.ensure_one()
+        file = self.sudo().answer_attachment_id.exists()
+        raw = file.raw if file else None
+        if not raw:
+            return "missing"
+        return "intact" if hashlib.sha256(raw).hexdigest() == recorded else "changed"
 
     def _record_answer(
         self,

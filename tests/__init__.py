@@ -16,6 +16,7 @@ from . import test_document_email_batch
 from . import test_statement_schedule
 from . import test_statement_process
 from . import test_confirmation
+from . import test_confirmation_processes
 from . import test_smtp_limits
 from . import test_no_template_injection
 from . import test_smtp_privacy

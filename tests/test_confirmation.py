@@ -1685,3 +1685,149 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         self.assertFalse(confirmation._check_confirmation_token(planted))
         self.assertEqual(self.landing(confirmation, planted).status_code, 404)
         self.assertEqual(self.landing(confirmation).status_code, 200)
+
+    # ------------------------------------------------------------------
+    # Second re-review (postal address, posted links, defaults, files)
+    # ------------------------------------------------------------------
+
+    def test_letter_prints_the_approved_postal_address(self):
+        """The letter goes to the postal address the auditor approved: a
+        manager's later change of the partner's street prints nowhere, and
+        no company user writes the approved address."""
+        self.customer.write({"street": "1 Approved Street", "city": "Lisbon"})
+        campaign = self.campaign()
+        campaign.action_select_partners()
+        campaign.request_ids.filtered(lambda r: r.partner_id != self.customer).unlink()
+        campaign.with_user(self.auditor).action_approve()
+        [request] = campaign.request_ids
+        self.assertIn("1 Approved Street", request.approved_address)
+        approved = campaign.event_ids.filtered(lambda e: e.event_type == "approved")
+        self.assertIn("1 Approved Street", approved.payload)
+        manager = self.manager()
+        manager.groups_id |= self.env.ref("base.group_partner_manager")
+        self.customer.with_user(manager).street = "99 Forged Road"
+        for values in (
+            {"approved_address": "99 Forged Road"},
+            {"approved_address": False},
+        ):
+            with self.assertRaises(AccessError):
+                request.with_user(manager).write(values)
+        html, __ = (
+            self.env["ir.actions.report"]
+            .with_user(self.auditor)
+            ._render_qweb_html(
+                "account_document_email.action_report_confirmation_request",
+                request.ids,
+            )
+        )
+        self.assertIn("1 Approved Street", html.decode())
+        self.assertNotIn("99 Forged Road", html.decode())
+
+    def test_posting_an_undelivered_request_renews_its_link(self):
+        """Bounced, then posted by the auditor: the link the email carried
+        stops working; the letter printed with the posting carries the new
+        one, which opens the page."""
+        [confirmation] = self.sent_request()
+        emailed = self.token(confirmation)
+        self.env["mail.notification"].search(
+            [
+                ("mail_message_id.model", "=", confirmation._name),
+                ("mail_message_id.res_id", "=", confirmation.id),
+            ]
+        ).sudo().notification_status = "bounce"
+        self.cron_env["account.confirmation.request"]._detect_bounces()
+        self.assertEqual(confirmation.state, "undelivered")
+        self.assertEqual(self.landing(confirmation, emailed).status_code, 200)
+        action = confirmation.with_user(self.auditor).action_mark_posted()
+        self.assertEqual(
+            action["report_name"], "account_document_email.report_confirmation_request"
+        )
+        posted = self.token(confirmation)
+        self.assertNotEqual(posted, emailed)
+        self.assertEqual(self.landing(confirmation, emailed).status_code, 404)
+        self.assertEqual(self.landing(confirmation, posted).status_code, 200)
+        letter, __ = (
+            self.env["ir.actions.report"]
+            .with_user(self.auditor)
+            ._render_qweb_pdf(action["report_name"], confirmation.ids)
+        )
+        text = re.sub(r"\s", "", pdf_text(letter))
+        self.assertIn(posted, text)
+        self.assertNotIn(emailed, text)
+
+    def test_evidence_fields_refused_from_context_defaults(self):
+        """The head of the evidence, the approval and what the approval or an
+        answer records are refused when given as values or context defaults
+        at create (the superuser's head too)."""
+        manager = self.manager()
+        values = {
+            "name": "Defaults",
+            "date_at": DATE_AT,
+            "deadline": self.today + timedelta(days=20),
+        }
+        Campaign = self.env["account.confirmation.campaign"]
+        heads = (
+            {"default_evidence_head_sequence": 7},
+            {"default_evidence_head_hash": "f" * 64},
+        )
+        for defaults in heads + (
+            {"default_auditor_id": self.auditor.id},
+            {"default_approval_date": fields.Datetime.now()},
+        ):
+            with self.assertRaises(UserError, msg=str(defaults)):
+                Campaign.with_user(manager).with_context(**defaults).create(values)
+        for defaults in heads:
+            with self.assertRaises(UserError, msg=str(defaults)):
+                Campaign.sudo().with_context(**defaults).create(values)
+            head = {key.removeprefix("default_"): v for key, v in defaults.items()}
+            with self.assertRaises(UserError, msg=str(head)):
+                Campaign.sudo().create(values | head)
+        campaign = self.campaign()
+        for defaults in (
+            {"default_approved_address": "99 Forged Road"},
+            {"default_approved_email": "me@company.example.com"},
+            {"default_by_post": True},
+            {"default_answer_date": fields.Datetime.now()},
+        ):
+            with self.assertRaises(AccessError, msg=str(defaults)):
+                campaign.with_user(manager).with_context(
+                    **defaults
+                ).action_select_partners()
+        campaign.with_user(manager).action_select_partners()
+        self.assertTrue(campaign.request_ids)
+        self.assertFalse(any(campaign.request_ids.mapped("approved_address")))
+
+    def test_evidence_reports_a_deleted_answer_file(self):
+        """An answer's file deleted in the database is reported from the
+        answer's entry, though no request holds a file any more."""
+        [confirmation] = self.sent_request()
+        self.answer(
+            confirmation,
+            answer="disagree",
+            their_balance="1000",
+            files={"attachment": ("ledger.csv", b"INV;1000\n", "text/csv")},
+        )
+        file = confirmation.answer_attachment_id
+        self.assertTrue(file)
+        self.env.flush_all()
+        self.env.cr.execute("DELETE FROM ir_attachment WHERE id = %s", (file.id,))
+        self.env.invalidate_all()
+        self.assertFalse(confirmation.answer_attachment_id)
+        text = self.evidence_text(confirmation.campaign_id)
+        self.assertIn("Answer file missing", text)
+        self.assertNotIn("matches its recorded digest", text)
+        self.assertIn("Chain intact", text)
+        # and in Spanish (i18n/es.po)
+        self.env["res.lang"]._activate_lang("es_ES")
+        self.env["ir.module.module"]._load_module_terms(
+            ["account_document_email"], ["es_ES"], overwrite=True
+        )
+        content, __ = (
+            self.env["ir.actions.report"]
+            .with_context(lang="es_ES")
+            ._render_qweb_pdf(
+                "account_document_email.action_report_confirmation_evidence",
+                confirmation.campaign_id.ids,
+            )
+        )
+        self.assertIn("Falta el archivo de respuesta", pdf_text(content))

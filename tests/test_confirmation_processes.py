@@ -1,0 +1,269 @@
+"""The evidence chain of balance confirmations under real concurrency:
+other database connections (processes, tests/confirmation_child.py) append
+to the same campaign while the mail queue settles an email's outcome, or
+while another append runs. The data is committed for them to see it; each
+test removes it at the end."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+
+import odoo
+from odoo import SUPERUSER_ID, Command, api, fields
+from odoo.tests import TransactionCase, tagged
+from odoo.tools import config
+
+from .aged_common import DATE_AT
+from .common import SMTPTestServer, real_smtp_delivery
+
+CHILD = os.path.join(os.path.dirname(__file__), "confirmation_child.py")
+
+REQUEST = "account.confirmation.request"
+CAMPAIGN = "account.confirmation.campaign"
+EVENT = "account.confirmation.event"
+
+
+@tagged("post_install", "-at_install")
+class TestConfirmationConcurrency(TransactionCase):
+    def _env(self, cr):
+        return api.Environment(cr, SUPERUSER_ID, {})
+
+    def _committed_campaign(self, port):
+        """An approved, sent campaign of one request whose email waits in
+        the queue (through a real SMTP server at ``port``), committed."""
+        with self.registry.cursor() as cr:
+            env = self._env(cr)
+            partner = env["res.partner"].create(
+                {"name": "Concurrent Customer", "email": "concurrent@example.com"}
+            )
+            campaign = env[CAMPAIGN].create(
+                {
+                    "name": "Concurrent",
+                    "date_at": DATE_AT,
+                    "deadline": fields.Date.today() + timedelta(days=20),
+                    "reply_email": "auditor@audit.example.com",
+                    "require_code": False,
+                }
+            )
+            request = env[REQUEST].create(
+                {
+                    "campaign_id": campaign.id,
+                    "partner_id": partner.id,
+                    "currency_id": env.company.currency_id.id,
+                    "our_balance": 100.0,
+                }
+            )
+            campaign.action_approve()
+            campaign.state = "sent"
+            request.state = "queued"
+            server = env["ir.mail_server"].create(
+                {
+                    "name": f"confirmation test {port}",
+                    "smtp_host": "127.0.0.1",
+                    "smtp_port": port,
+                    "smtp_encryption": "none",
+                    "sequence": 99,
+                }
+            )
+            mail = env["mail.mail"].create(
+                {
+                    "model": REQUEST,
+                    "res_id": request.id,
+                    "subject": "Balance confirmation",
+                    "body_html": "<p>Please confirm your balance.</p>",
+                    "email_from": "billing@company.example.com",
+                    "email_to": partner.email,
+                    "mail_server_id": server.id,
+                }
+            )
+            request.confirmation_message_ids = [Command.link(mail.mail_message_id.id)]
+            ids = {
+                "partner": partner.id,
+                "campaign": campaign.id,
+                "request": request.id,
+                "server": server.id,
+                "mail": mail.id,
+            }
+        self.addCleanup(self._cleanup, ids)
+        return ids
+
+    def _cleanup(self, ids):
+        with self.registry.cursor() as cr:
+            cr.execute(
+                "DELETE FROM account_confirmation_event WHERE campaign_id = %s",
+                [ids["campaign"]],
+            )
+            cr.execute(
+                "DELETE FROM mail_message WHERE (model = %s AND res_id = %s) "
+                "OR (model = %s AND res_id = %s) "
+                "OR (model = 'res.partner' AND res_id = %s)",
+                [REQUEST, ids["request"], CAMPAIGN, ids["campaign"], ids["partner"]],
+            )
+            cr.execute(
+                "DELETE FROM mail_followers WHERE (res_model = %s AND res_id = %s) "
+                "OR (res_model = %s AND res_id = %s)",
+                [REQUEST, ids["request"], CAMPAIGN, ids["campaign"]],
+            )
+            cr.execute(
+                "DELETE FROM account_confirmation_campaign WHERE id = %s",
+                [ids["campaign"]],
+            )
+            cr.execute("DELETE FROM res_partner WHERE id = %s", [ids["partner"]])
+            cr.execute("DELETE FROM ir_mail_server WHERE id = %s", [ids["server"]])
+
+    def _committed(self, ids):
+        """What the database holds now (a fresh cursor)."""
+        with self.registry.cursor() as cr:
+            env = self._env(cr)
+            campaign = env[CAMPAIGN].browse(ids["campaign"])
+            events = campaign.event_ids.sorted("sequence")
+            return {
+                "mail": env["mail.mail"].browse(ids["mail"]).state,
+                "request": env[REQUEST].browse(ids["request"]).state,
+                "events": events.mapped("event_type"),
+                "sequences": events.mapped("sequence"),
+                "previous": events.mapped("previous_hash"),
+                "payloads": events.mapped("payload"),
+                "intact": campaign._check_evidence()[0],
+            }
+
+    def _child(self, *args):
+        settings = {
+            "db": self.env.cr.dbname,
+            "addons_path": config["addons_path"],
+            "data_dir": config["data_dir"],
+        }
+        odoo_root = os.path.dirname(os.path.dirname(odoo.__file__))
+        return subprocess.Popen(
+            [sys.executable, CHILD, json.dumps(settings), *map(str, args)],
+            env=dict(os.environ, PYTHONPATH=odoo_root),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def _finish(self, child):
+        out, err = child.communicate(timeout=300)
+        self.assertEqual(child.returncode, 0, err[-3000:])
+        return out
+
+    def _holding_the_head(self, ids):
+        """A process that appended to the campaign's chain and has not
+        committed yet (it holds the head's row), and its backend's pid; it
+        commits once the test creates MARKER.go."""
+        marker = os.path.join(tempfile.mkdtemp(), "held")
+        holder = self._child("hold", ids["campaign"], ids["request"], marker)
+        for __ in range(3000):
+            if os.path.exists(marker) or holder.poll() is not None:
+                break
+            time.sleep(0.1)
+        if not os.path.exists(marker):
+            holder.kill()
+            self.fail(holder.communicate()[1][-3000:])
+        with open(marker) as file:
+            return holder, int(file.read()), marker
+
+    def _wait_until_blocked_by(self, pid, child):
+        """Until another connection waits for a lock held by backend ``pid``
+        (or ``child`` ended): "" when one does, else what the database's
+        connections were doing."""
+        for __ in range(3000):
+            with self.registry.cursor() as cr:
+                cr.execute(
+                    "SELECT pid, state, wait_event, pg_blocking_pids(pid), "
+                    "left(query, 60) FROM pg_stat_activity "
+                    "WHERE datname = current_database()"
+                )
+                rows = cr.fetchall()
+            if any(pid in row[3] for row in rows):
+                return ""
+            if child.poll() is not None:
+                break
+            time.sleep(0.1)
+        return f"child ended: {child.poll()}, connections: {rows}"
+
+    def test_outcome_committed_while_another_append_holds_the_head(self):
+        """Another connection appends to the campaign (uncommitted) while the
+        mail queue settles the email: the outcome is committed anyway (sent),
+        the delivered entry follows once the head is free, the chain holds.
+        Before, the queue's append waited for the head, then failed with a
+        serialization error that rolled the email's outcome back."""
+        with SMTPTestServer() as server:
+            ids = self._committed_campaign(server.port)
+            holder, pid, marker = self._holding_the_head(ids)
+            queue = self._child("queue", ids["mail"])
+            try:
+                self.assertFalse(self._wait_until_blocked_by(pid, queue))
+                # the outcome is committed while the head is still held
+                before = self._committed(ids)
+                self.assertEqual(before["mail"], "sent")
+                self.assertEqual(before["request"], "sent")
+                self.assertNotIn("delivered", before["events"])
+            finally:
+                open(f"{marker}.go", "w").close()
+                self._finish(holder)
+                self._finish(queue)
+            self.assertEqual(len(server.messages), 1)
+        after = self._committed(ids)
+        self.assertEqual(after["mail"], "sent")
+        self.assertEqual(after["events"], ["approved", "opened", "delivered"])
+        self.assertIn(f'"mail_id": {ids["mail"]}', after["payloads"][-1])
+        self.assertTrue(after["intact"])
+
+    def test_deferred_outcome_appended_by_the_follow_up(self):
+        """An outcome whose entry never made it (its process gone after the
+        commit) is appended by the next follow-up run, once."""
+        with SMTPTestServer() as server, real_smtp_delivery():
+            ids = self._committed_campaign(server.port)
+            with self.registry.cursor() as cr:
+                env = self._env(cr)
+                mail = env["mail.mail"].browse(ids["mail"])
+                mail.send()
+                # as if the delivered entry had been lost with its process
+                cr.execute(
+                    "DELETE FROM account_confirmation_event "
+                    "WHERE campaign_id = %s AND event_type = 'delivered'",
+                    [ids["campaign"]],
+                )
+                cr.execute(
+                    "UPDATE account_confirmation_campaign SET "
+                    "evidence_head_sequence = 1, evidence_head_hash = "
+                    "(SELECT hash FROM account_confirmation_event "
+                    "WHERE campaign_id = %s AND sequence = 1) WHERE id = %s",
+                    [ids["campaign"], ids["campaign"]],
+                )
+        self.assertEqual(self._committed(ids)["events"], ["approved"])
+        for __ in range(2):
+            with self.registry.cursor() as cr:
+                self._env(cr)[CAMPAIGN]._cron_follow_up()
+        after = self._committed(ids)
+        self.assertEqual(after["events"], ["approved", "delivered"])
+        self.assertTrue(after["intact"])
+
+    def test_two_connections_append_at_once_without_fork(self):
+        """Two connections append to the same chain at the same time: the
+        second waits for the first's head, is refused, tries again as Odoo
+        does and appends after it; then two more append 5 entries each at
+        once. No entry shares its previous hash with another; the chain
+        verifies."""
+        ids = self._committed_campaign(0)
+        first, pid, marker = self._holding_the_head(ids)
+        second = self._child("append", ids["campaign"], 1)
+        try:
+            self.assertFalse(self._wait_until_blocked_by(pid, second))
+        finally:
+            open(f"{marker}.go", "w").close()
+            self._finish(first)
+        # refused once (serialization error), appended on its second try
+        self.assertEqual(json.loads(self._finish(second)), [2])
+        racers = [self._child("append", ids["campaign"], 5) for __ in range(2)]
+        tries = [json.loads(self._finish(racer)) for racer in racers]
+        self.assertEqual([len(t) for t in tries], [5, 5], "every append made it")
+        after = self._committed(ids)
+        self.assertEqual(after["sequences"], list(range(1, 14)))
+        self.assertEqual(len(set(after["previous"])), 13, "no fork")
+        self.assertTrue(after["intact"])

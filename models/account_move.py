@@ -208,8 +208,13 @@ class AccountMove(models.Model):
 
     def _document_email_write(self, values):
         # the add-on's fields alone change: no line to re-sync nor balance to
-        # check (each write would do both, 20 times a chunk)
-        moves = self.with_context(skip_invoice_sync=True, check_move_validity=False)
+        # check (each write would do both, 20 times a chunk), and the invoice
+        # was not modified by hand (core's vendor-bill auto-post reads that)
+        moves = self.with_context(
+            skip_invoice_sync=True,
+            check_move_validity=False,
+            skip_is_manually_modified=True,
+        )
         return super(AccountMove, moves)._document_email_write(values)
 
     def _document_email_after_send(self):

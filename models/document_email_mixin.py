@@ -18,6 +18,14 @@ def rendering_together(records):
         records.env.cr.cache.pop(("document_email_render", render), None)
 
 
+# what _document_email_write may write on a document
+DOCUMENT_EMAIL_OWN_FIELDS = {
+    "access_token",
+    "document_email_mail_id",
+    "document_email_state",
+}
+
+
 class DocumentEmailMixin(models.AbstractModel):
     """A document the "Send by email" wizard can send.
 
@@ -179,9 +187,11 @@ class DocumentEmailMixin(models.AbstractModel):
 
     def _document_email_write(self, values):
         """Write the add-on's own fields (the portal token, the last email
-        and its state) on these documents; a document type may skip what its
-        write re-computes that these fields do not change."""
-        return self.sudo().write(values)
+        and its state) on these documents, and nothing else; a document type
+        may skip what its write re-computes that these fields do not change."""
+        if not set(values) <= DOCUMENT_EMAIL_OWN_FIELDS:
+            raise ValueError(f"not the add-on's own fields: {sorted(values)}")
+        return self.sudo().write(dict(values))
 
     def _get_document_email_render_values(self, key, compute):
         """``compute(documents)`` -> ``{id: value}``, computed once for all

@@ -56,7 +56,7 @@ class MailMail(models.Model):
             state = mail._get_document_delivery_state()
             documents.filtered(
                 lambda document, state=state: document.document_email_state != state
-            ).write({"document_email_state": state})
+            )._document_email_write({"document_email_state": state})
 
     def _get_document_delivery_state(self):
         """queued, sent, bounced, failed, uncertain or cancelled: what

@@ -347,3 +347,34 @@ class TestCoreSend(DocumentEmailCase):
         order.action_confirm()
         self.send(order, duplicate_confirmed=True)
         self.assertEqual(order.state, "sale")
+
+    def test_own_fields_written_without_touching_the_invoice(self):
+        """The add-on's fields (token, last email, its state) are written on
+        a posted invoice without writing its lines nor marking it modified
+        by hand (core's vendor-bill auto-post reads that flag); any other
+        field is refused."""
+        invoice = self.init_invoice("out_invoice", amounts=[100], post=True)
+        invoice.access_token = False
+        invoice.is_manually_modified = False
+        self.env.flush_all()
+        self.env.cr.execute(
+            "UPDATE account_move_line SET write_date = '2000-01-01' WHERE move_id = %s",
+            [invoice.id],
+        )
+        invoice.invalidate_recordset()
+        invoice.line_ids.invalidate_recordset()
+        invoice._document_email_before_render()
+        invoice._document_email_write({"document_email_state": "queued"})
+        self.env.flush_all()
+        invoice.invalidate_recordset()
+        invoice.line_ids.invalidate_recordset()
+        self.assertTrue(invoice.access_token)
+        self.assertEqual(invoice.document_email_state, "queued")
+        self.assertFalse(invoice.is_manually_modified)
+        self.assertEqual(
+            {str(date)[:4] for date in invoice.line_ids.mapped("write_date")},
+            {"2000"},
+            "no line of the invoice was written",
+        )
+        with self.assertRaisesRegex(ValueError, "not the add-on's own fields"):
+            invoice._document_email_write({"narration": "changed"})

@@ -14,9 +14,10 @@ PATH::
 What it does, on a throwaway database (dropped at the end unless ``--keep``):
 
 1. installs the add-on, loads the generic chart of accounts, creates
-   ``invoices`` customers with an email and three identical sets of posted
-   invoices (one per contender, so both really render every PDF, and set C
-   whose official PDFs Odoo's own Print makes beforehand);
+   ``invoices`` customers with an email and three sets of posted invoices,
+   each invoice with its own line labels and prices (one set per contender,
+   so both really render every PDF, and set C whose official PDFs Odoo's own
+   Print makes beforehand);
 2. starts an aiosmtpd sink on a free port of 127.0.0.1 (counting the
    delivered messages and those carrying a PDF), points the company's own
    SMTP settings and a default ir.mail_server at it, and starts Odoo's HTTP
@@ -55,6 +56,7 @@ and prints the top functions (the workers' profiles are kept in /tmp).
 """
 
 import argparse
+import contextlib
 import cProfile
 import email
 import io
@@ -419,13 +421,12 @@ def stop(*processes):
 def signal_group(process, signum):
     """The signal to the process's whole group if it leads one (started by
     ``start_worker``), else to the process."""
-    try:
+    # gone, or its group is empty: nothing left to signal
+    with contextlib.suppress(ProcessLookupError):
         if getattr(process, "own_group", False):
             os.killpg(process.pid, signum)
         else:
             process.send_signal(signum)
-    except ProcessLookupError:  # gone, or its group is empty
-        pass
 
 
 # ----------------------------------------------------------------------
@@ -874,7 +875,7 @@ def _send_ours(env, invoices, args, workers, profile):
         say(f"  emails sent while the workers queued: {workers.sent_while_queueing}")
     figure("  total", end - start)
     parts[CPU_LABEL] = cpu + workers.cpu
-    figure("  " + CPU_LABEL, parts[CPU_LABEL])
+    figure(f"  {CPU_LABEL} ({mode(args)})", parts[CPU_LABEL])
     say(f"  load: {load()}")
     return end - start, parts
 
@@ -1241,7 +1242,7 @@ def run(env, args, sink, sets):
         say_contenders(args, n, (ours, ours_parts), (native, native_parts))
         say_alone(alone)
         verdict("ratio ours / Odoo", ours / native, TARGET_VS_ODOO)
-        say_overheads(ours, alone, ours_parts[CPU_LABEL])
+        say_overheads(args, ours, alone, ours_parts[CPU_LABEL])
         return
     [printed_set] = printed_set
 
@@ -1261,7 +1262,7 @@ def run(env, args, sink, sets):
         figure("  " + label, value, "" if "MiB" in label else " s")
     if native is not None:
         verdict("ratio ours / Odoo", ours / native, TARGET_VS_ODOO)
-    say_overheads(ours, alone, ours_parts[CPU_LABEL])
+    say_overheads(args, ours, alone, ours_parts[CPU_LABEL])
     if "mail queue" in printed_parts:  # --mail-queue-after: the queue apart
         verdict(
             "official PDFs: ours / its mail queue alone",
@@ -1276,12 +1277,20 @@ def say_alone(alone):
     figure("  our _render_pdfs: " + CPU_LABEL, render_alone.cpu)
 
 
-def say_overheads(ours, alone, ours_cpu):
+def say_overheads(args, ours, alone, ours_cpu):
     """Goal 5: ours end to end against each rendering alone; the CPU time
     too, which the load of a shared machine moves less (no target)."""
     for label, value in alone.items():
         verdict(f"overhead ours / {label}", ours / value, TARGET_VS_RENDER)
-    say(f"{'CPU time ours / our _render_pdfs':46}: {ours_cpu / render_alone.cpu:5.2f}x")
+    ratio = ours_cpu / render_alone.cpu
+    say(f"{'CPU time ours / our _render_pdfs':46}: {ratio:5.2f}x ({mode(args)})")
+
+
+def mode(args):
+    """How ours ran, for its CPU figures: comparable within one mode only."""
+    workers = "cold workers" if args.cold_workers else "warm workers"
+    queue = "queue after" if args.mail_queue_after else "queue beside"
+    return f"{workers}, {queue}"
 
 
 def say_contenders(args, n, ours, native):

@@ -31,15 +31,19 @@ the end unless ``--keep``):
 3. sends the batch over XML-RPC through HAProxy as the list view's "Send by
    email" does, and waits until the sink has every email;
 4. checks that each invoice was delivered exactly once (distinct Message-IDs
-   and subjects, one per invoice) with its own PDF (each PDF shows the
-   invoice of its subject; with ``--check-pdfs`` every line and the total,
-   read back with pdfminer), that both servers rendered chunks
-   (``queue.job.worker_pid`` of the chunk jobs against each server's pid);
-   prints which server delivered each email (core's mail queue logs one
-   line per email sent, with its Message-Id, in each server's log), the
-   cron jobs each server ran and the peak RSS of each server (``VmHWM``,
-   sampled every 0.5 s), and says whether both servers delivered;
-5. stops everything it started.
+   and subjects, one per invoice) with its own PDF (each PDF shows exactly
+   one invoice number, its subject's; with ``--check-pdfs`` every line and
+   the total, read back with pdfminer), that both servers rendered chunks
+   (``queue.job.worker_pid`` of the chunk jobs against each server's pid),
+   that each email is in exactly one server's log (core's mail queue logs
+   one line per email sent, with its Message-Id), that each server's peak
+   RSS (``VmHWM``, sampled every 0.5 s) was sampled, and, from two delivery
+   slices' worth of emails (``--smoke`` sets slices of 1), that both servers
+   delivered; any of these failing fails the run. The targets (request
+   < 2 s, peak RSS <= 1.3x the baseline) are printed, met or ABOVE TARGET
+   (or "not evaluated"), not errors;
+5. stops everything it started, and deletes its folder of configuration
+   files and logs unless ``--keep`` or the run failed.
 
 Each run (a "phase") starts new servers, so that its peak RSS is its own.
 ``--baseline-invoices N`` first runs the same on N other invoices (its peak

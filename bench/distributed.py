@@ -38,10 +38,10 @@ the end unless ``--keep``):
    that each email is in exactly one server's log (core's mail queue logs
    one line per email sent, with its Message-Id), that each server's peak
    RSS (``VmHWM``, sampled every 0.5 s) was sampled, and, from two delivery
-   slices' worth of emails (``--smoke`` sets slices of 1), that both servers
-   delivered; any of these failing fails the run. The targets (request
-   < 2 s, peak RSS <= 1.3x the baseline) are printed, met or ABOVE TARGET
-   (or "not evaluated"), not errors;
+   slices' worth of emails outside ``--smoke`` (which sets slices of 1 and
+   only shows it), that both servers delivered; any of these failing fails
+   the run. The targets (request < 2 s, peak RSS <= 1.3x the baseline) are
+   printed, met or ABOVE TARGET (or "not evaluated"), not errors;
 5. stops everything it started, and deletes its folder of configuration
    files and logs unless ``--keep`` or the run failed.
 
@@ -507,11 +507,14 @@ def report(ctx, phase, batch_id, since, pids):
     both = len(pids) > 1 and phase.label != "baseline"
     if phase.label != "baseline":
         ok = ok and rendered
-    gates_delivery = both and n >= 2 * ctx.slice_size
+    # a smoke run's 4 emails may all leave through whichever cron runs first:
+    # shown there (report_delivery), gating from a real run's size on
+    gates_delivery = both and n >= 2 * ctx.slice_size and not ctx.args.smoke
     if both and not gates_delivery:
         show(
-            f"{phase.label}: both servers delivered",
-            f"not evaluated ({n} emails, fewer than 2 slices of {ctx.slice_size})",
+            f"{phase.label}: both servers delivered, gating",
+            f"not evaluated ({n} emails, --smoke or fewer than 2 slices "
+            f"of {ctx.slice_size})",
         )
     ok = ok and (every_server or not gates_delivery)
     say(

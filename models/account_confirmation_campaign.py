@@ -5,6 +5,8 @@ from odoo import Command, api, fields, models
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL
 
+from .account_confirmation_request import file_status
+
 ACCOUNT_TYPES = {
     "customer": ("asset_receivable",),
     "vendor": ("liability_payable",),
@@ -441,6 +443,31 @@ class AccountConfirmationCampaign(models.Model):
             if recorded:
                 request = event.request_id.sudo()
                 result.append((request, request._get_answer_file_status(recorded)))
+        return result
+
+    def _get_sent_email_digests(self):
+        """[(entry, recipient, digest, status of the copy kept on the
+        request)] of every request's email as queued, read from the
+        evidence: what the partner was told."""
+        self.ensure_one()
+        sent = (
+            self.env["account.confirmation.event"]
+            .sudo()
+            .search(
+                [
+                    ("campaign_id", "=", self.id),
+                    ("event_type", "in", ("sent", "second_request")),
+                ],
+                order="sequence",
+            )
+        )
+        result = []
+        for event in sent:
+            payload = json.loads(event.payload or "{}")
+            if digest := payload.get("email_sha256"):
+                file = self.env["ir.attachment"].sudo().browse(payload["email_file_id"])
+                status = file_status(file, digest)
+                result.append((event, payload.get("email_to") or "", digest, status))
         return result
 
     def _get_evidence_gap(self, events):

@@ -53,6 +53,16 @@ def settlements(line):
     ]
 
 
+def file_status(file, recorded):
+    """ "intact" while ``file`` has the digest ``recorded``, else "changed",
+    or "missing" (its row or its bytes gone)."""
+    file = file.exists()
+    raw = file.raw if file else None
+    if not raw:
+        return "missing"
+    return "intact" if hashlib.sha256(raw).hexdigest() == recorded else "changed"
+
+
 def token_hash(token):
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -309,7 +319,40 @@ class AccountConfirmationRequest(models.Model):
             if message:
                 request.sudo().confirmation_message_ids = [Command.link(message.id)]
             event = "second_request" if request.second_request_date else "sent"
-            request._log_event(event, email_to=request.approved_email)
+            request._log_event(
+                event,
+                email_to=request.approved_email,
+                **request._get_sent_email_evidence(request.document_email_mail_id),
+            )
+
+    def _get_sent_email_evidence(self, mail):
+        """The email ``mail`` as queued (recipient, subject, body, the token
+        hidden as in the chatter) kept as a file on the request, and its
+        sha256: a template's later change shows, and anyone recomputes it."""
+        self.ensure_one()
+        mail = mail.sudo()
+        if not mail:
+            return {}
+        body = self._get_document_email_message_body(mail.body_html or "")
+        text = f"To: {mail.email_to or ''}\nSubject: {mail.subject or ''}\n\n{body}"
+        file = (
+            self.env["ir.attachment"]
+            .sudo()
+            .create(
+                {
+                    "name": f"Email as sent - {self.partner_id.name} - {mail.id}.txt",
+                    "raw": text.encode(),
+                    "mimetype": "text/plain",
+                    "res_model": self._name,
+                    "res_id": self.id,
+                }
+            )
+        )
+        return {
+            "mail_id": mail.id,
+            "email_file_id": file.id,
+            "email_sha256": hashlib.sha256(file.raw).hexdigest(),
+        }
 
     def _is_confirmation_mail(self, mail):
         """Whether ``mail`` is one of the request's own emails: any other
@@ -846,11 +889,7 @@ class AccountConfirmationRequest(models.Model):
         """Whether the answer's file still has the digest ``recorded``:
         "intact", "changed", or "missing" (its row or its bytes gone)."""
         self.ensure_one()
-        file = self.sudo().answer_attachment_id.exists()
-        raw = file.raw if file else None
-        if not raw:
-            return "missing"
-        return "intact" if hashlib.sha256(raw).hexdigest() == recorded else "changed"
+        return file_status(self.sudo().answer_attachment_id, recorded)
 
     def _record_answer(
         self,

@@ -1831,3 +1831,122 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
             )
         )
         self.assertIn("Falta el archivo de respuesta", pdf_text(content))
+
+    # ------------------------------------------------------------------
+    # Third re-review (the email as sent, requests approved before)
+    # ------------------------------------------------------------------
+
+    def received_digest(self, confirmation, message):
+        """sha256 of the email the sink received, recomputed as an auditor
+        would: the queued recipient, the subject, the HTML body, the
+        personal link's token hidden."""
+        # SMTP carries CRLF line ends; the MIME part ends with one of its own
+        html = message.get_body(("html",)).get_content().replace("\r\n", "\n")
+        self.assertTrue(html.endswith("\n"))
+        body = html[:-1].replace(self.token(confirmation), "HIDDEN")
+        email_to = confirmation.sudo().document_email_mail_id.email_to
+        text = f"To: {email_to}\nSubject: {message['Subject']}\n\n{body}"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def sent_payload(self, confirmation):
+        [sent] = confirmation.event_ids.filtered(lambda e: e.event_type == "sent")
+        return json.loads(sent.payload)
+
+    def test_evidence_keeps_the_digest_of_the_email_as_sent(self):
+        """The sent entry holds the sha256 of the email the partner received
+        (as a real SMTP server got it), which is the digest of the copy kept
+        on the request; a template changed before the next request changes
+        the digest; the evidence report shows each, and a changed copy."""
+        [first] = self.sent_request(deliver=False)
+        template = self.env.ref(
+            "account_document_email.mail_template_confirmation_request"
+        )
+        template.body_html = template.body_html.replace(
+            "<p", "<p>Any balance not disputed is deemed correct.</p><p", 1
+        )
+        [second] = self.sent_request(self.vendor, deliver=False, partner_scope="vendor")
+        with real_smtp_delivery():
+            self.env["mail.mail"].process_email_queue()
+        for confirmation, partner in ((first, self.customer), (second, self.vendor)):
+            self.assertEqual(confirmation.state, "sent")
+            [received] = self.messages_to(partner.email)
+            message = received["message"]
+            payload = self.sent_payload(confirmation)
+            digest = payload["email_sha256"]
+            self.assertEqual(digest, self.received_digest(confirmation, message))
+            # the auditor's copy on the request: its bytes give the digest
+            kept = self.env["ir.attachment"].browse(payload["email_file_id"])
+            self.assertEqual(
+                (kept.res_model, kept.res_id), (confirmation._name, confirmation.id)
+            )
+            self.assertEqual(digest, hashlib.sha256(kept.raw).hexdigest())
+            self.assertNotIn(self.token(confirmation), kept.raw.decode())
+        [vendor_email] = self.messages_to(self.vendor.email)
+        html = vendor_email["message"].get_body(("html",)).get_content()
+        self.assertIn("deemed correct", html)
+        first_digest = self.sent_payload(first)["email_sha256"]
+        self.assertNotEqual(first_digest, self.sent_payload(second)["email_sha256"])
+        for confirmation in (first, second):
+            text = re.sub(r"\s", "", self.evidence_text(confirmation.campaign_id))
+            self.assertIn(self.sent_payload(confirmation)["email_sha256"], text)
+            self.assertIn("Matches", text)
+        # a copy changed behind the application's back shows
+        kept = self.env["ir.attachment"].browse(
+            self.sent_payload(first)["email_file_id"]
+        )
+        kept.raw = kept.raw.replace(b"Dear", b"Hello")
+        text = self.evidence_text(first.campaign_id)
+        self.assertIn("Changed", text)
+        self.assertNotIn("Matches", text)
+
+    def run_migration(self, version):
+        path = get_module_path("account_document_email")
+        spec = importlib.util.spec_from_file_location(
+            "post_migrate", f"{path}/migrations/{version}/post-migrate.py"
+        )
+        migration = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(migration)
+        migration.migrate(self.env.cr, "18.0.1.2.0")
+        self.env.invalidate_all()
+
+    def test_requests_approved_before_the_postal_address(self):
+        """The migration takes the address an approval entry recorded; a
+        request approved before addresses were has none, and its letter says
+        so instead of printing the partner's address of today."""
+        self.customer.write({"street": "1 Approved Street", "city": "Lisbon"})
+        self.vendor.write({"street": "5 Vendor Lane", "city": "Porto"})
+        [recorded] = self.sent_request()
+        [older] = self.sent_request(self.vendor, partner_scope="vendor")
+        # as approved before this version: no address, none in the entry
+        approval = older.campaign_id.event_ids.filtered(
+            lambda e: e.event_type == "approved"
+        )
+        payload = json.loads(approval.payload)
+        self.assertEqual(payload["requests"][0][3], older.approved_address)
+        payload["requests"] = [row[:3] for row in payload["requests"]]
+        self.env.cr.execute(
+            "UPDATE account_confirmation_event SET payload = %s WHERE id = %s",
+            (json.dumps(payload), approval.id),
+        )
+        self.env.cr.execute(
+            "UPDATE account_confirmation_request SET approved_address = NULL"
+            " WHERE id IN %s",
+            ((recorded.id, older.id),),
+        )
+        self.env.invalidate_all()
+        self.run_migration("18.0.1.3.0")
+        self.assertIn("1 Approved Street", recorded.approved_address)
+        self.assertFalse(older.approved_address)
+        html, __ = (
+            self.env["ir.actions.report"]
+            .with_user(self.auditor)
+            ._render_qweb_html(
+                "account_document_email.action_report_confirmation_request",
+                (recorded | older).ids,
+            )
+        )
+        letters = html.decode().split("1 Approved Street")
+        self.assertEqual(len(letters), 2, "the approved address, once")
+        self.assertNotIn("Postal address not approved", letters[0])
+        self.assertIn("Postal address not approved", letters[1])
+        self.assertNotIn("5 Vendor Lane", html.decode())

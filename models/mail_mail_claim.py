@@ -4,6 +4,8 @@ skips the rows another worker holds (SKIP LOCKED) or has claimed. A claim
 names the worker's database connection: it lapses as soon as that
 connection is gone (a worker killed), or after CLAIM_MINUTES at most."""
 
+import logging
+
 import psycopg2.errors
 
 from odoo import api, fields, models
@@ -11,6 +13,8 @@ from odoo.tools import SQL
 
 # with OCA queue_job: the batches' channel, and as many delivery jobs
 from .document_email_batch import QUEUE_JOB_CHANNEL, QUEUE_JOB_PARALLEL
+
+_logger = logging.getLogger(__name__)
 
 CLAIM_MINUTES = 30
 # the delivery workers beside core's mail queue (one cron each)
@@ -44,7 +48,8 @@ class MailMail(models.Model):
                            AT TIME ZONE 'UTC' + make_interval(mins => %s)
                  WHERE id IN (SELECT mail.id FROM mail_mail mail
                                WHERE mail.id IN %s AND mail.state = 'outgoing'
-                                 AND {CLAIM_FREE}
+                                 AND (mail.document_claim_pid = pg_backend_pid()
+                                      OR {CLAIM_FREE})
                                  FOR NO KEY UPDATE SKIP LOCKED)
              RETURNING id""",
             CLAIM_MINUTES,
@@ -102,15 +107,19 @@ class MailMail(models.Model):
         )
 
     def send(self, auto_commit=False, raise_exception=False, post_send_callback=None):
-        mails = self
         if auto_commit is True:
             # the queue: each session claims its slice before it connects
             mails = self.with_context(document_email_claim=True)
-        elif self.ids:
+        else:
+            # the queue's keys are its own: never taken from another caller
+            mails = self.with_context(
+                document_email_claim=False, document_email_one_slice=False
+            )
+        if auto_commit is not True and self.ids:
             # sent now, in this transaction: its document emails are locked
             # before any goes, so that no worker takes one of them midway
             # (which would roll back what this transaction already sent)
-            mails = self.with_context(document_locked_ids=self._document_lock())
+            mails = mails.with_context(document_locked_ids=self._document_lock())
         return super(MailMail, mails).send(
             auto_commit=auto_commit,
             raise_exception=raise_exception,
@@ -173,6 +182,28 @@ class MailMail(models.Model):
         )
         if commit is True:
             self.env["ir.mail_server"]._document_commit_keeping_cache()
+
+    def _document_release_after_error(self):
+        """A queue session stopped by an error: its claims are not left to
+        lapse. Committed on a cursor of its own when this one is aborted
+        (the rows this transaction changed are skipped: its rollback
+        returns them to this connection's claims, free to its next run)."""
+        pid = self.env.cr._cnx.get_backend_pid()
+        try:
+            with self.env.cr.savepoint():
+                self._document_release()
+            return
+        except psycopg2.Error as error:
+            _logger.info("Releasing on a cursor of its own: %s", error)
+        with self.env.registry.cursor() as cr:
+            cr.execute(
+                """UPDATE mail_mail SET document_claim_pid = NULL
+                    WHERE id IN (SELECT id FROM mail_mail WHERE id IN %s
+                                   AND state = 'outgoing'
+                                   AND document_claim_pid = %s
+                                   FOR NO KEY UPDATE SKIP LOCKED)""",
+                [tuple(self.ids), pid],
+            )
 
     @api.model_create_multi
     def create(self, vals_list):

@@ -6,7 +6,7 @@ from odoo.tools import SQL, split_every
 from odoo.tools.mail import email_normalize, email_normalize_all, email_split_and_format
 
 from .ir_mail_server import CONNECT_FAILED, DocumentSMTPMixin
-from .mail_mail_claim import CLAIM_FREE
+from .mail_mail_claim import CLAIM_FREE, ONE_SLICE, QUEUE_CLAIMING
 
 _logger = logging.getLogger(__name__)
 
@@ -90,14 +90,16 @@ class MailMail(models.Model):
             if not server.document_company_id:
                 yield server_id, alias_domain_id, smtp_from, batch_ids
                 continue
-            # set by send() for the queue only (auto_commit)
-            claiming = self.env.context.get("document_email_claim")
+            claiming = QUEUE_CLAIMING.get()
+            one_slice = ONE_SLICE.get()
             for slice_ids in split_every(self._document_slice_size(server), batch_ids):
                 session = self.browse(slice_ids)
                 if claiming:
                     session = session._document_claim()
                 if not session:
                     continue
+                if one_slice is not None:
+                    one_slice["claimed"] += len(session)
                 CONNECT_FAILED.set(None)
                 yield server_id, alias_domain_id, smtp_from, session.ids
                 refused = CONNECT_FAILED.get() == server_id
@@ -105,7 +107,7 @@ class MailMail(models.Model):
                     session._document_settle_session(commit=refused)
                 if claiming and refused:
                     break  # unreachable: its other slices wait for the next run
-                if claiming and self.env.context.get("document_email_one_slice"):
+                if one_slice is not None:
                     return  # a queue_job job: one session
 
     def _document_settle_session(self, commit=False):
@@ -195,7 +197,7 @@ class MailMail(models.Model):
             return super()._send(**arguments)
         # the queue's slices are claimed (and settled) by
         # _split_by_mail_configuration
-        claimed = auto_commit is True and self.env.context.get("document_email_claim")
+        claimed = auto_commit is True and QUEUE_CLAIMING.get()
         if claimed:
             mails = self
         elif auto_commit is True:

@@ -17,6 +17,11 @@ _logger = logging.getLogger(__name__)
 _DOCUMENT_TRANSPORT = contextvars.ContextVar("document_transport", default=None)
 
 
+# the documents server whose connection failed last in this thread: the
+# queue leaves its other slices to the next run
+CONNECT_FAILED = contextvars.ContextVar("document_connect_failed", default=None)
+
+
 class DocumentSMTPError(smtplib.SMTPException):
     """A connection failure already explained in plain words."""
 
@@ -39,6 +44,9 @@ class DocumentSMTPMixin:
         self.refused_by_message = {}
         self.temporary_by_message = {}
         self.uncertain_by_message = set()
+        # the recipients (To) whose message the server accepted, per Message-Id:
+        # core sends one message per recipient partner, all with the same id
+        self.accepted_by_message = {}
 
     def data(self, msg):
         try:
@@ -81,6 +89,7 @@ class DocumentSMTPMixin:
                 f"The connection broke before the email was handed over ({error})."
             ) from error
         self.refused_by_message[message_id] = refused
+        self.accepted_by_message.setdefault(message_id, []).append(msg["To"])
         return refused
 
     def _size_error(self, msg, error):
@@ -209,6 +218,7 @@ class IrMailServer(models.Model):
         try:
             yield
         except (OSError, smtplib.SMTPException) as error:
+            CONNECT_FAILED.set(self.id)
             raise self._document_connect_error(error) from error
         finally:
             _DOCUMENT_TRANSPORT.reset(token)

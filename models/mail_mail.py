@@ -1,10 +1,14 @@
+import logging
 from datetime import timedelta
 
 from odoo import fields, models, tools
 from odoo.tools import SQL, split_every
 from odoo.tools.mail import email_normalize, email_normalize_all, email_split_and_format
 
-from .ir_mail_server import DocumentSMTPMixin
+from .ir_mail_server import CONNECT_FAILED, DocumentSMTPMixin
+from .mail_mail_claim import CLAIM_FREE, ONE_SLICE, QUEUE_CLAIMING
+
+_logger = logging.getLogger(__name__)
 
 # temporary refusals (4xx) are tried again after 2, 4, 8 and 16 minutes
 MAX_ATTEMPTS = 5
@@ -86,26 +90,49 @@ class MailMail(models.Model):
             if not server.document_company_id:
                 yield server_id, alias_domain_id, smtp_from, batch_ids
                 continue
-            claiming = self.env.context.get("document_email_claim")
+            claiming = QUEUE_CLAIMING.get()
+            one_slice = ONE_SLICE.get()
             for slice_ids in split_every(self._document_slice_size(server), batch_ids):
                 session = self.browse(slice_ids)
                 if claiming:
                     session = session._document_claim()
                 if not session:
                     continue
+                if one_slice is not None:
+                    one_slice["claimed"] += len(session)
+                CONNECT_FAILED.set(None)
                 yield server_id, alias_domain_id, smtp_from, session.ids
+                refused = CONNECT_FAILED.get() == server_id
                 if claiming:
-                    # sent, failed, or refused at connection: these only
-                    session._document_email_states_changed()
-                    session._document_release()
-                if self.env.context.get("document_email_one_slice"):
+                    session._document_settle_session(commit=refused)
+                if claiming and refused:
+                    break  # unreachable: its other slices wait for the next run
+                if one_slice is not None:
                     return  # a queue_job job: one session
+
+    def _document_settle_session(self, commit=False):
+        """A session ended (sent, failed, refused at connection): its emails'
+        states are settled and its claims released; an error here never
+        stops the other emails of the run (core's own among them)."""
+        try:
+            with self.env.cr.savepoint():
+                self._document_email_states_changed()
+                self._document_release()
+        except Exception:
+            _logger.exception("Settling the document emails %s failed", self.ids)
+            return
+        if commit:
+            self.env["ir.mail_server"]._document_commit_keeping_cache()
 
     def _document_slice_size(self, server):
         """Emails per SMTP session of a documents server: the system
         parameter's (default SLICE_SIZE), at most the server's own cap."""
         param = self.env["ir.config_parameter"].sudo().get_param(SLICE_PARAM)
-        size = int(param or SLICE_SIZE)
+        try:
+            size = int(float(param)) if param else SLICE_SIZE
+        except (TypeError, ValueError, OverflowError):
+            _logger.warning("Ignoring %s = %r: not a number", SLICE_PARAM, param)
+            size = SLICE_SIZE
         sizes = [n for n in (size, server.document_max_per_connection) if n > 0]
         return min(sizes) if sizes else len(self) or 1
 
@@ -170,7 +197,7 @@ class MailMail(models.Model):
             return super()._send(**arguments)
         # the queue's slices are claimed (and settled) by
         # _split_by_mail_configuration
-        claimed = auto_commit is True and self.env.context.get("document_email_claim")
+        claimed = auto_commit is True and QUEUE_CLAIMING.get()
         if claimed:
             mails = self
         elif auto_commit is True:
@@ -179,15 +206,24 @@ class MailMail(models.Model):
             mails = self._document_unclaimed()
         server = self.env["ir.mail_server"]._document_session_settings(smtp_session)
         mails = mails._document_within_minute_limit(server["server"])
-        # the batch lines and documents follow these emails' states once, at
-        # the end of the session (_document_email_states_changed)
-        mails.with_context(document_email_states_deferred=True)._document_send_each(
-            smtp_session, arguments
-        )
+        mails._document_send_session(smtp_session, arguments)
         if not claimed:
             mails._document_email_states_changed()
             self._document_release()
         return True
+
+    def _document_send_session(self, smtp_session, arguments):
+        """The batch lines and documents follow these emails' states once, at
+        the end of the session (_document_email_states_changed); a queue
+        session stopped by an error leaves none of its emails claimed."""
+        try:
+            self.with_context(document_email_states_deferred=True)._document_send_each(
+                smtp_session, arguments
+            )
+        except Exception:
+            if arguments["auto_commit"] is True:
+                self._document_release_after_error()
+            raise
 
     def _document_send_each(self, smtp_session, arguments):
         """A company's documents server: one email at a time, so that what
@@ -269,7 +305,8 @@ class MailMail(models.Model):
     def _document_email_states_changed(self):
         """These emails' states changed (a documents session sent them): their
         batch lines and their documents follow, in one statement for all, and
-        the emails are no longer claimed. Called once per session; a session
+        the emails are no longer claimed; those another live worker claimed
+        since (released by a 421) are its own. Called once per session; a session
         killed midway leaves its emails claimed by a dead connection, and the
         next queue run calls it for them (_document_claimed_elsewhere)."""
         if not self:
@@ -300,15 +337,17 @@ class MailMail(models.Model):
             )
         self.env.cr.execute(
             SQL(
-                """WITH mail AS (SELECT id, state, document_uncertain,
-                                        document_bounced
-                                   FROM mail_mail WHERE id IN %s), %s
+                f"""WITH mail AS (SELECT id, state, document_uncertain,
+                                         document_bounced
+                                    FROM mail_mail mail WHERE id IN %s
+                                     AND (document_claim_pid IS NULL
+                                          OR document_claim_pid = pg_backend_pid()
+                                          OR {CLAIM_FREE})), %s
                    UPDATE mail_mail SET document_claim_pid = NULL
-                    WHERE id IN %s AND state != 'outgoing'
+                    WHERE id IN (SELECT id FROM mail) AND state != 'outgoing'
                       AND document_claim_pid IS NOT NULL""",
                 tuple(self.ids),
                 SQL(", ").join(updates),
-                tuple(self.ids),
             )
         )
         for field in fields_:
@@ -338,8 +377,12 @@ class MailMail(models.Model):
         if self.state == "sent":
             self.document_sent_at = fields.Datetime.now()
         refused = smtp_session.refused_by_message.get(self.message_id)
+        accepted = smtp_session.accepted_by_message.get(self.message_id)
         if self.state == "sent" and refused:
             self._document_partial_refusal(refused)
+        elif self.state == "exception" and accepted:
+            # a retry would send it again to those who already got it
+            self._document_partly_delivered(accepted)
         elif self.state == "exception" and smtp_session.temporary_by_message.get(
             self.message_id
         ):
@@ -379,6 +422,21 @@ class MailMail(models.Model):
                 "failure_reason": reason,
             }
         )
+
+    def _document_partly_delivered(self, accepted):
+        """The server took the message for some recipients, then failed for
+        the others: never sent again automatically (uncertain), and the
+        recipients not reached are named failed with the reason."""
+        reason = self.env._(
+            "Delivered to %(delivered)s only; not to the other recipients: "
+            "%(reason)s It is not sent again automatically: send it to them by hand.",
+            delivered=", ".join(accepted),
+            reason=self.failure_reason,
+        )
+        self.write({"failure_reason": reason, "document_uncertain": True})
+        self.notification_ids.filtered(
+            lambda n: n.notification_status == "exception"
+        ).sudo().write({"failure_reason": reason})
 
     def _document_schedule_retry(self):
         """A temporary refusal (4xx): try again later, with a growing delay."""

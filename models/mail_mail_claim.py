@@ -4,6 +4,9 @@ skips the rows another worker holds (SKIP LOCKED) or has claimed. A claim
 names the worker's database connection: it lapses as soon as that
 connection is gone (a worker killed), or after CLAIM_MINUTES at most."""
 
+import contextvars
+import logging
+
 import psycopg2.errors
 
 from odoo import api, fields, models
@@ -12,7 +15,13 @@ from odoo.tools import SQL
 # with OCA queue_job: the batches' channel, and as many delivery jobs
 from .document_email_batch import QUEUE_JOB_CHANNEL, QUEUE_JOB_PARALLEL
 
+_logger = logging.getLogger(__name__)
+
 CLAIM_MINUTES = 30
+# set by the add-on's own code only, never from a caller's context: the
+# queue's send() claims its slices; a delivery job ({"claimed": n}) takes one
+QUEUE_CLAIMING = contextvars.ContextVar("document_queue_claiming", default=False)
+ONE_SLICE = contextvars.ContextVar("document_one_slice", default=None)
 # the delivery workers beside core's mail queue (one cron each)
 DELIVERY_CRONS = ("account_document_email.ir_cron_document_email_deliver",)
 
@@ -44,7 +53,8 @@ class MailMail(models.Model):
                            AT TIME ZONE 'UTC' + make_interval(mins => %s)
                  WHERE id IN (SELECT mail.id FROM mail_mail mail
                                WHERE mail.id IN %s AND mail.state = 'outgoing'
-                                 AND {CLAIM_FREE}
+                                 AND (mail.document_claim_pid = pg_backend_pid()
+                                      OR {CLAIM_FREE})
                                  FOR NO KEY UPDATE SKIP LOCKED)
              RETURNING id""",
             CLAIM_MINUTES,
@@ -103,19 +113,22 @@ class MailMail(models.Model):
 
     def send(self, auto_commit=False, raise_exception=False, post_send_callback=None):
         mails = self
-        if auto_commit is True:
-            # the queue: each session claims its slice before it connects
-            mails = self.with_context(document_email_claim=True)
-        elif self.ids:
+        if auto_commit is not True and self.ids:
             # sent now, in this transaction: its document emails are locked
             # before any goes, so that no worker takes one of them midway
             # (which would roll back what this transaction already sent)
             mails = self.with_context(document_locked_ids=self._document_lock())
-        return super(MailMail, mails).send(
-            auto_commit=auto_commit,
-            raise_exception=raise_exception,
-            post_send_callback=post_send_callback,
-        )
+        # the queue (auto_commit): each session claims its slice before it
+        # connects; set here, never from a caller's context
+        token = QUEUE_CLAIMING.set(auto_commit is True)
+        try:
+            return super(MailMail, mails).send(
+                auto_commit=auto_commit,
+                raise_exception=raise_exception,
+                post_send_callback=post_send_callback,
+            )
+        finally:
+            QUEUE_CLAIMING.reset(token)
 
     def _document_lock(self):
         """The ids of these emails on a documents server that no worker has
@@ -174,6 +187,28 @@ class MailMail(models.Model):
         if commit is True:
             self.env["ir.mail_server"]._document_commit_keeping_cache()
 
+    def _document_release_after_error(self):
+        """A queue session stopped by an error: its claims are not left to
+        lapse. Committed on a cursor of its own when this one is aborted
+        (the rows this transaction changed are skipped: its rollback
+        returns them to this connection's claims, free to its next run)."""
+        pid = self.env.cr._cnx.get_backend_pid()
+        try:
+            with self.env.cr.savepoint():
+                self._document_release()
+            return
+        except psycopg2.Error as error:
+            _logger.info("Releasing on a cursor of its own: %s", error)
+        with self.env.registry.cursor() as cr:
+            cr.execute(
+                """UPDATE mail_mail SET document_claim_pid = NULL
+                    WHERE id IN (SELECT id FROM mail_mail WHERE id IN %s
+                                   AND state = 'outgoing'
+                                   AND document_claim_pid = %s
+                                   FOR NO KEY UPDATE SKIP LOCKED)""",
+                [tuple(self.ids), pid],
+            )
+
     @api.model_create_multi
     def create(self, vals_list):
         mails = super().create(vals_list)
@@ -196,30 +231,62 @@ class MailMail(models.Model):
     def _document_enqueue_delivery(self, at=None):
         """A few delivery jobs on the documents' channel (not one per email):
         each claims one slice and sends it over its own SMTP session. One
-        job per slot waits at a time (its identity key)."""
-        for slot in range(QUEUE_JOB_PARALLEL):
+        job per slot waits at a time (its identity key); a later one (a
+        retry, the per-minute limit) has a key per minute of its own, so that
+        it never stands in for the jobs wanted now."""
+        if at:
+            slots = [(0, f"document_email_deliver_at_{at:%Y%m%d%H%M}")]
+        else:
+            slots = [
+                (slot, f"document_email_deliver_{slot}")
+                for slot in range(QUEUE_JOB_PARALLEL)
+            ]
+        for slot, key in slots:
             self.browse().sudo().with_delay(
                 channel=QUEUE_JOB_CHANNEL,
                 eta=at,
-                identity_key=f"document_email_deliver_{slot}",
+                identity_key=key,
                 description=self.env._("Send by email: deliver a slice of emails"),
             )._job_document_deliver(slot)
 
     @api.model
     def _job_document_deliver(self, slot):
         """queue_job: one slice of the documents' emails, claimed and sent
-        over its own session; while others wait, the next jobs follow."""
-        self.with_context(document_email_one_slice=True)._cron_document_deliver()
-        domain = [
-            ("state", "=", "outgoing"),
-            ("mail_server_id.document_company_id", "!=", False),
-            "|",
-            ("scheduled_date", "=", False),
-            ("scheduled_date", "<=", fields.Datetime.now()),
-        ]
-        if self.sudo().search_count(domain, limit=1):
+        over its own session. While free emails wait, a job that sent some
+        enqueues the next ones; one that found all claimed by live workers
+        comes back when the first of those claims lapses."""
+        one_slice = {"claimed": 0}
+        token = ONE_SLICE.set(one_slice)
+        try:
+            self._cron_document_deliver()
+        finally:
+            ONE_SLICE.reset(token)
+        free, first_lapse = self._document_free_to_deliver()
+        if one_slice["claimed"] and free:
             self._document_enqueue_delivery()
+        elif not one_slice["claimed"] and first_lapse:
+            self._document_enqueue_delivery(at=first_lapse)
         return slot
+
+    @api.model
+    def _document_free_to_deliver(self):
+        """(emails due on a documents server no live worker has claimed,
+        when the first claim of the others lapses)."""
+        self.env.cr.execute(
+            SQL(
+                f"""SELECT count(*) FILTER (WHERE {CLAIM_FREE}),
+                           min(mail.document_claimed_until)
+                               FILTER (WHERE NOT {CLAIM_FREE})
+                      FROM mail_mail mail
+                      JOIN mail_message message ON message.id = mail.mail_message_id
+                      JOIN ir_mail_server server ON server.id = message.mail_server_id
+                     WHERE mail.state = 'outgoing'
+                       AND server.document_company_id IS NOT NULL
+                       AND (mail.scheduled_date IS NULL OR mail.scheduled_date
+                            <= statement_timestamp() AT TIME ZONE 'UTC')"""
+            )
+        )
+        return self.env.cr.fetchone()
 
     @api.model
     def _cron_document_deliver(self):

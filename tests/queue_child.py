@@ -523,7 +523,35 @@ def send_now_replayed_mode(registry, port):
 
 
 # the modes of the delivery in parallel (issue 22): (registry, *args)
+def pause_when_a_session_ends(marker):
+    """This worker stops when its first session has ended and before it
+    settles (and commits) that session, until MARKER.go exists: what it
+    committed before then is all other workers can see."""
+    import time
+
+    from odoo.addons.account_document_email.models.mail_mail import MailMail
+
+    original = MailMail._document_email_states_changed
+
+    def _document_email_states_changed(self):
+        if self and not os.path.exists(f"{marker}.ready"):
+            with open(f"{marker}.ready", "w"):
+                pass
+            deadline = time.time() + 60
+            while not os.path.exists(f"{marker}.go") and time.time() < deadline:
+                time.sleep(0.05)
+        return original(self)
+
+    MailMail._document_email_states_changed = _document_email_states_changed
+
+
+def claimed_paused(registry, marker, *ids):
+    pause_when_a_session_ends(marker)
+    return still_claimed(registry, [int(i) for i in ids])
+
+
 PARALLEL_MODES = {
+    "claimed-paused": claimed_paused,
     "race": lambda registry, seconds, go, *ids: race(
         registry, float(seconds), go, [int(i) for i in ids]
     ),

@@ -3,9 +3,10 @@ records them; scheduled jobs render and queue them in committed chunks (the
 real-process cases are in test_queue_processes.py)."""
 
 import json
+from datetime import timedelta
 from unittest.mock import patch
 
-from odoo import Command
+from odoo import Command, fields
 from odoo.exceptions import AccessError
 from odoo.tests import new_test_user, tagged
 
@@ -446,3 +447,48 @@ class TestBatchQueueJob(DocumentEmailCase):
             [("model", "=", "account.move"), ("res_id", "in", invoices.ids)]
         )
         self.assertEqual(set(mails.mapped("state")), {"sent"})
+
+    def test_delivery_job_leaves_live_claims_to_their_worker(self):
+        """All the queued emails are claimed by another live worker: the job
+        claims nothing and does not enqueue the next jobs at once (a loop);
+        it comes back when the first claim lapses, under a key of its own."""
+        from odoo.addons.queue_job.tests.common import trap_jobs
+
+        Mail = self.env["mail.mail"]
+        invoices = self.init_invoice(
+            "out_invoice", partner=self.partner_a, amounts=[20.0], post=True
+        ) | self.init_invoice(
+            "out_invoice", partner=self.partner_b, amounts=[20.0], post=True
+        )
+        with trap_jobs() as trap:
+            self.send_in_background(self.open_wizard(invoices))
+            mails = Mail.search(
+                [("model", "=", "account.move"), ("res_id", "in", invoices.ids)]
+            )
+            self.assertEqual(len(mails), 2)
+            # a live connection other than this one: another worker's
+            self.env.cr.execute(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE pid != pg_backend_pid() AND pid IS NOT NULL LIMIT 1"
+            )
+            lapse = fields.Datetime.now() + timedelta(minutes=30)
+            mails.write(
+                {
+                    "document_claim_pid": self.env.cr.fetchone()[0],
+                    "document_claimed_until": lapse,
+                }
+            )
+            mails.flush_recordset()
+            trap.enqueued_jobs = []
+            with real_smtp_delivery():
+                Mail._job_document_deliver(0)
+            self.assertFalse(self.received())
+            deliveries = [
+                job
+                for job in trap.enqueued_jobs
+                if job.method_name == "_job_document_deliver"
+            ]
+            self.assertEqual(
+                [(job.eta, job.identity_key) for job in deliveries],
+                [(lapse, f"document_email_deliver_at_{lapse:%Y%m%d%H%M}")],
+            )

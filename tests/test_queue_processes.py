@@ -24,6 +24,7 @@ from odoo.tests import TransactionCase, tagged
 from odoo.tools import config, mute_logger
 
 from odoo.addons.account_document_email.models import ir_attachment
+from odoo.addons.account_document_email.models.mail_mail import SLICE_PARAM
 
 from .common import RecordingHandler, SMTPTestServer, free_port
 
@@ -207,16 +208,29 @@ class TestQueueProcesses(ChildProcessCase):
         """The server answers the 3rd MAIL FROM with 421 and closes: that
         email is retried later (never uncertain: nothing was handed over),
         the ones after it never reached the server and are free at once for
-        the next run; each is delivered once in the end."""
+        another live worker, before this one has settled its session; each
+        is delivered once in the end."""
         handler = ClosingHandler(close_at=3)
         with SMTPTestServer(handler=handler) as server:
             ids = sorted(json.loads(self._run("create", "6", str(server.port))))
             self.addCleanup(self._cleanup, ids, server.port)
-            claimed = json.loads(self._run("claimed", *map(str, ids)))
-            first = self._claims(ids)
+            marker = os.path.join(tempfile.mkdtemp(), "session")
+            worker = self._child("claimed-paused", marker, *map(str, ids))
+            deadline = time.time() + 120
+            while not os.path.exists(f"{marker}.ready") and time.time() < deadline:
+                time.sleep(0.05)
+            self.assertTrue(os.path.exists(f"{marker}.ready"), "first session ended")
             self.assertEqual(len(server.messages), 2)
-            self._run("claimed", *map(str, ids))  # the next run: the rest
+            # the first worker is alive, its session not settled: the emails
+            # it released are another worker's at once
+            self._run("claimed", *map(str, ids))
             self.assertEqual(len(server.messages), 5)
+            with open(f"{marker}.go", "w"):
+                pass
+            out, err = worker.communicate(timeout=300)
+            self.assertEqual(worker.returncode, 0, err[-3000:])
+            claimed = json.loads(out)
+            first = self._claims(ids)
             with self.registry.cursor() as cr:
                 cr.execute(
                     "UPDATE mail_mail SET scheduled_date = NULL WHERE id = %s",
@@ -229,7 +243,7 @@ class TestQueueProcesses(ChildProcessCase):
             [first[mail_id] for mail_id in ids],
             [("sent", False, 0)] * 2
             + [("outgoing", False, 1)]
-            + [("outgoing", False, 0)] * 3,
+            + [("sent", False, 0)] * 3,
         )
         self.assertEqual(len(delivered), 6)
         self.assertEqual(len(set(delivered)), 6, "none twice")
@@ -261,6 +275,39 @@ class TestQueueProcesses(ChildProcessCase):
             [("outgoing", True)] * 2 + [("exception", None)] * 2,
             "the other worker's emails untouched, its claims kept",
         )
+
+    def test_unreachable_server_fails_one_slice_per_run(self):
+        """Slices of 2, the server down: the run fails the slice it claimed,
+        commits that, and leaves the server's other slices unclaimed for the
+        next run instead of waiting on the server once per slice."""
+        port = free_port()  # nothing listens there
+        ids = sorted(json.loads(self._run("create", "6", str(port))))
+        self.addCleanup(self._cleanup, ids, port)
+        self._slice_size("2")
+        self._run("send-listed", *map(str, ids))
+        with self.registry.cursor() as cr:
+            cr.execute(
+                "SELECT state, document_claim_pid FROM mail_mail "
+                "WHERE id IN %s ORDER BY id",
+                [tuple(ids)],
+            )
+            rows = cr.fetchall()
+        self.assertEqual(
+            sorted(rows, key=lambda row: row[0]),
+            [("exception", None)] * 2 + [("outgoing", None)] * 4,
+        )
+
+    def _slice_size(self, value):
+        with self.registry.cursor() as cr:
+            cr.execute(
+                "INSERT INTO ir_config_parameter (key, value) VALUES (%s, %s)",
+                [SLICE_PARAM, value],
+            )
+        self.addCleanup(self._unset_slice_size)
+
+    def _unset_slice_size(self):
+        with self.registry.cursor() as cr:
+            cr.execute("DELETE FROM ir_config_parameter WHERE key = %s", [SLICE_PARAM])
 
     def test_send_now_replayed_after_the_server_took_it(self):
         """ "Send now" in a request that fails on a serialization error after

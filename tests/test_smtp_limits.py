@@ -8,6 +8,8 @@ from odoo import fields
 from odoo.exceptions import ValidationError
 from odoo.tests import TransactionCase, tagged
 
+from odoo.addons.account_document_email.models.mail_mail import SLICE_PARAM
+
 from .common import RecordingHandler, SMTPTestServer, real_smtp_delivery
 
 
@@ -20,6 +22,25 @@ class SessionRecordingHandler(RecordingHandler):
         with self.lock:
             self.messages[-1]["peer"] = session.peer
         return answer
+
+
+class ClosingAtRcptHandler(RecordingHandler):
+    """Answers the Nth RCPT TO of its life with 421 (the server shutting
+    down): that message was refused before DATA."""
+
+    def __init__(self, close_at):
+        super().__init__()
+        self.close_at = close_at
+        self.rcpt_commands = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        with self.lock:
+            self.rcpt_commands += 1
+            closing = self.rcpt_commands == self.close_at
+        if closing:
+            return "421 4.3.2 Service shutting down, closing transmission channel"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
 
 def sessions(smtp):
@@ -207,3 +228,69 @@ class TestSmtpLimits(TransactionCase):
             self.assertEqual(sessions(default_smtp), [3])
         self.assertEqual(set(mails.mapped("state")), {"sent"})
         self.assertFalse(any(mails.mapped("failure_reason")))
+
+    def test_421_after_one_recipient_got_it_is_not_sent_again(self):
+        """Core sends one message per recipient partner, all with the email's
+        Message-Id: the first is accepted, the second refused with 421 before
+        DATA. A retry would send it to the first again: the email is left
+        uncertain (never outgoing), the recipient not reached failed with a
+        reason, and the queue sends nothing more."""
+        second = self.env["res.partner"].create(
+            {"name": "Second", "email": "second@customer.example"}
+        )
+        with SMTPTestServer(handler=ClosingAtRcptHandler(close_at=2)) as smtp:
+            server = self._own_server(smtp)
+            message = self.customer.with_context(
+                mail_notify_force_send=False
+            ).message_post(
+                author_id=self.author.id,
+                body="Document",
+                subject="Document",
+                partner_ids=(self.customer | second).ids,
+                message_type="comment",
+                subtype_xmlid="mail.mt_comment",
+            )
+            mail = self.env["mail.mail"].search([("mail_message_id", "=", message.id)])
+            self.assertEqual(len(mail.recipient_ids), 2)
+            mail.write({"mail_server_id": server.id, "auto_delete": False})
+            with real_smtp_delivery():
+                mail.send()
+            self.assertEqual(len(smtp.messages), 1)
+            self.assertEqual((mail.state, mail.document_uncertain), ("exception", True))
+            self.assertIn("not sent again automatically", mail.failure_reason)
+            statuses = sorted(mail.notification_ids.mapped("notification_status"))
+            self.assertEqual(statuses, ["exception", "sent"])
+            failed = mail.notification_ids.filtered(
+                lambda n: n.notification_status == "exception"
+            )
+            self.assertIn("Delivered to", failed.failure_reason)
+            mail.scheduled_date = fields.Datetime.now()
+            with real_smtp_delivery():
+                self.env["mail.mail"].process_email_queue()
+            self.assertEqual(len(smtp.messages), 1, "nobody got it twice")
+
+    def test_bad_slice_parameter_falls_back_to_the_default(self):
+        """A slice size that is no whole number ("20.0", "abc") never stops
+        the queue: core's emails and ours are all delivered."""
+        params = self.env["ir.config_parameter"].sudo()
+        with (
+            SMTPTestServer() as own,
+            SMTPTestServer(handler=SessionRecordingHandler()) as default_smtp,
+        ):
+            server = self._own_server(own)
+            self.env["ir.mail_server"].sudo().create(
+                {
+                    "name": "Default",
+                    "smtp_host": "127.0.0.1",
+                    "smtp_port": default_smtp.port,
+                    "sequence": 60,
+                }
+            )
+            for value in ("abc", "20.0"):
+                params.set_param(SLICE_PARAM, value)
+                mails = self._queue(2) | self._queue(2, server)
+                with real_smtp_delivery():
+                    mails.send()
+                self.assertEqual(set(mails.mapped("state")), {"sent"}, value)
+            self.assertEqual(len(own.messages), 4)
+            self.assertEqual(len(default_smtp.messages), 4)

@@ -7,6 +7,8 @@ import re
 from contextlib import contextmanager
 from datetime import date, timedelta
 
+from markupsafe import Markup
+
 from odoo import SUPERUSER_ID, fields
 from odoo.exceptions import AccessError, UserError
 from odoo.modules.module import get_module_path
@@ -1861,8 +1863,11 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         template = self.env.ref(
             "account_document_email.mail_template_confirmation_request"
         )
-        template.body_html = template.body_html.replace(
-            "<p", "<p>Any balance not disputed is deemed correct.</p><p", 1
+        # the stored HTML as text (Markup.replace would escape its arguments)
+        template.body_html = Markup(
+            str(template.body_html).replace(
+                "<p", "<p>Any balance not disputed is deemed correct.</p><p", 1
+            )
         )
         [second] = self.sent_request(self.vendor, deliver=False, partner_scope="vendor")
         with real_smtp_delivery():

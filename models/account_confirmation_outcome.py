@@ -115,7 +115,7 @@ class AccountConfirmationOutcome(models.Model):
         run (triggered again)."""
         testing = getattr(threading.current_thread(), "testing", False)
         busy = False
-        for __, outcomes in self._get_pending().grouped("campaign_id").items():
+        for outcomes in self._get_pending().grouped("campaign_id").values():
             # a short wait at most: a head held long is tried again later
             self.env.cr.execute(SQL("SET LOCAL lock_timeout = %s", LOCK_TIMEOUT))
             busy |= not outcomes._try_append(nowait=False)

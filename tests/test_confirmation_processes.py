@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import odoo
 from odoo import SUPERUSER_ID, Command, api, fields
+from odoo.exceptions import UserError
 from odoo.tests import TransactionCase, tagged
 from odoo.tools import config
 
@@ -347,6 +348,29 @@ class TestConfirmationConcurrency(TransactionCase):
         self.assertTrue(self._run_outcomes_job())
         after = self._committed(ids)
         self.assertEqual(after["events"], ["approved", "opened", "delivered"])
+        self.assertTrue(after["intact"])
+
+    def test_campaign_not_closed_while_outcomes_pending(self):
+        """The email's outcome waits for a busy head: closing the campaign
+        is refused (a UserError, not a wait); once the head is free, the
+        closing appends the outcome first, then the closing entry."""
+        with SMTPTestServer() as server:
+            ids = self._committed_campaign(server.port)
+            holder, __, marker = self._holding_the_head(ids)
+            try:
+                self._finish(self._child("queue", ids["mail"]))
+                with self.registry.cursor() as cr:
+                    campaign = self._env(cr)[CAMPAIGN].browse(ids["campaign"])
+                    with self.assertRaisesRegex(UserError, "not in its evidence yet"):
+                        campaign.action_close()
+                    cr.rollback()
+            finally:
+                open(f"{marker}.go", "w").close()
+                self._finish(holder)
+        with self.registry.cursor() as cr:
+            self._env(cr)[CAMPAIGN].browse(ids["campaign"]).action_close()
+        after = self._committed(ids)
+        self.assertEqual(after["events"], ["approved", "opened", "delivered", "closed"])
         self.assertTrue(after["intact"])
 
     def test_two_connections_append_at_once_without_fork(self):

@@ -1,9 +1,11 @@
 import math
 import os
 
+from psycopg2.errors import LockNotAvailable
+
 from odoo import http
 from odoo.http import request
-from odoo.tools import float_round
+from odoo.tools import SQL, float_round
 
 # what a partner may attach to their answer
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -15,6 +17,8 @@ MAX_NAME_CHARS = 128
 # our tokens are 64 ASCII characters (36 for links sent before 18.0.1.2.0):
 # anything far from that is not one
 MAX_TOKEN_CHARS = 128
+# the longest a visitor waits for the campaign's evidence, busy elsewhere
+LOCK_TIMEOUT = "3s"
 UPLOAD_EXTENSIONS = {
     ".pdf", ".png", ".jpg", ".jpeg", ".csv", ".txt",
     ".xls", ".xlsx", ".ods", ".doc", ".docx", ".odt",
@@ -108,10 +112,29 @@ class ConfirmationController(http.Controller):
         confirmation = self._get_request(request_id, access_token)
         if not confirmation:
             return request.not_found()
+        return self._while_head_free(confirmation, self._open, confirmation)
+
+    def _open(self, confirmation):
         confirmation._mark_opened(**self._visitor())
         if confirmation._needs_code() and confirmation._is_answerable():
             confirmation._send_answer_code(**self._visitor())
         return self._render_page(confirmation)
+
+    def _while_head_free(self, confirmation, action, *args):
+        """``action``, which appends to the evidence, waiting a few seconds
+        at most for the campaign's head: else nothing of it is kept and the
+        visitor is asked to try again."""
+        cr = request.env.cr
+        cr.execute(SQL("SET LOCAL lock_timeout = %s", LOCK_TIMEOUT))
+        try:
+            with cr.savepoint():
+                return action(*args)
+        except LockNotAvailable:
+            error = request.env._(
+                "Your request could not be recorded just now. Please try "
+                "again in a moment."
+            )
+            return self._render_page(confirmation, error=error, status=503)
 
     @http.route(
         "/my/confirmation/<int:request_id>/answer",
@@ -129,6 +152,11 @@ class ConfirmationController(http.Controller):
         refusal = self._refuse_answer(confirmation)
         if refusal:
             return refusal
+        return self._while_head_free(
+            confirmation, self._answer, confirmation, answer, post
+        )
+
+    def _answer(self, confirmation, answer, post):
         values, error = self._read_answer(confirmation, answer, post)
         if (
             not error

@@ -30,6 +30,7 @@ from . import account_confirmation_campaign
 from . import account_confirmation_request
 from . import account_confirmation_attempt
 from . import account_confirmation_event
+from . import account_confirmation_outcome
 from . import mail_mail_confirmation
 from . import document_email_batch_line_confirmation
 from . import ir_http

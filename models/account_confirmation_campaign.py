@@ -22,6 +22,8 @@ APPROVED_FIELDS = {
 }  # fmt: skip
 # the head of the evidence chain: written by the chain's appends only (SQL)
 HEAD_FIELDS = {"evidence_head_sequence", "evidence_head_hash"}
+# the entries that say what became of a sent email
+OUTCOME_EVENTS = ("delivered", "undelivered", "bounced")
 
 
 class AccountConfirmationCampaign(models.Model):
@@ -401,8 +403,65 @@ class AccountConfirmationCampaign(models.Model):
         """Only the auditor closes: the links die, the evidence is sealed."""
         self._check_auditor()
         for campaign in self.filtered(lambda c: c.state == "sent"):
+            campaign._check_outcomes_appended()
             campaign.sudo().state = "closed"
             campaign._log_event("closed", **campaign._get_outcome_counts())
+
+    def _check_outcomes_appended(self):
+        """The emails' recorded outcomes are in the evidence before the
+        closing seals it: appended now, or the closing is refused."""
+        self.ensure_one()
+        pending = self.env["account.confirmation.outcome"]._get_pending(self)
+        if pending and not pending._try_append():
+            raise UserError(
+                self.env._(
+                    "The outcome of some emails of this campaign is not in its "
+                    "evidence yet: another entry is being recorded. Close the "
+                    "campaign again in a minute."
+                )
+            )
+
+    def _is_sending(self):
+        """Whether emails of this campaign may still get their outcome."""
+        self.ensure_one()
+        if self.state != "sent":
+            return False
+        if self.env["account.confirmation.outcome"]._get_pending(self):
+            return True
+        return bool(
+            self.env["mail.mail"]
+            .sudo()
+            .search_count(
+                [
+                    ("model", "=", "account.confirmation.request"),
+                    ("res_id", "in", self.request_ids.ids),
+                    ("state", "=", "outgoing"),
+                ],
+                limit=1,
+            )
+        )
+
+    def _get_missing_outcomes(self):
+        """[the sent or second request entries no outcome entry of their
+        request follows], read from the evidence; none while still sending."""
+        self.ensure_one()
+        if self._is_sending():
+            return []
+        events = (
+            self.env["account.confirmation.event"]
+            .sudo()
+            .search([("campaign_id", "=", self.id)], order="sequence")
+        )
+        waiting = {}
+        for event in events:
+            sent = waiting.setdefault(event.request_id.id, [])
+            if event.event_type in ("sent", "second_request"):
+                sent.append(event)
+            elif event.event_type in OUTCOME_EVENTS and sent:
+                sent.pop(0)
+        return sorted(
+            (e for sent in waiting.values() for e in sent), key=lambda e: e.sequence
+        )
 
     def _get_outcome_counts(self):
         self.ensure_one()
@@ -552,7 +611,7 @@ class AccountConfirmationCampaign(models.Model):
     @api.model
     def _cron_follow_up(self):
         """Second requests after the delay, then the deadline's outcome;
-        first, the emails' outcomes the evidence is still missing."""
-        self.env["account.confirmation.request"]._reconcile_outcomes()
+        first, the emails' recorded outcomes the evidence is still missing."""
+        self.env["account.confirmation.outcome"]._cron_append_pending()
         self.env["account.confirmation.request"]._send_second_requests()
         self.env["account.confirmation.request"]._close_unanswered()

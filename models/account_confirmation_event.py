@@ -99,19 +99,21 @@ class AccountConfirmationEvent(models.Model):
     def _append(self, campaign, event_type, request=None, payload=None, nowait=False):
         """Append one entry to ``campaign``'s chain; with ``nowait``, raise
         LockNotAvailable at once while another transaction holds the head."""
+        self._check_late(campaign, event_type, payload)
         # the head lives on the campaign, locked here and moved below: a
         # concurrent append waits, then (repeatable read) gets a serialization
-        # error, which Odoo retries, and the chain never forks
+        # error, which Odoo retries, and the chain never forks; "no key": the
+        # rows that only refer to the campaign (outcomes) are never held up
         self.env.cr.execute(
             SQL(
                 """SELECT evidence_head_sequence, evidence_head_hash
                      FROM account_confirmation_campaign WHERE id = %s
-                      FOR UPDATE %s""",
+                      FOR NO KEY UPDATE %s""",
                 campaign.id,
                 SQL("NOWAIT") if nowait else SQL(),
             ),
             # the caller handles a busy head: no "bad query" in the log
-            log_exceptions=not nowait,
+            log_exceptions=not (nowait or self.env.context.get("confirmation_busy_ok")),
         )
         head_sequence, head_hash = self.env.cr.fetchone()
         values = {
@@ -141,6 +143,21 @@ class AccountConfirmationEvent(models.Model):
         return self.sudo().with_context(confirmation_event_append=True).create(values)
 
     @api.model
+    def _check_late(self, campaign, event_type, payload):
+        """A closed campaign's evidence takes late entries only, flagged."""
+        if (
+            campaign.sudo().state == "closed"
+            and event_type != "closed"
+            and not (payload or {}).get("late")
+        ):
+            raise UserError(
+                self.env._(
+                    "This campaign is closed: only a late entry, flagged as "
+                    "such, is added to its evidence."
+                )
+            )
+
+    @api.model
     def _compute_entry_hash(self, values):
         """sha256 of the previous hash and every recorded field."""
         content = {
@@ -163,6 +180,11 @@ class AccountConfirmationEvent(models.Model):
                 content[key] = values[key]
         text = values["previous_hash"] + json.dumps(content, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
+
+    def _is_late(self):
+        """Appended after its campaign's closing."""
+        self.ensure_one()
+        return bool(json.loads(self.payload or "{}").get("late"))
 
     def _get_entry_values(self):
         self.ensure_one()

@@ -1,12 +1,7 @@
 import base64
 import hashlib
-import json
-import logging
-import random
 import secrets
-import time
 from datetime import timedelta
-from functools import partial
 
 from markupsafe import Markup
 
@@ -17,10 +12,6 @@ from odoo.tools import consteq, format_amount, format_datetime
 from odoo.tools.image import image_data_uri
 from odoo.tools.misc import hmac
 
-_logger = logging.getLogger(__name__)
-
-# appends of an email's outcome after its commit, while the head is busy
-OUTCOME_TRIES = 5
 # the one-time code: valid this long, this many wrong tries
 CODE_MINUTES = 15
 CODE_TRIES = 5
@@ -380,7 +371,11 @@ class AccountConfirmationRequest(models.Model):
     def _get_outcome_event(self, mail, failure_reason=False):
         """(event type, payload) of what the server did with ``mail``, or None
         while it is not done."""
-        details = {"mail_id": mail.id, "message_id": mail.message_id or ""}
+        details = {
+            "mail_id": mail.id,
+            "message_id": mail.message_id or "",
+            "observed_at": fields.Datetime.to_string(fields.Datetime.now()),
+        }
         if mail.state == "sent":
             return "delivered", details
         if mail.state in ("exception", "cancel"):
@@ -389,81 +384,19 @@ class AccountConfirmationRequest(models.Model):
         return None
 
     def _log_outcome_event(self, mail, outcome):
-        """Appended now when the campaign's head is free, else after the
-        outcome's commit on a cursor of its own: a busy head never rolls back
-        what the mail server did with the email."""
+        """Recorded with the email's outcome (an insert, no head locked),
+        appended now when the campaign's head is free, else by the outcomes'
+        job: the mail queue never waits for the head, and a busy head never
+        rolls back what the mail server did with the email."""
+        Outcome = self.env["account.confirmation.outcome"]
+        recorded = Outcome._record(self, mail.id, *outcome)
+        # no flush, no cache cleared: the append fails, if it does, at its
+        # first statement, and the outcome's pending writes stay
         try:
-            # no flush, no cache cleared: the append fails, if it does, at
-            # its first statement, and the outcome's pending writes stay
             with self.env.cr.savepoint(flush=False):
-                self.env["account.confirmation.event"]._append(
-                    self.campaign_id, outcome[0], self, outcome[1], nowait=True
-                )
+                recorded.with_context(confirmation_busy_ok=True)._append_one()
         except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
-            pending = self.env.cr.postcommit.data.setdefault(
-                "account_confirmation_outcomes", []
-            )
-            if not pending:
-                self.env.cr.postcommit.add(
-                    partial(self.browse()._append_outcomes, pending)
-                )
-            pending.append((self.id, mail.id))
-
-    def _append_outcomes(self, pairs):
-        """The outcomes of ``pairs`` (request id, mail id) not in the evidence
-        yet, appended on a cursor of its own, again while the head is busy;
-        what still fails is appended by the next follow-up run."""
-        for attempt in range(1, OUTCOME_TRIES + 1):
-            try:
-                with self.env.registry.cursor() as cr:
-                    self.env(cr=cr)[self._name]._reconcile_outcomes(pairs)
-                return
-            except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
-                time.sleep(random.uniform(0, 0.1 * 2**attempt))
-            except Exception:
-                # after the commit: the email's outcome stays as it is
-                _logger.exception("Confirmation outcomes %s not appended", pairs)
-                return
-        _logger.warning("Confirmation outcomes %s left to the follow-up", pairs)
-
-    @api.model
-    def _reconcile_outcomes(self, pairs=None):
-        """Append the delivered or undelivered entry of each request's email
-        whose outcome has none (deferred, or lost with its process), for
-        ``pairs`` (request id, mail id) or every campaign being followed."""
-        Mail = self.env["mail.mail"].sudo()
-        if pairs is None:
-            requests = self.sudo().search(
-                [
-                    ("campaign_id.state", "=", "sent"),
-                    ("campaign_id.evidence_head_sequence", ">", 0),
-                ]
-            )
-            mails = Mail.search(
-                [
-                    ("model", "=", self._name),
-                    ("res_id", "in", requests.ids),
-                    ("state", "in", ("sent", "exception", "cancel")),
-                ]
-            )
-        else:
-            mails = Mail.browse([mail_id for __, mail_id in pairs]).exists()
-        for mail in mails:
-            request = self.sudo().browse(mail.res_id).exists()
-            outcome = request and request._get_outcome_event(mail)
-            if (
-                outcome
-                and request._is_confirmation_mail(mail)
-                and not request._has_outcome_event(mail, outcome[0])
-            ):
-                request._log_event(outcome[0], **outcome[1])
-
-    def _has_outcome_event(self, mail, event_type):
-        self.ensure_one()
-        events = self.sudo().event_ids.filtered(lambda e: e.event_type == event_type)
-        return any(
-            json.loads(e.payload or "{}").get("mail_id") == mail.id for e in events
-        )
+            Outcome._trigger_append()
 
     def _mark_undelivered(self, event, reason, **details):
         """Never reached the partner: undelivered, never no exception."""
@@ -492,7 +425,8 @@ class AccountConfirmationRequest(models.Model):
                         "are posted."
                     )
                 )
-            if request.state == "undelivered":
+            renewed = request.state == "undelivered"
+            if renewed:
                 # an emailed copy may carry the old link: only the letter's works
                 request._renew_token()
             request.sudo().write(
@@ -502,16 +436,52 @@ class AccountConfirmationRequest(models.Model):
                     "sent_date": fields.Date.context_today(self),
                 }
             )
-            request._log_event("posted")
+            request._log_event("posted", link_renewed=renewed)
         # the letter to post, with the link it now carries
         return self.env.ref(
             "account_document_email.action_report_confirmation_request"
         ).report_action(self)
 
     def _renew_token(self):
-        """A new token: every link made before stops working."""
-        self.sudo().write({"token_nonce": False, "access_token_hash": False})
+        """A new token and a fresh code count: every link made before stops
+        working, and whoever holds the letter may answer; the emails still
+        queued, which carry the dead link, are cancelled."""
+        self.sudo().write(
+            {
+                "token_nonce": False,
+                "access_token_hash": False,
+                "code_hash": False,
+                "code_expiry": False,
+                "code_tries": 0,
+                "code_failures": 0,
+                "code_locked": False,
+            }
+        )
         self._ensure_token_nonce()
+        self._cancel_queued_emails(
+            self.env._("Cancelled: the request was posted with a new link.")
+        )
+
+    def _cancel_queued_emails(self, reason):
+        """The requests' own emails not sent yet: cancelled, their outcome
+        recorded."""
+        for request in self:
+            mails = (
+                self.env["mail.mail"]
+                .sudo()
+                .search(
+                    [
+                        ("model", "=", self._name),
+                        ("res_id", "=", request.id),
+                        ("state", "=", "outgoing"),
+                    ]
+                )
+                .filtered(request._is_confirmation_mail)
+            )
+            mails.write({"state": "cancel", "failure_reason": reason})
+            for mail in mails:
+                outcome = request._get_outcome_event(mail, reason)
+                request._log_outcome_event(mail, outcome)
 
     def _get_document_email_template_xmlid(self):
         self.ensure_one()
@@ -732,7 +702,9 @@ class AccountConfirmationRequest(models.Model):
         """Append ``event_type`` of each request to its campaign's evidence."""
         Event = self.env["account.confirmation.event"]
         for request in self:
-            Event._append(request.campaign_id, event_type, request, payload)
+            # after the closing: a late entry, flagged
+            late = {"late": True} if request.campaign_id.state == "closed" else {}
+            Event._append(request.campaign_id, event_type, request, payload | late)
 
     def _mark_opened(self, **visitor):
         opened = self.filtered(lambda r: r.state in ("sent", "posted"))

@@ -7,7 +7,7 @@ usage: python confirmation_child.py CONFIG_JSON MODE
   MODE "hold CAMPAIGN REQUEST MARKER": append one entry without committing,
         write this connection's backend pid to MARKER, wait until the test
         creates MARKER.go (at most 300 s), then commit
-  MODE "queue MAIL": run the mail queue on this email (auto-commit, as the
+  MODE "queue MAIL...": run the mail queue on these emails (auto-commit, as the
         cron does)
   MODE "append CAMPAIGN COUNT": append COUNT entries, each committed, each
         tried again after a serialization error as Odoo does; prints the
@@ -79,7 +79,7 @@ def main():
         if mode == "hold":
             hold(env, int(args[0]), int(args[1]), args[2])
         elif mode == "queue":
-            env["mail.mail"].process_email_queue(ids=[int(args[0])])
+            env["mail.mail"].process_email_queue(ids=[int(arg) for arg in args])
         elif mode == "append":
             sys.stdout.write(json.dumps(append(env, int(args[0]), int(args[1]))))
 

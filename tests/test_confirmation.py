@@ -1955,3 +1955,113 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         self.assertNotIn("Postal address not approved", letters[0])
         self.assertIn("Postal address not approved", letters[1])
         self.assertNotIn("5 Vendor Lane", html.decode())
+
+    def _outcomes(self, campaign):
+        return (
+            self.env["account.confirmation.outcome"]
+            .sudo()
+            .search([("campaign_id", "=", campaign.id)])
+        )
+
+    def test_email_outcome_recorded_and_protected(self):
+        """The email's outcome is recorded with it (the time observed), and
+        appended; the ORM changes no recorded outcome, the superuser's
+        included."""
+        [confirmation] = self.sent_request()
+        campaign = confirmation.campaign_id
+        outcome = self._outcomes(campaign)
+        self.assertEqual(len(outcome), 1)
+        delivered = campaign.event_ids.filtered(lambda e: e.event_type == "delivered")
+        self.assertEqual(outcome.event_ref, delivered.id)
+        self.assertIn("observed_at", json.loads(delivered.payload))
+        for change in (
+            lambda: outcome.write({"event_ref": 0}),
+            lambda: outcome.unlink(),
+            lambda: self.env["account.confirmation.outcome"].create(
+                {
+                    "campaign_id": campaign.id,
+                    "request_id": confirmation.id,
+                    "event_type": "delivered",
+                }
+            ),
+        ):
+            with self.assertRaisesRegex(UserError, "append-only"):
+                change()
+
+    def test_evidence_flags_a_missing_outcome(self):
+        """A sent entry no outcome entry follows (removed in the database,
+        the chain otherwise intact) is flagged on the report, in Spanish
+        too; it is not while the email is still being sent."""
+        [confirmation] = self.sent_request(deliver=False)
+        campaign = confirmation.campaign_id
+        self.assertEqual(campaign._get_missing_outcomes(), [])
+        self.env["mail.mail"].process_email_queue()
+        self.assertNotIn("Outcome missing", self.evidence_text(campaign))
+        events = campaign.event_ids.sorted("sequence")
+        self.assertEqual(events[-1].event_type, "delivered")
+        sent = events.filtered(lambda e: e.event_type == "sent")
+        self.env.flush_all()
+        self.env.cr.execute(
+            "DELETE FROM account_confirmation_event WHERE id = %s", (events[-1].id,)
+        )
+        self.env.cr.execute(
+            "UPDATE account_confirmation_campaign SET evidence_head_sequence = %s, "
+            "evidence_head_hash = %s WHERE id = %s",
+            (events[-2].sequence, events[-2].hash, campaign.id),
+        )
+        self.env.invalidate_all()
+        self.assertEqual(campaign._get_missing_outcomes(), list(sent))
+        text = self.evidence_text(campaign)
+        self.assertIn("Chain intact", text)
+        self.assertIn(f"Outcome missing of entry {sent.sequence}", text)
+        self.env["res.lang"]._activate_lang("es_ES")
+        self.env["ir.module.module"]._load_module_terms(
+            ["account_document_email"], ["es_ES"], overwrite=True
+        )
+        content, __ = (
+            self.env["ir.actions.report"]
+            .with_context(lang="es_ES")
+            ._render_qweb_pdf(
+                "account_document_email.action_report_confirmation_evidence",
+                campaign.ids,
+            )
+        )
+        self.assertIn("Falta el resultado", pdf_text(content))
+
+    def test_closing_appends_pending_outcomes_then_only_late_entries(self):
+        """A recorded outcome still pending is appended before the closing
+        entry; after the closing, only a flagged late entry is appended, and
+        the report shows it late."""
+        [confirmation] = self.sent_request()
+        campaign = confirmation.campaign_id
+        pending = self.env["account.confirmation.outcome"]._record(
+            confirmation, 0, "undelivered", {"reason": "test", "mail_id": 0}
+        )
+        self.assertEqual(campaign._get_missing_outcomes(), [])  # still sending
+        campaign.with_user(self.auditor).action_close()
+        types = campaign.event_ids.sorted("sequence").mapped("event_type")
+        self.assertEqual(types[-2:], ["undelivered", "closed"])
+        self.assertTrue(pending.event_ref)
+        Event = self.env["account.confirmation.event"]
+        with self.assertRaisesRegex(UserError, "only a late entry"):
+            Event._append(campaign, "bounced", confirmation, {"reason": "x"})
+        confirmation._log_event("bounced", reason="bounced")
+        last = campaign.event_ids.sorted("sequence")[-1]
+        self.assertTrue(json.loads(last.payload)["late"])
+        self.assertIn("late: after the closing", self.evidence_text(campaign))
+        self.assertEqual(campaign._check_evidence(), (True, None))
+
+    def test_posting_resets_the_code_lock_and_records_the_renewal(self):
+        """Posted after a bounce: the code lock and count start again (the
+        partner with the letter may answer), the posted entry says the link
+        was renewed, without the token."""
+        [confirmation] = self.sent_request(require_code=True)
+        confirmation.sudo().write({"state": "undelivered", "code_failures": 10})
+        confirmation.sudo().code_locked = True
+        confirmation.with_user(self.auditor).action_mark_posted()
+        self.assertFalse(confirmation.code_locked)
+        self.assertEqual(confirmation.sudo().code_failures, 0)
+        self.assertTrue(confirmation._is_answerable())
+        posted = confirmation.campaign_id.event_ids.sorted("sequence")[-1]
+        self.assertEqual(posted.event_type, "posted")
+        self.assertEqual(json.loads(posted.payload), {"link_renewed": True})

@@ -14,17 +14,20 @@ from datetime import timedelta
 
 import odoo
 from odoo import SUPERUSER_ID, Command, api, fields
+from odoo.exceptions import UserError
 from odoo.tests import TransactionCase, tagged
 from odoo.tools import config
 
+from ..models.res_config_settings import SMTP_SETTINGS
 from .aged_common import DATE_AT
-from .common import SMTPTestServer, real_smtp_delivery
+from .common import SMTPTestServer
 
 CHILD = os.path.join(os.path.dirname(__file__), "confirmation_child.py")
 
 REQUEST = "account.confirmation.request"
 CAMPAIGN = "account.confirmation.campaign"
 EVENT = "account.confirmation.event"
+OUTCOME = "account.confirmation.outcome"
 
 
 @tagged("post_install", "-at_install")
@@ -93,10 +96,11 @@ class TestConfirmationConcurrency(TransactionCase):
 
     def _cleanup(self, ids):
         with self.registry.cursor() as cr:
-            cr.execute(
-                "DELETE FROM account_confirmation_event WHERE campaign_id = %s",
-                [ids["campaign"]],
-            )
+            for table in ("account_confirmation_event", "account_confirmation_outcome"):
+                cr.execute(
+                    f"DELETE FROM {table} WHERE campaign_id = %s",
+                    [ids["campaign"]],
+                )
             cr.execute(
                 "DELETE FROM mail_message WHERE (model = %s AND res_id = %s) "
                 "OR (model = %s AND res_id = %s) "
@@ -122,7 +126,7 @@ class TestConfirmationConcurrency(TransactionCase):
             campaign = env[CAMPAIGN].browse(ids["campaign"])
             events = campaign.event_ids.sorted("sequence")
             return {
-                "mail": env["mail.mail"].browse(ids["mail"]).state,
+                "mail": env["mail.mail"].browse(ids["mail"]).exists().state,
                 "request": env[REQUEST].browse(ids["request"]).state,
                 "events": events.mapped("event_type"),
                 "sequences": events.mapped("sequence"),
@@ -188,16 +192,15 @@ class TestConfirmationConcurrency(TransactionCase):
 
     def test_outcome_committed_while_another_append_holds_the_head(self):
         """Another connection appends to the campaign (uncommitted) while the
-        mail queue settles the email: the outcome is committed anyway (sent),
-        the delivered entry follows once the head is free, the chain holds.
-        Before, the queue's append waited for the head, then failed with a
-        serialization error that rolled the email's outcome back."""
+        mail queue settles the email: the queue never waits for it, the
+        outcome is committed (sent), the delivered entry follows once the
+        head is free, by the outcomes' job, the chain holds."""
         with SMTPTestServer() as server:
             ids = self._committed_campaign(server.port)
             holder, pid, marker = self._holding_the_head(ids)
             queue = self._child("queue", ids["mail"])
             try:
-                self.assertFalse(self._wait_until_blocked_by(pid, queue))
+                self.assertTrue(self._wait_until_blocked_by(pid, queue))
                 # the outcome is committed while the head is still held
                 before = self._committed(ids)
                 self.assertEqual(before["mail"], "sent")
@@ -208,40 +211,166 @@ class TestConfirmationConcurrency(TransactionCase):
                 self._finish(holder)
                 self._finish(queue)
             self.assertEqual(len(server.messages), 1)
+        # recorded with the outcome, appended by the outcomes' job
+        self.assertEqual(self._committed(ids)["events"], ["approved", "opened"])
+        self._run_outcomes_job()
         after = self._committed(ids)
         self.assertEqual(after["mail"], "sent")
         self.assertEqual(after["events"], ["approved", "opened", "delivered"])
         self.assertIn(f'"mail_id": {ids["mail"]}', after["payloads"][-1])
         self.assertTrue(after["intact"])
 
-    def test_deferred_outcome_appended_by_the_follow_up(self):
-        """An outcome whose entry never made it (its process gone after the
-        commit) is appended by the next follow-up run, once."""
-        with SMTPTestServer() as server, real_smtp_delivery():
+    def _run_outcomes_job(self):
+        """The outcomes' job, as the cron runs it (its own cursor)."""
+        with self.registry.cursor() as cr:
+            return self._env(cr)[OUTCOME]._cron_append_pending()
+
+    def test_deleted_email_does_not_lose_its_outcome(self):
+        """The head is busy when the queue settles the email; then the
+        request's chatter message (and with it the email) is deleted: the
+        recorded outcome is still appended by the follow-up, once. Before,
+        the follow-up rebuilt the entry from the mail.mail row, gone."""
+        with SMTPTestServer() as server:
             ids = self._committed_campaign(server.port)
-            with self.registry.cursor() as cr:
-                env = self._env(cr)
-                mail = env["mail.mail"].browse(ids["mail"])
-                mail.send()
-                # as if the delivered entry had been lost with its process
-                cr.execute(
-                    "DELETE FROM account_confirmation_event "
-                    "WHERE campaign_id = %s AND event_type = 'delivered'",
-                    [ids["campaign"]],
-                )
-                cr.execute(
-                    "UPDATE account_confirmation_campaign SET "
-                    "evidence_head_sequence = 1, evidence_head_hash = "
-                    "(SELECT hash FROM account_confirmation_event "
-                    "WHERE campaign_id = %s AND sequence = 1) WHERE id = %s",
-                    [ids["campaign"], ids["campaign"]],
-                )
-        self.assertEqual(self._committed(ids)["events"], ["approved"])
+            holder, __, marker = self._holding_the_head(ids)
+            try:
+                self._finish(self._child("queue", ids["mail"]))
+            finally:
+                open(f"{marker}.go", "w").close()
+                self._finish(holder)
+        with self.registry.cursor() as cr:
+            env = self._env(cr)
+            mail = env["mail.mail"].browse(ids["mail"])
+            self.assertEqual(mail.state, "sent")
+            mail.mail_message_id.unlink()
+            self.assertFalse(mail.exists())
         for __ in range(2):
             with self.registry.cursor() as cr:
                 self._env(cr)[CAMPAIGN]._cron_follow_up()
         after = self._committed(ids)
-        self.assertEqual(after["events"], ["approved", "delivered"])
+        self.assertEqual(after["request"], "sent")
+        self.assertEqual(after["events"], ["approved", "opened", "delivered"])
+        self.assertIn(f'"mail_id": {ids["mail"]}', after["payloads"][-1])
+        self.assertIn('"observed_at"', after["payloads"][-1])
+        self.assertTrue(after["intact"])
+
+    def _documents_server_company(self, port):
+        """The main company sends its documents through its own SMTP
+        settings (at ``port``), restored at the end."""
+        with self.registry.cursor() as cr:
+            company = self._env(cr).company
+            fields_ = list(SMTP_SETTINGS.values())
+            saved = {name: company[name] for name in fields_}
+            company.write(
+                {
+                    "document_smtp_use_default": False,
+                    "document_smtp_host": "127.0.0.1",
+                    "document_smtp_port": port,
+                    "document_smtp_encryption": "none",
+                    "document_smtp_authentication": False,
+                    "document_smtp_verify_certificate": False,
+                }
+            )
+            server_id = company.document_mail_server_id.id
+        self.addCleanup(self._restore_company, saved)
+        return server_id
+
+    def _restore_company(self, saved):
+        with self.registry.cursor() as cr:
+            self._env(cr).company.write(saved)
+
+    def _documents_emails(self, ids, server_id):
+        """The request's email, and another document email of the company
+        sent after it (the queue sends in id order), through the company's
+        documents server."""
+        with self.registry.cursor() as cr:
+            env = self._env(cr)
+            request = env[REQUEST].browse(ids["request"])
+            mail = env["mail.mail"].create(
+                {
+                    "model": REQUEST,
+                    "res_id": request.id,
+                    "subject": "Balance confirmation",
+                    "body_html": "<p>Please confirm your balance.</p>",
+                    "email_from": "billing@company.example.com",
+                    "email_to": "concurrent@example.com",
+                    "mail_server_id": server_id,
+                }
+            )
+            request.confirmation_message_ids = [Command.link(mail.mail_message_id.id)]
+            ids["mail"] = mail.id
+            other = env["mail.mail"].create(
+                {
+                    "model": "res.partner",
+                    "res_id": ids["partner"],
+                    "subject": "Invoice INV/1",
+                    "body_html": "<p>Your invoice.</p>",
+                    "email_from": "billing@company.example.com",
+                    "email_to": "concurrent@example.com",
+                    "mail_server_id": server_id,
+                }
+            )
+            return other.id
+
+    def _committed_states(self, mail_ids):
+        with self.registry.cursor() as cr:
+            mails = self._env(cr)["mail.mail"].browse(mail_ids)
+            return mails.mapped("state")
+
+    def test_documents_server_queue_never_waits_for_the_head(self):
+        """With the company's own documents server, the queue commits an
+        email's outcome inside the sending of the next one. The head is held
+        by another connection: the next email is sent and committed anyway,
+        nobody waits for the holder, and the outcome's entry is appended by
+        the outcomes' job once the head is free. Before, the outcome's
+        append after that commit waited for the head with the next email's
+        SMTP session open."""
+        with SMTPTestServer() as server:
+            ids = self._committed_campaign(server.port)
+            server_id = self._documents_server_company(server.port)
+            other_id = self._documents_emails(ids, server_id)
+            holder, pid, marker = self._holding_the_head(ids)
+            queue = self._child("queue", other_id, ids["mail"])
+            try:
+                # the queue ends without ever waiting for the holder
+                self.assertTrue(self._wait_until_blocked_by(pid, queue))
+                self._finish(queue)
+                self.assertEqual(
+                    self._committed_states([ids["mail"], other_id]), ["sent", "sent"]
+                )
+                self.assertEqual(self._committed(ids)["request"], "sent")
+                self.assertNotIn("delivered", self._committed(ids)["events"])
+            finally:
+                open(f"{marker}.go", "w").close()
+                self._finish(holder)
+            subjects = [m["message"]["Subject"] for m in server.messages]
+            self.assertEqual(subjects, ["Balance confirmation", "Invoice INV/1"])
+        self.assertTrue(self._run_outcomes_job())
+        after = self._committed(ids)
+        self.assertEqual(after["events"], ["approved", "opened", "delivered"])
+        self.assertTrue(after["intact"])
+
+    def test_campaign_not_closed_while_outcomes_pending(self):
+        """The email's outcome waits for a busy head: closing the campaign
+        is refused (a UserError, not a wait); once the head is free, the
+        closing appends the outcome first, then the closing entry."""
+        with SMTPTestServer() as server:
+            ids = self._committed_campaign(server.port)
+            holder, __, marker = self._holding_the_head(ids)
+            try:
+                self._finish(self._child("queue", ids["mail"]))
+                with self.registry.cursor() as cr:
+                    campaign = self._env(cr)[CAMPAIGN].browse(ids["campaign"])
+                    with self.assertRaisesRegex(UserError, "not in its evidence yet"):
+                        campaign.action_close()
+                    cr.rollback()
+            finally:
+                open(f"{marker}.go", "w").close()
+                self._finish(holder)
+        with self.registry.cursor() as cr:
+            self._env(cr)[CAMPAIGN].browse(ids["campaign"]).action_close()
+        after = self._committed(ids)
+        self.assertEqual(after["events"], ["approved", "opened", "delivered", "closed"])
         self.assertTrue(after["intact"])
 
     def test_two_connections_append_at_once_without_fork(self):

@@ -20,7 +20,9 @@ def migrate(cr, version):
     addresses = {}
     for (payload,) in cr.fetchall():
         approval = json.loads(payload or "{}")
-        rows = zip(approval.get("request_ids", []), approval.get("requests", []))
+        rows = zip(
+            approval.get("request_ids", []), approval.get("requests", []), strict=False
+        )
         for request_id, row in rows:
             # rows recorded before this version have no fourth column
             if len(row) > 3 and row[3]:

@@ -80,6 +80,21 @@ class AccountConfirmationOutcome(models.Model):
     def _append_one(self, nowait=True):
         """Append this outcome's entry (late once its campaign is closed)."""
         self.ensure_one()
+        # the outcome's row first: one appended meanwhile by another job (or
+        # by a closing) is not appended twice
+        lock = "FOR UPDATE NOWAIT" if nowait else "FOR UPDATE"
+        self.flush_recordset(["event_ref"])
+        self.env.cr.execute(
+            SQL(
+                "SELECT event_ref FROM account_confirmation_outcome WHERE id = %s %s",
+                self.id,
+                SQL(lock),
+            )
+        )
+        [(appended,)] = self.env.cr.fetchall()
+        if appended:
+            self.invalidate_recordset(["event_ref"])
+            return self.env["account.confirmation.event"].sudo().browse(appended)
         payload = json.loads(self.payload)
         if self.campaign_id.state == "closed":
             payload["late"] = True

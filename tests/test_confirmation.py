@@ -1988,6 +1988,26 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
             with self.assertRaisesRegex(UserError, "append-only"):
                 change()
 
+    def test_outcome_appended_once(self):
+        """An outcome another job (or a closing) appended meanwhile is not
+        appended again: the second append finds its entry."""
+        [confirmation] = self.sent_request()
+        campaign = confirmation.campaign_id
+        outcome = self._outcomes(campaign)
+        Event = self.env["account.confirmation.event"].sudo()
+        entries = Event.search_count([("campaign_id", "=", campaign.id)])
+        # what a second job sees when it read the outcome before the first
+        # job's commit: the entry in the database, its cached event_ref 0
+        self.env.flush_all()
+        outcome.env.cache.set(outcome, outcome._fields["event_ref"], 0)
+        again = outcome.with_context(confirmation_busy_ok=True)._append_one()
+        self.assertEqual(again.id, outcome.event_ref)
+        self.assertEqual(
+            Event.search_count([("campaign_id", "=", campaign.id)]),
+            entries,
+            "no second entry",
+        )
+
     def test_evidence_flags_a_missing_outcome(self):
         """A sent entry no outcome entry follows (removed in the database,
         the chain otherwise intact) is flagged on the report, in Spanish

@@ -308,6 +308,9 @@ class TestStatementSchedule(AgedReceivableMixin, DocumentEmailCase):
             self.company.write(server.company_values())
             [mail] = self.run_statements()
             self.deliver()
+            # the queue's run is a cron job that commits: what waits for its
+            # commit runs (the send's in-flight mark is forgotten then)
+            self.env.cr.postcommit.run()
         self.assertTrue(mail.document_uncertain)
         self.company.write(self.smtp.company_values())
         mail.action_retry()

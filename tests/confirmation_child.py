@@ -19,7 +19,8 @@ import os
 import sys
 import time
 
-import odoo
+from child_common import child_registry
+
 from odoo import SUPERUSER_ID, api
 from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
 
@@ -59,20 +60,7 @@ def append(env, campaign_id, count):
 
 
 def main():
-    config, mode, *args = json.loads(sys.argv[1]), sys.argv[2], *sys.argv[3:]
-    odoo.tools.config.parse_config(
-        [
-            "-d",
-            config["db"],
-            "--addons-path",
-            config["addons_path"],
-            "--data-dir",
-            config["data_dir"],
-            "--log-level",
-            "warn",
-        ]
-    )
-    registry = odoo.modules.registry.Registry(config["db"])
+    _config, mode, args, registry = child_registry()
     # the cursor commits when the block ends, as a cron job does
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})

@@ -57,7 +57,8 @@ import os
 import signal
 import sys
 
-import odoo
+from child_common import child_registry
+
 from odoo import SUPERUSER_ID, Command, api
 from odoo.service.model import retrying
 
@@ -562,20 +563,7 @@ PARALLEL_MODES = {
 
 
 def main():
-    config, mode, *args = json.loads(sys.argv[1]), sys.argv[2], *sys.argv[3:]
-    odoo.tools.config.parse_config(
-        [
-            "-d",
-            config["db"],
-            "--addons-path",
-            config["addons_path"],
-            "--data-dir",
-            config["data_dir"],
-            "--log-level",
-            "warn",
-        ]
-    )
-    registry = odoo.modules.registry.Registry(config["db"])
+    _config, mode, args, registry = child_registry()
     if mode in ("process", "process-pause"):
         without_report_assets()
         if mode == "process-pause":

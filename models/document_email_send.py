@@ -668,18 +668,16 @@ class DocumentEmailSend(models.AbstractModel):
         return batch
 
     @api.model
-    def _send_now(self, document, mail, send_key=None):
+    def _send_now(self, document, mail):
         """Send one queued email at once: (what the user is told, its kind).
-        ``send_key``: the same in a replay of the request (the dialog's), so
-        that the replay finds the email sent or in flight (document.mail.
-        send.mark) instead of sending it again."""
+        A replay of the request finds the email sent or in flight (document.
+        mail.send.mark, by document and recipients) instead of sending it
+        again."""
         # a concurrent update of the document fails here, before the SMTP
         # call, not at commit after it
         self.env.flush_all()
         try:
-            mail.with_context(document_email_send_key=send_key).send(
-                raise_exception=False
-            )
+            mail.send(raise_exception=False)
         except smtplib.SMTPException as error:
             # Odoo re-raises a broken session; the email stays, failed
             if mail.state != "exception":

@@ -6,7 +6,10 @@ failure) or run again from the same dialog finds the email in flight or
 sent and does not send it a second time. Once the request commits, the
 email carries its own state and the mark is forgotten."""
 
+import hashlib
+
 from odoo import api, fields, models
+from odoo.tools.mail import email_normalize_all
 
 
 class DocumentMailSendMark(models.Model):
@@ -27,18 +30,32 @@ class DocumentMailSendMark(models.Model):
 
     @api.model
     def _key(self, mail, message):
-        """The same for the same email across a replay: the dialog's own key
-        (its record, committed before the user pressed Send) or the email's
-        Message-Id, with its recipients."""
-        base = self.env.context.get("document_email_send_key") or (
-            f"mail.mail,{mail.message_id}"
+        """The same for the same email across a replay: its document and its
+        recipients (sorted, lower-cased), hashed so that a long Cc list fits
+        the unique index; numbered within the request, as a replay numbers
+        them again, so that a second email to them in it is not taken for
+        the first."""
+        document = (
+            f"{mail.model},{mail.res_id}"
+            if mail.model and mail.res_id
+            else f"mail.mail,{mail.message_id}"
         )
-        return f"{base}|{message['To']}|{message['Cc']}"
+        headers = ", ".join(
+            value for name in ("To", "Cc", "Bcc") for value in message.get_all(name, [])
+        )
+        recipients = ",".join(sorted(set(email_normalize_all(headers))))
+        canonical = f"{document}|{recipients}"
+        # cleared at the request's commit or rollback (Odoo's callbacks' data)
+        counts = self.env.cr.postcommit.data.setdefault("document_send_marks", {})
+        counts[canonical] = counts.get(canonical, 0) + 1
+        canonical = f"{canonical}|{counts[canonical]}"
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
     @api.model
     def _begin(self, key, message_id):
-        """None if this email may go now (marked in flight, committed); else
-        what an earlier attempt left: (state, Message-Id)."""
+        """(the mark's id, None) if this email may go now (marked in flight,
+        committed); else (the mark's id, what an earlier attempt left:
+        (state, Message-Id))."""
         with self.env.registry.cursor() as cr:
             cr.execute(
                 """INSERT INTO document_mail_send_mark
@@ -50,27 +67,29 @@ class DocumentMailSendMark(models.Model):
             new = cr.fetchone()
             if not new:
                 cr.execute(
-                    "SELECT state, message_id FROM document_mail_send_mark "
+                    "SELECT id, state, message_id FROM document_mail_send_mark "
                     "WHERE key = %s",
                     [key],
                 )
-                earlier = cr.fetchone()
+            mark_id, *earlier = new or cr.fetchone()
         # the request's own commit records the email's state: forgotten then
-        self.env.cr.postcommit.add(lambda: self._settle(key, forget=True))
-        return None if new else earlier
+        self.env.cr.postcommit.add(lambda: self._settle(mark_id, forget=True))
+        return mark_id, tuple(earlier) or None
 
     @api.model
-    def _settle(self, key, sent=False, forget=False):
+    def _settle(self, mark_id, sent=False, forget=False):
         """The server took it (sent), or nothing reached it (forget: a
         refusal, or the request committed); an uncertain end keeps it in
-        flight."""
+        flight. By the mark's id: never a key computed again."""
         with self.env.registry.cursor() as cr:
             if forget:
-                cr.execute("DELETE FROM document_mail_send_mark WHERE key = %s", [key])
+                cr.execute(
+                    "DELETE FROM document_mail_send_mark WHERE id = %s", [mark_id]
+                )
             elif sent:
                 cr.execute(
-                    "UPDATE document_mail_send_mark SET state = 'sent' WHERE key = %s",
-                    [key],
+                    "UPDATE document_mail_send_mark SET state = 'sent' WHERE id = %s",
+                    [mark_id],
                 )
 
     @api.autovacuum

@@ -344,8 +344,9 @@ class IrMailServer(models.Model):
         are committed on a cursor of their own (document.mail.send.mark); a
         replay of the request finds them and sends nothing."""
         marks = self.env["document.mail.send.mark"].sudo()
-        key = marks._key(mail, message)
-        earlier = marks._begin(key, message["Message-Id"])
+        mark_id, earlier = marks._begin(
+            marks._key(mail, message), message["Message-Id"]
+        )
         if earlier:
             return self._document_sent_earlier(earlier, message, smtp_session)
         try:
@@ -354,9 +355,9 @@ class IrMailServer(models.Model):
             )
         except Exception:
             if message["Message-Id"] not in smtp_session.uncertain_by_message:
-                marks._settle(key, forget=True)
+                marks._settle(mark_id, forget=True)
             raise
-        marks._settle(key, sent=True)
+        marks._settle(mark_id, sent=True)
         return message_id
 
     def _document_sent_earlier(self, earlier, message, smtp_session):

@@ -59,6 +59,23 @@ def captured_logs():
         root.setLevel(old_level)
 
 
+def forget_send_marks(case):
+    """Send-now marks are committed on a cursor of their own and forgotten
+    when the request commits; a TransactionCase never commits: the test's
+    marks go when it ends (they are keyed by document and recipients, which
+    the next test reuses)."""
+    registry = case.env.registry
+    with registry.cursor() as cr:
+        cr.execute("SELECT COALESCE(MAX(id), 0) FROM document_mail_send_mark")
+        [start] = cr.fetchone()
+
+    def forget():
+        with registry.cursor() as cr:
+            cr.execute("DELETE FROM document_mail_send_mark WHERE id > %s", [start])
+
+    case.addCleanup(forget)
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

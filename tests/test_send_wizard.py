@@ -1,3 +1,4 @@
+import hashlib
 from email.utils import getaddresses
 
 from odoo import Command
@@ -120,6 +121,27 @@ class TestSendWizard(DocumentEmailCase):
         self.assertEqual(chatter.notification_ids.notification_status, "sent")
         mail = self.env["mail.mail"].search([("mail_message_id", "=", chatter.id)])
         self.assertEqual(mail.state, "sent")
+
+    def test_send_now_with_a_long_cc_list_sends_once(self):
+        """The send-now mark's key is a digest of the document and its
+        recipients: a Cc list of thousands of characters (not compressible
+        into the unique index's row) sends the email, once."""
+        cc = [
+            f"{hashlib.sha1(str(index).encode()).hexdigest()[:24]}@cc.example"
+            for index in range(300)
+        ]
+        self.assertGreater(len(", ".join(cc)), 3000)
+        wizard = self.open_wizard(self.invoice, email_cc=", ".join(cc))
+        with real_smtp_delivery():
+            result = wizard.action_send()
+        self.assertEqual(
+            result["params"]["type"], "success", result["params"]["message"]
+        )
+        received = self.received()
+        self.assertEqual(len(received), 1, "sent once")
+        self.assertEqual(len(received[0]["rcpt_tos"]), 301)
+        mark = self.env["document.mail.send.mark"].sudo().search([], order="id desc")
+        self.assertEqual(len(mark[:1].key), 64)
 
     def test_send_goes_through_company_server(self):
         server = self.env.company.document_mail_server_id

@@ -10,7 +10,12 @@ from odoo.tests import TransactionCase, tagged
 
 from odoo.addons.account_document_email.models.mail_mail import SLICE_PARAM
 
-from .common import RecordingHandler, SMTPTestServer, real_smtp_delivery
+from .common import (
+    RecordingHandler,
+    SMTPTestServer,
+    forget_send_marks,
+    real_smtp_delivery,
+)
 
 
 class SessionRecordingHandler(RecordingHandler):
@@ -66,6 +71,10 @@ class TestSmtpLimits(TransactionCase):
         cls.author = cls.env["res.partner"].create(
             {"name": "Author", "email": "author@company.example.com"}
         )
+
+    def setUp(self):
+        super().setUp()
+        forget_send_marks(self)
 
     def _queue(self, count, mail_server=False):
         """Queued emails like the add-on's: one per message, each with the

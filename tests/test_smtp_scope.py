@@ -7,7 +7,13 @@ from email.utils import getaddresses
 from odoo.tests import TransactionCase, new_test_user, tagged
 from odoo.tools import config
 
-from .common import SMTP_USER, RecordingHandler, SMTPTestServer, free_port
+from .common import (
+    SMTP_USER,
+    RecordingHandler,
+    SMTPTestServer,
+    forget_send_marks,
+    free_port,
+)
 from .common import real_smtp_delivery as real_smtp
 
 # senders of emails the add-on did not create: a password reset from another
@@ -71,6 +77,10 @@ class TestServerScope(TransactionCase):
         cls.company_b = cls.env["res.company"].create(
             {"name": "Company B", "email": "billing@b.example.com"}
         )
+
+    def setUp(self):
+        super().setUp()
+        forget_send_marks(self)
 
     def _own_server(self, company, port=587, **values):
         company.write(
@@ -221,6 +231,10 @@ class TestSenderAccepted(TransactionCase):
             name="Sally Sales",
             email="sally@company.example.com",
         )
+
+    def setUp(self):
+        super().setUp()
+        forget_send_marks(self)
 
     def _mail(self, email_from, **values):
         return self.env["mail.mail"].create(

@@ -327,9 +327,7 @@ class DocumentEmailWizard(models.TransientModel):
         # the files uploaded in this dialog move to the email, others are copied
         engine = self.env["document.email.send"]
         mail = engine._queue_one(document, settings, self._get_own_uploads())
-        # this dialog is saved before its button runs: the same on a replay
-        send_key = f"{self._name},{self.id}"
-        message, kind = engine._send_now(document, mail, send_key=send_key)
+        message, kind = engine._send_now(document, mail)
         return self._notify(message, kind)
 
     def _send_batch(self, documents, settings):

@@ -48,15 +48,44 @@ class DocumentSMTPMixin:
         # core sends one message per recipient partner, all with the same id
         self.accepted_by_message = {}
 
+    # where data() is: "command" until the server answers DATA, then
+    # "message" once it said 354 (the message goes), or "refused"
+    document_data_stage = None
+
+    def getreply(self):
+        reply = super().getreply()
+        if self.document_data_stage == "command":
+            self.document_data_stage = "message" if reply[0] == 354 else "refused"
+        return reply
+
     def data(self, msg):
+        self.document_data_stage = "command"
         try:
             return super().data(msg)
+        except smtplib.SMTPDataError as error:
+            if self.document_data_stage == "refused":
+                self._document_data_refused(error)
+            raise
         except (smtplib.SMTPServerDisconnected, OSError) as error:
+            if self.document_data_stage == "command":
+                # no 354 yet: nothing of the message was sent (send_message)
+                raise smtplib.SMTPServerDisconnected(str(error)) from error
             raise UncertainDeliveryError(
                 "The connection broke while the server was receiving the message "
                 f"({error}); it may have been delivered. Check with the recipient "
                 "before sending it again."
             ) from error
+        finally:
+            self.document_data_stage = None
+
+    def _document_data_refused(self, error):
+        """The server answered DATA itself with an error: nothing was taken,
+        and smtplib leaves the transaction open; the next email starts
+        clean (a 421 closes the session, as smtplib does after RCPT)."""
+        if error.smtp_code == 421:
+            self.close()
+        else:
+            self._rset()
 
     def quit(self):
         # after a broken session, closing is all that is left to do
@@ -74,7 +103,10 @@ class DocumentSMTPMixin:
             raise
         except smtplib.SMTPRecipientsRefused as error:
             codes = [code for code, _msg in error.recipients.values()]
-            self.temporary_by_message[message_id] = all(400 <= c < 500 for c in codes)
+            # a 421 closed the session before DATA: the whole email waits
+            self.temporary_by_message[message_id] = 421 in codes or all(
+                400 <= c < 500 for c in codes
+            )
             raise
         except smtplib.SMTPResponseException as error:
             self.temporary_by_message[message_id] = 400 <= error.smtp_code < 500

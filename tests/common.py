@@ -177,7 +177,7 @@ class SMTPTestServer:
                 auth_require_tls=self.encryption == "starttls",
             )
         self.port = free_port()
-        self._controller = Controller(
+        self._controller = self._controller_class()(
             self.handler,
             hostname="127.0.0.1",
             port=self.port,
@@ -187,6 +187,18 @@ class SMTPTestServer:
         )
         self._controller.start()
         return self
+
+    def _controller_class(self):
+        """The handler's own SMTP protocol class (``smtp_class``), if any:
+        to answer a command itself (DATA) where no handler hook can."""
+        smtp_class = getattr(self.handler, "smtp_class", None)
+        if smtp_class is None:
+            return Controller
+
+        def factory(controller):
+            return smtp_class(controller.handler, **controller.SMTP_kwargs)
+
+        return type("ProtocolController", (Controller,), {"factory": factory})
 
     def stop(self):
         if self._controller:

@@ -6,6 +6,8 @@ from datetime import timedelta
 
 from odoo import fields
 from odoo.exceptions import ValidationError
+from aiosmtpd.smtp import SMTP
+
 from odoo.tests import TransactionCase, tagged
 
 from odoo.addons.account_document_email.models.mail_mail import SLICE_PARAM
@@ -44,6 +46,60 @@ class ClosingAtRcptHandler(RecordingHandler):
             closing = self.rcpt_commands == self.close_at
         if closing:
             return "421 4.3.2 Service shutting down, closing transmission channel"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+class DataCommandSMTP(SMTP):
+    """Lets the handler answer the DATA command itself (handle_DATA only
+    sees a message already received): an error instead of 354, or the
+    connection closed while the client waits for 354."""
+
+    async def smtp_DATA(self, arg):
+        answer = self.event_handler.answer_data_command()
+        if answer == "close":
+            self.transport.close()
+            return
+        if answer:
+            await self.push(answer)
+            return
+        await super().smtp_DATA(arg)
+
+
+class DataCommandHandler(RecordingHandler):
+    """Answers the first DATA command of its life with ANSWER ("close": the
+    connection closed there), the others with 354; notes every RSET."""
+
+    smtp_class = DataCommandSMTP
+
+    def __init__(self, answer):
+        super().__init__()
+        self.answer = answer
+        self.data_commands = 0
+        self.resets = 0
+
+    def answer_data_command(self):
+        with self.lock:
+            self.data_commands += 1
+            return self.answer if self.data_commands == 1 else None
+
+    async def handle_RSET(self, server, session, envelope):
+        with self.lock:
+            self.resets += 1
+        return "250 OK"
+
+
+class RefusingRecipientsHandler(RecordingHandler):
+    """Answers RCPT TO with the code set for the address (250 otherwise)."""
+
+    def __init__(self, answers):
+        super().__init__()
+        self.answers = answers
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        answer = self.answers.get(address)
+        if answer:
+            return answer
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -303,3 +359,66 @@ class TestSmtpLimits(TransactionCase):
                 self.assertEqual(set(mails.mapped("state")), {"sent"}, value)
             self.assertEqual(len(own.messages), 4)
             self.assertEqual(len(default_smtp.messages), 4)
+
+    def test_data_command_refused_resets_the_session(self):
+        """The server answers DATA itself with an error (no 354): nothing was
+        taken; the session is reset before the next email, which goes; the
+        refused email waits (4xx) or fails (5xx), never uncertain."""
+        for answer, state in (
+            ("451 4.3.0 Try again later", "outgoing"),
+            ("554 5.7.1 Not allowed", "exception"),
+        ):
+            handler = DataCommandHandler(answer)
+            with SMTPTestServer(handler=handler) as smtp:
+                mails = self._queue(2, self._own_server(smtp))
+                with real_smtp_delivery():
+                    mails.send()
+                self.assertEqual(handler.data_commands, 2, answer)
+                self.assertEqual(len(smtp.messages), 1, answer)
+                self.assertEqual(
+                    smtp.messages[0]["message"]["Subject"], "Document 1", answer
+                )
+            self.assertGreaterEqual(handler.resets, 1, answer)
+            self.assertEqual(mails[0].state, state, answer)
+            self.assertFalse(mails[0].document_uncertain, answer)
+            self.assertEqual(mails[1].state, "sent", answer)
+
+    def test_421_for_one_of_several_recipients_requeues_the_email(self):
+        """One message to three addresses: the first refused (550), the second
+        answered 421 (the server closes): nothing was handed over, the whole
+        email waits for the next attempt; nothing is marked delivered."""
+        refused = {
+            "a@customer.example": "550 5.1.1 No such user",
+            "b@customer.example": "421 4.3.2 Service shutting down",
+        }
+        with SMTPTestServer(handler=RefusingRecipientsHandler(refused)) as smtp:
+            mail = self._queue(1, self._own_server(smtp))
+            mail.write(
+                {
+                    "recipient_ids": [(5,)],
+                    "email_to": "a@customer.example, b@customer.example, "
+                    "c@customer.example",
+                }
+            )
+            with real_smtp_delivery():
+                mail.send()
+            self.assertFalse(smtp.messages)
+        self.assertEqual(mail.state, "outgoing")
+        self.assertFalse(mail.document_uncertain)
+        self.assertFalse(mail.document_sent_at)
+        self.assertIn("Temporarily refused", mail.failure_reason)
+
+    def test_disconnect_waiting_for_354_requeues_never_uncertain(self):
+        """The server closes the connection while the client waits for its
+        answer to DATA: no byte of the message was sent, so the email waits
+        for the next attempt (never uncertain), as does the next one."""
+        handler = DataCommandHandler("close")
+        with SMTPTestServer(handler=handler) as smtp:
+            mails = self._queue(2, self._own_server(smtp))
+            with real_smtp_delivery():
+                mails.send()
+            self.assertEqual(handler.data_commands, 1)
+            self.assertFalse(smtp.messages)
+        self.assertEqual(set(mails.mapped("state")), {"outgoing"})
+        self.assertFalse(any(mails.mapped("document_uncertain")))
+        self.assertIn("Temporarily refused", mails[0].failure_reason)

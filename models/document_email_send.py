@@ -8,6 +8,7 @@ from odoo.tools import SQL, email_normalize, email_split, formataddr
 from odoo.tools.safe_eval import safe_eval, time
 
 from .document_email_mixin import rendering_together
+from .mail_mail_claim import SENDING_NOW
 
 # context keys set by the server for a statement run (they tag its emails and
 # move customers' statement dates): never taken from a client's context
@@ -666,6 +667,16 @@ class DocumentEmailSend(models.AbstractModel):
             },
         )
         return batch
+
+    @api.model
+    def _queue_to_send_now(self, document, settings, own_uploads):
+        """_queue_one for an email this request sends itself (Send now): no
+        delivery worker is woken for it."""
+        token = SENDING_NOW.set(True)
+        try:
+            return self._queue_one(document, settings, own_uploads)
+        finally:
+            SENDING_NOW.reset(token)
 
     @api.model
     def _send_now(self, document, mail):

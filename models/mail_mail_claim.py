@@ -22,6 +22,9 @@ CLAIM_MINUTES = 30
 # queue's send() claims its slices; a delivery job ({"claimed": n}) takes one
 QUEUE_CLAIMING = contextvars.ContextVar("document_queue_claiming", default=False)
 ONE_SLICE = contextvars.ContextVar("document_one_slice", default=None)
+# the emails created now are sent at once by this request ("Send now"): no
+# delivery worker (cron trigger, queue_job job) is woken for them
+SENDING_NOW = contextvars.ContextVar("document_sending_now", default=False)
 # the delivery workers beside core's mail queue (one cron each)
 DELIVERY_CRONS = ("account_document_email.ir_cron_document_email_deliver",)
 
@@ -212,9 +215,17 @@ class MailMail(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         mails = super().create(vals_list)
-        if any(mails.sudo().mail_server_id.mapped("document_company_id")):
+        if mails._document_wake_workers():
             self._document_trigger_delivery()
         return mails
+
+    def _document_wake_workers(self):
+        """Whether these new emails wait for the delivery workers: on a
+        documents server, and not sent at once by this request (Send now;
+        a temporary refusal then wakes them at its retry)."""
+        if SENDING_NOW.get():
+            return False
+        return any(self.sudo().mail_server_id.mapped("document_company_id"))
 
     @api.model
     def _document_trigger_delivery(self, at=None):

@@ -448,6 +448,22 @@ class TestBatchQueueJob(DocumentEmailCase):
         )
         self.assertEqual(set(mails.mapped("state")), {"sent"})
 
+    def test_send_now_enqueues_no_delivery_job(self):
+        """Send now sends the email in the request: no delivery job is
+        enqueued for it (mail.mail._document_wake_workers)."""
+        from odoo.addons.queue_job.tests.common import trap_jobs
+
+        Mail = self.env["mail.mail"]
+        invoice = self.init_invoice(
+            "out_invoice", partner=self.partner_a, amounts=[20.0], post=True
+        )
+        with trap_jobs() as trap, real_smtp_delivery():
+            self.open_wizard(invoice).action_send()
+            trap.assert_jobs_count(0, only=Mail._job_document_deliver)
+        mail = Mail.search([("model", "=", "account.move"), ("res_id", "=", invoice.id)])
+        self.assertEqual(mail.state, "sent")
+        self.assertEqual(len(self.received()), 1)
+
     def test_delivery_job_leaves_live_claims_to_their_worker(self):
         """All the queued emails are claimed by another live worker: the job
         claims nothing and does not enqueue the next jobs at once (a loop);

@@ -143,6 +143,22 @@ class TestSendWizard(DocumentEmailCase):
         mark = self.env["document.mail.send.mark"].sudo().search([], order="id desc")
         self.assertEqual(len(mark[:1].key), 64)
 
+    def test_send_now_wakes_no_delivery_worker(self):
+        """An email sent at once wakes no delivery worker: no trigger of the
+        delivery cron, and so no queue_job delivery job either (both are
+        decided by mail.mail._document_wake_workers at its creation)."""
+        cron = self.env.ref("account_document_email.ir_cron_document_email_deliver")
+        Trigger = self.env["ir.cron.trigger"].sudo()
+        before = Trigger.search([("cron_id", "=", cron.id)])
+        with real_smtp_delivery():
+            self.open_wizard(self.invoice).action_send()
+        mail = self.env["mail.mail"].search(
+            [("model", "=", "account.move"), ("res_id", "=", self.invoice.id)]
+        )
+        self.assertEqual(mail.state, "sent")
+        self.assertEqual(len(self.received()), 1)
+        self.assertEqual(Trigger.search([("cron_id", "=", cron.id)]), before)
+
     def test_send_goes_through_company_server(self):
         server = self.env.company.document_mail_server_id
         wizard = self.open_wizard(self.invoice)

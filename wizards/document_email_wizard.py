@@ -326,7 +326,7 @@ class DocumentEmailWizard(models.TransientModel):
     def _send_single(self, document, settings):
         # the files uploaded in this dialog move to the email, others are copied
         engine = self.env["document.email.send"]
-        mail = engine._queue_one(document, settings, self._get_own_uploads())
+        mail = engine._queue_to_send_now(document, settings, self._get_own_uploads())
         message, kind = engine._send_now(document, mail)
         return self._notify(message, kind)
 

@@ -460,7 +460,9 @@ class TestBatchQueueJob(DocumentEmailCase):
         with trap_jobs() as trap, real_smtp_delivery():
             self.open_wizard(invoice).action_send()
             trap.assert_jobs_count(0, only=Mail._job_document_deliver)
-        mail = Mail.search([("model", "=", "account.move"), ("res_id", "=", invoice.id)])
+        mail = Mail.search(
+            [("model", "=", "account.move"), ("res_id", "=", invoice.id)]
+        )
         self.assertEqual(mail.state, "sent")
         self.assertEqual(len(self.received()), 1)
 

@@ -4,10 +4,10 @@ per company server")."""
 
 from datetime import timedelta
 
-from odoo import fields
-from odoo.exceptions import ValidationError
 from aiosmtpd.smtp import SMTP
 
+from odoo import fields
+from odoo.exceptions import ValidationError
 from odoo.tests import TransactionCase, tagged
 
 from odoo.addons.account_document_email.models.mail_mail import SLICE_PARAM

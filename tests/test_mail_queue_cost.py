@@ -11,11 +11,17 @@ import signal
 
 from odoo.tests import tagged
 
+from odoo.addons.account_document_email.models.mail_mail import SLICE_PARAM
+
 from . import test_queue_processes as processes
 from .common import SMTPTestServer
+from .test_smtp_limits import SessionRecordingHandler
 
 _logger = logging.getLogger(__name__)
 EMAILS = 10
+# several slices (sessions) for our emails: their per-slice costs (claim,
+# connection, settling) are counted, spread over their emails only
+SLICE = 4
 
 
 @tagged("post_install", "-at_install")
@@ -23,21 +29,39 @@ class TestMailQueueCost(processes.ChildProcessCase):
     def _cleanup_cost(self, created, port):
         self._cleanup_company_server(created, port)
 
+    def _slice(self, size):
+        """The slice size the children read, committed; removed after."""
+        with self.registry.cursor() as cr:
+            cr.execute(
+                "INSERT INTO ir_config_parameter (key, value) VALUES (%s, %s)",
+                [SLICE_PARAM, str(size)],
+            )
+        self.addCleanup(self._unslice)
+
+    def _unslice(self):
+        with self.registry.cursor() as cr:
+            cr.execute("DELETE FROM ir_config_parameter WHERE key = %s", [SLICE_PARAM])
+
     def test_ours_no_dearer_than_core_per_email(self):
-        with SMTPTestServer() as server:
+        with SMTPTestServer(handler=SessionRecordingHandler()) as server:
             created = json.loads(self._run("cost", str(EMAILS), str(server.port)))
             self.addCleanup(self._cleanup_cost, created, server.port)
+            self._slice(SLICE)
             self.assertEqual(len(created["ours"]), EMAILS)
             self.assertEqual(len(created["core"]), EMAILS)
             core = json.loads(self._run("count", *map(str, created["core"])))
             ours = json.loads(self._run("count", *map(str, created["ours"])))
-            delivered = [m["message"]["Message-Id"] for m in server.messages]
+            messages = list(server.messages)
+        delivered = [m["message"]["Message-Id"] for m in messages]
         self.assertEqual(len(delivered), 2 * EMAILS, "every email delivered")
         self.assertEqual(len(set(delivered)), 2 * EMAILS, "none twice")
-        states = {
-            state for state, _r, _m in self._committed_mails(created["ours"]).values()
+        committed = self._committed_mails(created["ours"]).values()
+        self.assertEqual({state for state, _r, _m in committed}, {"sent"})
+        ours_ids = {message_id for _s, _r, message_id in committed}
+        sessions = {
+            m["peer"] for m in messages if m["message"]["Message-Id"] in ours_ids
         }
-        self.assertEqual(states, {"sent"})
+        self.assertEqual(len(sessions), -(-EMAILS // SLICE), "one session a slice")
         # the batch's lines and the orders follow their emails (written once
         # for the session, and counted above)
         self.assertEqual(self._committed_states(created), ({"sent"}, {"sent"}))

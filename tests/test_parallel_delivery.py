@@ -41,13 +41,40 @@ class TimedHandler(RecordingHandler):
         return answer
 
 
-class PacedHandler(RecordingHandler):
-    """Takes a moment per message, as a real server does: a worker's slice
-    lasts long enough for the others to start theirs."""
+class HoldingHandler(RecordingHandler):
+    """Holds the first session's first message until a second worker has
+    claimed a slice of IDS (seen committed in the database) or delivered
+    over a session of its own: the first worker cannot finish the queue
+    alone, whatever the machine's pace. Notes each message's connection."""
+
+    def __init__(self, registry, ids, timeout=60):
+        super().__init__()
+        self.registry, self.ids, self.timeout = registry, ids, timeout
+        self.held = None
 
     async def handle_DATA(self, server, session, envelope):
-        await asyncio.sleep(0.05)
-        return await super().handle_DATA(server, session, envelope)
+        if self.held is None:
+            self.held = session.peer
+        if session.peer == self.held:
+            deadline = time.time() + self.timeout
+            while not self._second_worker() and time.time() < deadline:
+                await asyncio.sleep(0.05)
+        answer = await super().handle_DATA(server, session, envelope)
+        with self.lock:
+            self.messages[-1]["peer"] = session.peer
+        return answer
+
+    def _second_worker(self):
+        with self.lock:
+            if any(m["peer"] != self.held for m in self.messages):
+                return True
+        with self.registry.cursor() as cr:
+            cr.execute(
+                "SELECT count(DISTINCT document_claim_pid) FROM mail_mail "
+                "WHERE id IN %s AND document_claim_pid IS NOT NULL",
+                [tuple(self.ids)],
+            )
+            return cr.fetchone()[0] > 1
 
 
 @tagged("post_install", "-at_install")
@@ -153,19 +180,26 @@ class TestParallelDelivery(ChildProcessCase):
     def test_default_settings_deliver_in_parallel(self):
         """No per-connection or per-minute limit set: each session claims a
         slice of SLICE_SIZE emails, so that the workers share the queue
-        instead of one claiming it all."""
+        instead of one claiming it all. The server holds the first worker's
+        session until a second worker has claimed: two slices, two workers,
+        each its own slice, every email once."""
         emails = 2 * SLICE_SIZE
-        with SMTPTestServer(handler=PacedHandler()) as server:
+        handler = HoldingHandler(self.registry, [])
+        with SMTPTestServer(handler=handler) as server:
             ids = json.loads(self._run("create", str(emails), str(server.port)))
             self.addCleanup(self._cleanup, ids, server.port)
+            handler.ids = ids
             counts = self._race(ids)
-            delivered = [m["message"]["Message-Id"] for m in server.messages]
+            messages = list(server.messages)
+        delivered = [m["message"]["Message-Id"] for m in messages]
         _logger.info("default settings: emails handed over per worker %s", counts)
         self.assertEqual(len(delivered), emails, "every email delivered")
         self.assertEqual(len(set(delivered)), emails, "none twice")
         self.assertEqual(sum(counts), emails)
-        self.assertGreater(
-            len([count for count in counts if count]), 1, f"one worker only: {counts}"
-        )
+        self.assertEqual(sorted(counts), [0, SLICE_SIZE, SLICE_SIZE], counts)
+        per_session = {}
+        for message in messages:
+            per_session[message["peer"]] = per_session.get(message["peer"], 0) + 1
+        self.assertEqual(sorted(per_session.values()), [SLICE_SIZE, SLICE_SIZE])
         mails = self._committed_mails(ids)
         self.assertEqual({state for state, _r, _m in mails.values()}, {"sent"})

@@ -71,7 +71,10 @@ class DocumentMailSendMark(models.Model):
                     "WHERE key = %s",
                     [key],
                 )
-            mark_id, *earlier = new or cr.fetchone()
+            row = new or cr.fetchone()
+        if row is None:  # the earlier mark was forgotten meanwhile: mark anew
+            return self._begin(key, message_id)
+        mark_id, *earlier = row
         # the request's own commit records the email's state: forgotten then
         self.env.cr.postcommit.add(lambda: self._settle(mark_id, forget=True))
         return mark_id, tuple(earlier) or None

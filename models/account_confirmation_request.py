@@ -1083,8 +1083,9 @@ class AccountConfirmationRequest(models.Model):
         )
 
     def _record_bounce(self, message):
-        """A waiting request becomes undelivered, unless the auditor posted
-        the letter (an old bounce is what the letter answered)."""
+        """A waiting request becomes undelivered, unless its campaign is
+        closed or the auditor posted the letter (an old bounce is what the
+        letter answered)."""
         self.ensure_one()
         mail = (
             self.env["mail.mail"]
@@ -1092,7 +1093,11 @@ class AccountConfirmationRequest(models.Model):
             .search([("mail_message_id", "=", message.id)], limit=1)
         )
         details = {"mail_id": mail.id, "mail_message_id": message.id}
-        if self.by_post or self.state not in PENDING_STATES + WAITING_STATES:
+        if (
+            self.by_post
+            or self.campaign_id.state == "closed"
+            or self.state not in PENDING_STATES + WAITING_STATES
+        ):
             self._log_event("bounced", reason="bounced", **details)
         else:
             self._mark_undelivered("bounced", "bounced", **details)

@@ -2132,11 +2132,10 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         self.assertEqual(self.answer(confirmation, answer="agree").status_code, 200)
         self.assertEqual(confirmation.state, "confirmed")
 
-    def test_uncertain_request_shown_then_sent_when_delivered_again(self):
+    def test_uncertain_request_shown_and_never_no_exception(self):
         """The connection drops after DATA: the email may have arrived. The
-        request is shown uncertain (an uncertain entry, never "no
-        exception"), still answerable; queued again by the auditor and
-        delivered, it is sent."""
+        request is shown uncertain (an uncertain entry), still answerable,
+        and at the deadline has no reply, never "no exception"."""
         [confirmation] = self.sent_request(deliver=False, kind="negative")
         mail = confirmation.sudo().document_email_mail_id
         with SMTPTestServer(handler=DropAfterDataHandler()) as server:
@@ -2150,17 +2149,28 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         self.assertEqual(self.entry_types(confirmation)[-1], "uncertain")
         self.assertTrue(confirmation._is_answerable())
         self.assertEqual(confirmation.campaign_id._get_missing_outcomes(), [])
-        mail.action_retry()
-        with SMTPTestServer() as server:
-            self.deliver_through(server)
-        self.assertEqual(mail.state, "sent")
-        self.assertEqual(confirmation.state, "sent")
-        self.assertEqual(self.outcome_types(confirmation), ["uncertain", "delivered"])
-        # uncertain at the deadline instead: no reply, never no exception
-        confirmation.sudo().state = "uncertain"
+        # at the deadline: no reply, never no exception
         confirmation.campaign_id.sudo().deadline = self.today - timedelta(days=1)
         self.cron_env["account.confirmation.request"]._close_unanswered()
         self.assertEqual(confirmation.state, "no_reply")
+
+    def test_undelivered_request_sent_when_delivered_again(self):
+        """Refused for good (550): undelivered; queued again by the auditor
+        and delivered, the request's current email makes it sent."""
+        [confirmation] = self.sent_request(deliver=False)
+        mail = confirmation.sudo().document_email_mail_id
+        handler = ScriptedHandler()
+        handler.rcpt_replies[self.customer.email] = "550 5.1.1 Mailbox full"
+        with SMTPTestServer(handler=handler) as server:
+            self.deliver_through(server)
+            self.assertEqual(confirmation.state, "undelivered")
+            mail.action_retry()
+            handler.rcpt_replies.clear()
+            self.deliver_through(server)
+        self.assertEqual(mail.state, "sent")
+        self.assertEqual(confirmation.state, "sent")
+        self.assertEqual(self.outcome_types(confirmation), ["undelivered", "delivered"])
+        self.assertEqual(self.answer(confirmation, answer="agree").status_code, 200)
 
     def lose_outcome(self, confirmation):
         """A worker killed after the server took the email, before its
@@ -2197,6 +2207,7 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
             self.assertEqual(self.entry_types(migrated).count("delivered"), 1)
         self.assertEqual(migrated.state, "sent")
         # appended by an older version, no outcome row: nothing again
+        self.env.flush_all()
         self.env.cr.execute(
             "DELETE FROM account_confirmation_outcome WHERE request_id = %s",
             (migrated.id,),

@@ -452,15 +452,21 @@ class TestConfirmationConcurrency(TransactionCase):
             payload = {"mail_id": ids["mail"], "reason": "test"}
             env[OUTCOME]._record(request, ids["mail"], "undelivered", payload)
 
+    def _in_job_order(self, campaigns):
+        """``campaigns`` in the order the outcomes' job takes them."""
+        with self.registry.cursor() as cr:
+            order = list(self._env(cr)[OUTCOME]._get_pending().campaign_id.ids)
+        return sorted(campaigns, key=lambda ids: order.index(ids["campaign"]))
+
     def test_outcomes_job_commits_each_campaign(self):
         """The outcomes' job, run as the cron runs it (another process),
         commits each campaign's entries before it waits for the next
         campaign's busy head; once the head is free, a next run appends the
         rest, and both chains hold."""
-        first = self._committed_campaign(0)
-        second = self._committed_campaign(0)
-        for ids in (first, second):
+        campaigns = [self._committed_campaign(0) for __ in range(2)]
+        for ids in campaigns:
             self._pending_outcome(ids)
+        first, second = self._in_job_order(campaigns)
         holder, pid, marker = self._holding_the_head(second)
         job = self._child("outcomes", "60s")
         try:

@@ -25,8 +25,7 @@ class MailMail(models.Model):
     def _document_after_send(self, smtp_session, auto_delete):
         result = super()._document_after_send(smtp_session, auto_delete)
         if not (auto_delete and not self.exists()):
-            # the queue commits this only at its next email's in-flight mark,
-            # after the next session's connect: the job appends, no head held
+            # the queue commits after the next connect: its job appends instead
             self._confirmation_email_outcome(inline=not QUEUE_CLAIMING.get())
         return result
 

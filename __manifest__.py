@@ -3,7 +3,7 @@
 {
     "name": "Send Documents by Email",
     "summary": "Email invoices, orders, payments and statements from their own screen",
-    "version": "18.0.1.3.0",
+    "version": "18.0.1.4.0",
     "category": "Accounting/Accounting",
     "website": "https://github.com/account-document-email/account_document_email",
     "author": "account_document_email developers",

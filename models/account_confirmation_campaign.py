@@ -23,7 +23,7 @@ APPROVED_FIELDS = {
 # the head of the evidence chain: written by the chain's appends only (SQL)
 HEAD_FIELDS = {"evidence_head_sequence", "evidence_head_hash"}
 # the entries that say what became of a sent email
-OUTCOME_EVENTS = ("delivered", "undelivered", "bounced")
+OUTCOME_EVENTS = ("delivered", "undelivered", "uncertain", "bounced")
 
 
 class AccountConfirmationCampaign(models.Model):
@@ -403,6 +403,10 @@ class AccountConfirmationCampaign(models.Model):
         """Only the auditor closes: the links die, the evidence is sealed."""
         self._check_auditor()
         for campaign in self.filtered(lambda c: c.state == "sent"):
+            # no partner gets a request of a closed campaign
+            campaign.request_ids._cancel_queued_emails(
+                self.env._("Cancelled: the campaign was closed.")
+            )
             campaign._check_outcomes_appended()
             campaign.sudo().state = "closed"
             campaign._log_event("closed", **campaign._get_outcome_counts())
@@ -452,16 +456,28 @@ class AccountConfirmationCampaign(models.Model):
             .sudo()
             .search([("campaign_id", "=", self.id)], order="sequence")
         )
+        settled = self._get_settled_mails(events)
         waiting = {}
         for event in events:
             sent = waiting.setdefault(event.request_id.id, [])
+            mail_id = json.loads(event.payload or "{}").get("mail_id")
             if event.event_type in ("sent", "second_request"):
-                sent.append(event)
-            elif event.event_type in OUTCOME_EVENTS and sent:
-                sent.pop(0)
+                if (event.request_id.id, mail_id) not in settled:
+                    sent.append(event)
+            elif event.event_type in OUTCOME_EVENTS and not mail_id and sent:
+                sent.pop(0)  # an outcome that names no email: by order
         return sorted(
             (e for sent in waiting.values() for e in sent), key=lambda e: e.sequence
         )
+
+    def _get_settled_mails(self, events):
+        """{(request, email)} of the outcome entries naming their email."""
+        outcomes = events.filtered(lambda e: e.event_type in OUTCOME_EVENTS)
+        pairs = {
+            (e.request_id.id, json.loads(e.payload or "{}").get("mail_id"))
+            for e in outcomes
+        }
+        return {(request_id, mail_id) for request_id, mail_id in pairs if mail_id}
 
     def _get_outcome_counts(self):
         self.ensure_one()
@@ -600,7 +616,7 @@ class AccountConfirmationCampaign(models.Model):
         undelivered (no answer at all)."""
         self.ensure_one()
         return self.request_ids.filtered(
-            lambda r: r.state in ("no_reply", "undelivered", "queued")
+            lambda r: r.state in ("no_reply", "undelivered", "queued", "uncertain")
         )
 
     def action_print_alternative_procedures(self):

@@ -10,6 +10,7 @@ EVENT_TYPES = [
     ("delivered", "Delivered"),
     ("bounced", "Bounced"),
     ("undelivered", "Undelivered"),
+    ("uncertain", "Delivery Uncertain"),
     ("posted", "Posted"),
     ("opened", "Opened"),
     ("code_sent", "Code Sent"),

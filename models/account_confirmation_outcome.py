@@ -7,8 +7,12 @@ from odoo.exceptions import UserError
 from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
 from odoo.tools import SQL
 
+from .mail_mail_claim import CLAIM_FREE
+
 # how long the job waits for a campaign's head before leaving it to its next run
 LOCK_TIMEOUT = "2s"
+# emails whose outcome a killed worker never recorded, looked for per run
+SWEEP_LIMIT = 200
 
 
 class AccountConfirmationOutcome(models.Model):
@@ -35,7 +39,11 @@ class AccountConfirmationOutcome(models.Model):
     )  # fmt: skip
     mail_ref = fields.Integer("Email ID", readonly=True)
     event_type = fields.Selection(
-        [("delivered", "Delivered"), ("undelivered", "Undelivered")],
+        [
+            ("delivered", "Delivered"),
+            ("undelivered", "Undelivered"),
+            ("uncertain", "Delivery Uncertain"),
+        ],
         required=True,
         readonly=True,
     )
@@ -127,9 +135,10 @@ class AccountConfirmationOutcome(models.Model):
     def _cron_append_pending(self):
         """Append the pending outcomes, campaign by campaign in id order,
         each committed; a campaign whose head stays busy waits for the next
-        run (triggered again)."""
+        run (triggered again); first, the outcomes a killed worker lost."""
         testing = getattr(threading.current_thread(), "testing", False)
-        busy = False
+        # more lost outcomes than a run takes: the job runs again soon
+        busy = not self._record_missing(SWEEP_LIMIT)
         for outcomes in self._get_pending().grouped("campaign_id").values():
             # a short wait at most: a head held long is tried again later
             self.env.cr.execute(SQL("SET LOCAL lock_timeout = %s", LOCK_TIMEOUT))
@@ -145,3 +154,55 @@ class AccountConfirmationOutcome(models.Model):
         """The job runs soon; a busy head is tried again a minute later."""
         cron = self.env.ref("account_document_email.ir_cron_confirmation_outcomes")
         cron.sudo()._trigger(at=at)
+
+    @api.model
+    def _record_missing(self, limit=None):
+        """The outcome of the requests' own emails that reached a final state
+        with none recorded (a worker killed between its in-flight mark and the
+        outcome, or an outcome of an older version left to the follow-up);
+        False when ``limit`` left some for the next run."""
+        rows = self._get_missing_rows(limit)
+        Mail = self.env["mail.mail"].sudo()
+        Request = self.env["account.confirmation.request"].sudo()
+        for mail_id, request_id in rows:
+            Request.browse(request_id)._email_outcome(Mail.browse(mail_id))
+        return not limit or len(rows) < limit
+
+    @api.model
+    def _get_missing_rows(self, limit=None):
+        """[(email, request)] of those emails: settled, claimed by no live
+        worker (SKIP LOCKED: none being written now), without an outcome row
+        nor an outcome entry naming them (as older versions appended)."""
+        field = self.env["account.confirmation.request"]._fields[
+            "confirmation_message_ids"
+        ]
+        self.env.flush_all()
+        self.env.cr.execute(
+            SQL(
+                f"""SELECT mail.id, request.id
+  FROM mail_mail mail
+  JOIN mail_message message ON message.id = mail.mail_message_id
+  JOIN account_confirmation_request request ON request.id = message.res_id
+  JOIN %(rel)s rel ON rel.%(col1)s = request.id AND rel.%(col2)s = message.id
+ WHERE message.model = 'account.confirmation.request'
+   AND mail.state IN ('sent', 'exception', 'cancel')
+   AND (mail.document_claim_pid IS NULL OR {CLAIM_FREE})
+   AND NOT EXISTS (SELECT 1 FROM account_confirmation_outcome o
+                    WHERE o.mail_ref = mail.id)
+   AND NOT EXISTS (SELECT 1 FROM account_confirmation_event event
+                    WHERE event.request_id = request.id
+                      AND event.event_type IN %(types)s
+                      AND (strpos(event.payload, %(key)s || mail.id || ',') > 0
+                           OR strpos(event.payload, %(key)s || mail.id || '}}') > 0))
+ ORDER BY mail.id %(limit)s
+   FOR NO KEY UPDATE OF mail SKIP LOCKED""",
+                rel=SQL.identifier(field.relation),
+                col1=SQL.identifier(field.column1),
+                col2=SQL.identifier(field.column2),
+                types=("delivered", "undelivered", "uncertain"),
+                # as json.dumps(sort_keys=True) writes it; no cast of a payload
+                key='"mail_id": ',
+                limit=SQL("LIMIT %s", limit) if limit else SQL(),
+            )
+        )
+        return self.env.cr.fetchall()

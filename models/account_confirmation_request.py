@@ -1,5 +1,6 @@
 import base64
 import hashlib
+import json
 import secrets
 from datetime import timedelta
 
@@ -18,6 +19,8 @@ CODE_TRIES = 5
 # wrong codes over the request's life: then it is locked for the auditor
 CODE_LIFETIME_TRIES = 10
 WAITING_STATES = ("sent", "posted", "opened", "second_sent")
+# the first email not known to have reached the server yet
+PENDING_STATES = ("queued", "uncertain")
 AUDITOR_GROUP = "account_document_email.group_confirmation_auditor"
 # what the answer and the delivery record: written by the page and the
 # mail queue (as superuser), never by a user
@@ -98,6 +101,7 @@ class AccountConfirmationRequest(models.Model):
             ("no_reply", "No Reply"),
             ("no_exception", "No Exception Reported"),
             ("undelivered", "Undelivered"),
+            ("uncertain", "Delivery Uncertain"),
         ],
         default="draft",
         required=True,
@@ -352,21 +356,34 @@ class AccountConfirmationRequest(models.Model):
         message = mail.sudo().mail_message_id
         return bool(message) and message in self.sudo().confirmation_message_ids
 
-    def _email_outcome(self, mail, failure_reason=False):
-        """The server took ``mail`` (sent) or not (undelivered)."""
+    def _email_outcome(self, mail, failure_reason=False, inline=True):
+        """What the server did with ``mail``, once the add-on classified it:
+        delivered, undelivered, uncertain (never sent again), or nothing yet
+        (refused for now and back in the queue)."""
         self.ensure_one()
         if not self._is_confirmation_mail(mail):
             return
         outcome = self._get_outcome_event(mail, failure_reason)
         if not outcome:
             return
-        if self.state == "queued" and outcome[0] == "delivered":
-            self.sudo().write({"state": "sent", "sent_date": fields.Date.today()})
+        self._apply_outcome_state(mail, *outcome)
+        self._log_outcome_event(mail, outcome, inline=inline)
+
+    def _apply_outcome_state(self, mail, event_type, payload):
+        """The first email sets the request's state; a later delivery of its
+        current email (queued again by the auditor) makes it sent; a failed
+        second request leaves the first one delivered."""
+        request = self.sudo()
+        current = request.document_email_mail_id == mail
+        if event_type == "delivered" and (
+            self.state in PENDING_STATES
+            or (self.state == "undelivered" and current and not mail.document_bounced)
+        ):
+            today = fields.Date.today()
+            request.write({"state": "sent", "sent_date": today, "delivery_note": False})
         elif self.state == "queued":
-            # a failed second request leaves the first one delivered
-            reason = outcome[1]["reason"]
-            self.sudo().write({"state": "undelivered", "delivery_note": reason})
-        self._log_outcome_event(mail, outcome)
+            state = "uncertain" if event_type == "uncertain" else "undelivered"
+            request.write({"state": state, "delivery_note": payload["reason"]})
 
     def _get_outcome_event(self, mail, failure_reason=False):
         """(event type, payload) of what the server did with ``mail``, or None
@@ -378,18 +395,23 @@ class AccountConfirmationRequest(models.Model):
         }
         if mail.state == "sent":
             return "delivered", details
+        if mail.state == "exception" and mail.document_uncertain:
+            return "uncertain", dict(details, reason=mail.failure_reason or "")
         if mail.state in ("exception", "cancel"):
             reason = failure_reason or mail.failure_reason or mail.state
             return "undelivered", dict(details, reason=reason)
         return None
 
-    def _log_outcome_event(self, mail, outcome):
+    def _log_outcome_event(self, mail, outcome, inline=True):
         """Recorded with the email's outcome (an insert, no head locked),
-        appended now when the campaign's head is free, else by the outcomes'
-        job: the mail queue never waits for the head, and a busy head never
-        rolls back what the mail server did with the email."""
+        appended now (``inline``) when the campaign's head is free, else by
+        the outcomes' job: the mail queue never waits for the head, and a
+        busy head never rolls back what the mail server did with the email."""
         Outcome = self.env["account.confirmation.outcome"]
         recorded = Outcome._record(self, mail.id, *outcome)
+        if not inline:
+            Outcome._trigger_append()
+            return
         # no flush, no cache cleared: the append fails, if it does, at its
         # first statement, and the outcome's pending writes stay
         try:
@@ -400,7 +422,7 @@ class AccountConfirmationRequest(models.Model):
 
     def _mark_undelivered(self, event, reason, **details):
         """Never reached the partner: undelivered, never no exception."""
-        waiting = self.filtered(lambda r: r.state in ("queued",) + WAITING_STATES)
+        waiting = self.filtered(lambda r: r.state in PENDING_STATES + WAITING_STATES)
         waiting.sudo().write({"state": "undelivered", "delivery_note": reason})
         self._log_event(event, reason=reason, **details)
 
@@ -480,8 +502,7 @@ class AccountConfirmationRequest(models.Model):
             )
             mails.write({"state": "cancel", "failure_reason": reason})
             for mail in mails:
-                outcome = request._get_outcome_event(mail, reason)
-                request._log_outcome_event(mail, outcome)
+                request._email_outcome(mail, reason)
 
     def _get_document_email_template_xmlid(self):
         self.ensure_one()
@@ -692,7 +713,8 @@ class AccountConfirmationRequest(models.Model):
         if self.code_locked:
             return False
         # late answers still count: the auditor decides what to do with them
-        return self.state in WAITING_STATES + ("no_reply", "no_exception")
+        # uncertain: the email may have reached the partner
+        return self.state in WAITING_STATES + ("uncertain", "no_reply", "no_exception")
 
     # ------------------------------------------------------------------
     # The partner's answer
@@ -1021,54 +1043,91 @@ class AccountConfirmationRequest(models.Model):
 
     @api.model
     def _detect_bounces(self):
-        """Waiting requests whose email bounced or failed (its notification
-        says so): undelivered."""
+        """Each bounce of a request's own email, once, in the evidence with
+        its email (late after the closing); a request still waiting becomes
+        undelivered."""
         notifications = (
             self.env["mail.notification"]
             .sudo()
             .search(
                 [
                     ("mail_message_id.model", "=", self._name),
-                    ("notification_status", "in", ("bounce", "exception")),
+                    ("notification_status", "=", "bounce"),
                 ]
             )
         )
-        # the request's own emails only: a chatter message to someone else
-        # bouncing says nothing of the request
-        requests = (
-            self.sudo()
-            .browse(notifications.mail_message_id.mapped("res_id"))
-            .filtered(
-                lambda r: (
-                    r.state in ("queued",) + WAITING_STATES
-                    # posted by the auditor: an old bounce is what the
-                    # letter answered
-                    and not r.by_post
-                    and notifications.mail_message_id & r.confirmation_message_ids
-                )
-            )
+        requests = self.sudo().browse(notifications.mail_message_id.mapped("res_id"))
+        bounced = self.browse()
+        for request in requests.exists():
+            # the request's own emails only: a chatter message to someone
+            # else bouncing says nothing of the request
+            messages = notifications.mail_message_id & request.confirmation_message_ids
+            for message in messages - request._get_recorded_bounces(messages):
+                request._record_bounce(message)
+                bounced |= request
+        return bounced
+
+    def _get_recorded_bounces(self, messages):
+        """Those of ``messages`` whose bounce the evidence already holds (an
+        entry made before bounces named their email covers the older ones)."""
+        self.ensure_one()
+        entries = self.sudo().event_ids.filtered(lambda e: e.event_type == "bounced")
+        payloads = [(e, json.loads(e.payload or "{}")) for e in entries]
+        named = {p.get("mail_message_id") for __, p in payloads}
+        before = max(
+            (e.event_date for e, p in payloads if "mail_message_id" not in p),
+            default=None,
         )
-        for request in requests:
-            request._mark_undelivered("bounced", "bounced")
-        return requests
+        return messages.filtered(
+            lambda m: m.id in named or (before and m.create_date <= before)
+        )
+
+    def _record_bounce(self, message):
+        """A waiting request becomes undelivered, unless its campaign is
+        closed or the auditor posted the letter (an old bounce is what the
+        letter answered)."""
+        self.ensure_one()
+        mail = (
+            self.env["mail.mail"]
+            .sudo()
+            .search([("mail_message_id", "=", message.id)], limit=1)
+        )
+        details = {"mail_id": mail.id, "mail_message_id": message.id}
+        if (
+            self.by_post
+            or self.campaign_id.state == "closed"
+            or self.state not in PENDING_STATES + WAITING_STATES
+        ):
+            self._log_event("bounced", reason="bounced", **details)
+        else:
+            self._mark_undelivered("bounced", "bounced", **details)
 
     @api.model
     def _close_unanswered(self):
-        """At the deadline: no reply (positive) or no exception (negative);
-        an email the server never took is undelivered."""
+        """At the deadline: the requests' emails still queued are cancelled;
+        no reply (positive) or no exception (negative); an email the server
+        never took is undelivered, one it may have taken is no reply."""
         self._detect_bounces()
         late = self.sudo().search(
             [
-                ("state", "in", ("queued",) + WAITING_STATES),
+                ("state", "in", PENDING_STATES + WAITING_STATES),
                 ("campaign_id.deadline", "<", fields.Date.context_today(self)),
             ]
         )
+        # a partner never gets a request after its deadline
+        late._cancel_queued_emails(self.env._("Cancelled: the deadline passed."))
+        # cancelled just now: undelivered, their outcome recorded
+        cancelled = late.filtered(lambda r: r.state == "undelivered")
         queued = late.filtered(lambda r: r.state == "queued")
         queued._mark_undelivered("undelivered", "never taken by the mail server")
-        late -= queued
-        # locked (wrong codes): the partner could not answer, never
-        # "no exception"
-        negative = late.filtered(lambda r: r.kind == "negative" and not r.code_locked)
+        late -= cancelled | queued
+        # locked (wrong codes) or maybe never delivered: the partner could
+        # not answer, never "no exception"
+        negative = late.filtered(
+            lambda r: (
+                r.kind == "negative" and not r.code_locked and r.state != "uncertain"
+            )
+        )
         negative.state = "no_exception"
         (late - negative).state = "no_reply"
         return late

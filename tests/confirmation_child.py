@@ -12,8 +12,11 @@ usage: python confirmation_child.py CONFIG_JSON MODE
   MODE "append CAMPAIGN COUNT": append COUNT entries, each committed, each
         tried again after a serialization error as Odoo does; prints the
         number of tries of each
+  MODE "outcomes LOCK_TIMEOUT": run the outcomes' job (it commits per
+        campaign), waiting LOCK_TIMEOUT for a busy head; prints its result
 """
 
+import importlib
 import json
 import os
 import sys
@@ -26,6 +29,10 @@ from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
 
 EVENT = "account.confirmation.event"
 CAMPAIGN = "account.confirmation.campaign"
+OUTCOME = "account.confirmation.outcome"
+OUTCOME_MODULE = (
+    "odoo.addons.account_document_email.models.account_confirmation_outcome"
+)
 
 
 def hold(env, campaign_id, request_id, marker):
@@ -68,6 +75,10 @@ def main():
             hold(env, int(args[0]), int(args[1]), args[2])
         elif mode == "queue":
             env["mail.mail"].process_email_queue(ids=[int(arg) for arg in args])
+        elif mode == "outcomes":
+            outcomes_job = importlib.import_module(OUTCOME_MODULE)
+            outcomes_job.LOCK_TIMEOUT = args[0]
+            sys.stdout.write(json.dumps(env[OUTCOME]._cron_append_pending()))
         elif mode == "append":
             sys.stdout.write(json.dumps(append(env, int(args[0]), int(args[1]))))
 

@@ -16,8 +16,9 @@ from odoo.tests import new_test_user, tagged
 from odoo.tools import config
 
 from .aged_common import DATE_AT, AgedReceivableMixin
-from .common import pdf_parts, pdf_text, real_smtp_delivery
+from .common import SMTPTestServer, pdf_parts, pdf_text, real_smtp_delivery
 from .document_common import DocumentEmailCase
+from .test_reliability import DropAfterDataHandler, ScriptedHandler
 
 AUDITOR = "auditor@audit.example.com"
 PAGE_HEADERS = {
@@ -2085,3 +2086,187 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         posted = confirmation.campaign_id.event_ids.sorted("sequence")[-1]
         self.assertEqual(posted.event_type, "posted")
         self.assertEqual(json.loads(posted.payload), {"link_renewed": True})
+
+    # ------------------------------------------------------------------
+    # Fourth re-review (outcomes after the queue's classification)
+    # ------------------------------------------------------------------
+
+    def outcome_types(self, confirmation):
+        return self._outcomes(confirmation.campaign_id).mapped("event_type")
+
+    def entry_types(self, confirmation):
+        return confirmation.campaign_id.event_ids.sorted("sequence").mapped(
+            "event_type"
+        )
+
+    def deliver_through(self, server):
+        """The queue run against a real SMTP server ``server`` (now)."""
+        self.env.company.write(server.company_values())
+        self.env["mail.mail"].search([("state", "=", "outgoing")]).write(
+            {"scheduled_date": fields.Datetime.now()}
+        )
+        with real_smtp_delivery():
+            self.env["mail.mail"].process_email_queue()
+
+    def test_greylisted_request_waits_then_is_delivered(self):
+        """A 4xx (greylisting) puts the email back in the queue: nothing
+        final is recorded, the request stays queued; delivered on the next
+        try, it is sent with one delivered entry, and its answer counts."""
+        [confirmation] = self.sent_request(deliver=False)
+        mail = confirmation.sudo().document_email_mail_id
+        handler = ScriptedHandler()
+        handler.rcpt_replies[self.customer.email] = "451 4.7.1 Greylisted, try later"
+        with SMTPTestServer(handler=handler) as server:
+            self.deliver_through(server)
+            self.assertEqual(mail.state, "outgoing")
+            self.assertEqual(confirmation.state, "queued")
+            self.assertEqual(self.outcome_types(confirmation), [])
+            handler.rcpt_replies.clear()
+            self.deliver_through(server)
+            self.assertEqual(len(server.messages), 1)
+        self.assertEqual(mail.state, "sent")
+        self.assertEqual(confirmation.state, "sent")
+        self.assertEqual(self.outcome_types(confirmation), ["delivered"])
+        self.assertEqual(self.entry_types(confirmation)[-1], "delivered")
+        self.assertNotIn("undelivered", self.entry_types(confirmation))
+        self.assertEqual(self.answer(confirmation, answer="agree").status_code, 200)
+        self.assertEqual(confirmation.state, "confirmed")
+
+    def test_uncertain_request_shown_and_never_no_exception(self):
+        """The connection drops after DATA: the email may have arrived. The
+        request is shown uncertain (an uncertain entry), still answerable,
+        and at the deadline has no reply, never "no exception"."""
+        [confirmation] = self.sent_request(deliver=False, kind="negative")
+        mail = confirmation.sudo().document_email_mail_id
+        with SMTPTestServer(handler=DropAfterDataHandler()) as server:
+            self.deliver_through(server)
+        self.assertRecordValues(
+            mail, [{"state": "exception", "document_uncertain": True}]
+        )
+        self.assertEqual(confirmation.state, "uncertain")
+        self.assertIn("may have been delivered", confirmation.delivery_note)
+        self.assertEqual(self.outcome_types(confirmation), ["uncertain"])
+        self.assertEqual(self.entry_types(confirmation)[-1], "uncertain")
+        self.assertTrue(confirmation._is_answerable())
+        self.assertEqual(confirmation.campaign_id._get_missing_outcomes(), [])
+        # at the deadline: no reply, never no exception
+        confirmation.campaign_id.sudo().deadline = self.today - timedelta(days=1)
+        self.cron_env["account.confirmation.request"]._close_unanswered()
+        self.assertEqual(confirmation.state, "no_reply")
+
+    def test_undelivered_request_sent_when_delivered_again(self):
+        """Refused for good (550): undelivered; queued again by the auditor
+        and delivered, the request's current email makes it sent."""
+        [confirmation] = self.sent_request(deliver=False)
+        mail = confirmation.sudo().document_email_mail_id
+        handler = ScriptedHandler()
+        handler.rcpt_replies[self.customer.email] = "550 5.1.1 Mailbox full"
+        with SMTPTestServer(handler=handler) as server:
+            self.deliver_through(server)
+            self.assertEqual(confirmation.state, "undelivered")
+            mail.action_retry()
+            handler.rcpt_replies.clear()
+            self.deliver_through(server)
+        self.assertEqual(mail.state, "sent")
+        self.assertEqual(confirmation.state, "sent")
+        self.assertEqual(self.outcome_types(confirmation), ["undelivered", "delivered"])
+        self.assertEqual(self.answer(confirmation, answer="agree").status_code, 200)
+
+    def lose_outcome(self, confirmation):
+        """A worker killed after the server took the email, before its
+        outcome: the email sent, no outcome, the request still queued."""
+        mail = confirmation.sudo().document_email_mail_id
+        self.env.flush_all()
+        self.env.cr.execute(
+            "UPDATE mail_mail SET state = 'sent' WHERE id = %s", (mail.id,)
+        )
+        self.env.invalidate_all()
+        return mail
+
+    def test_lost_outcome_recorded_once_by_the_job_and_the_migration(self):
+        """An email settled without its outcome (its worker killed) gets it
+        from the outcomes' job, once, with its entry; so does one the
+        migration finds; an outcome an older version appended is not
+        appended again."""
+        [confirmation] = self.sent_request(deliver=False)
+        mail = self.lose_outcome(confirmation)
+        Outcome = self.cron_env["account.confirmation.outcome"]
+        for __ in range(2):
+            Outcome._cron_append_pending()
+            outcomes = self._outcomes(confirmation.campaign_id)
+            self.assertEqual(outcomes.mapped("mail_ref"), [mail.id])
+            self.assertEqual(self.entry_types(confirmation).count("delivered"), 1)
+        self.assertEqual(confirmation.state, "sent")
+        [migrated] = self.sent_request(
+            self.vendor, deliver=False, partner_scope="vendor"
+        )
+        self.lose_outcome(migrated)
+        for __ in range(2):
+            self.run_migration("18.0.1.4.0")
+            self.assertEqual(self.outcome_types(migrated), ["delivered"])
+            self.assertEqual(self.entry_types(migrated).count("delivered"), 1)
+        self.assertEqual(migrated.state, "sent")
+        # appended by an older version, no outcome row: nothing again
+        self.env.flush_all()
+        self.env.cr.execute(
+            "DELETE FROM account_confirmation_outcome WHERE request_id = %s",
+            (migrated.id,),
+        )
+        self.run_migration("18.0.1.4.0")
+        self.assertEqual(self.outcome_types(migrated), [])
+        self.assertEqual(self.entry_types(migrated).count("delivered"), 1)
+
+    def test_bounce_after_closing_recorded_once_with_its_email(self):
+        """A bounce arriving after the closing is appended once, late, with
+        the bounced email; the request keeps its state."""
+        [confirmation] = self.sent_request()
+        campaign = confirmation.campaign_id
+        campaign.with_user(self.auditor).action_close()
+        self.env["mail.notification"].search(
+            [
+                ("mail_message_id.model", "=", confirmation._name),
+                ("mail_message_id.res_id", "=", confirmation.id),
+            ]
+        ).sudo().notification_status = "bounce"
+        for __ in range(2):
+            self.cron_env["account.confirmation.campaign"]._cron_follow_up()
+        bounced = campaign.event_ids.filtered(lambda e: e.event_type == "bounced")
+        self.assertEqual(len(bounced), 1)
+        payload = json.loads(bounced.payload)
+        self.assertTrue(payload["late"])
+        self.assertEqual(payload["mail_id"], confirmation.document_email_mail_id.id)
+        self.assertEqual(confirmation.state, "sent")
+        self.assertEqual(campaign._check_evidence(), (True, None))
+
+    def test_missing_outcome_paired_by_email(self):
+        """The first email's outcome lost, the second request's delivered:
+        the report names the first request's entry, not the second's."""
+        [confirmation] = self.sent_request(deliver=False)
+        mail = confirmation.sudo().document_email_mail_id
+        self.env.flush_all()
+        self.env.cr.execute(
+            "UPDATE mail_mail SET state = 'exception' WHERE id = %s", (mail.id,)
+        )
+        self.env.invalidate_all()
+        confirmation._log_event("second_request", mail_id=mail.id + 1000)
+        confirmation._log_event("delivered", mail_id=mail.id + 1000)
+        [sent] = confirmation.event_ids.filtered(lambda e: e.event_type == "sent")
+        self.assertEqual(confirmation.campaign_id._get_missing_outcomes(), [sent])
+
+    def test_queued_emails_cancelled_at_the_deadline_and_closing(self):
+        """Still queued at the deadline or at the closing: the request's
+        email is cancelled (never sent after), its outcome recorded before
+        the closing entry."""
+        [late] = self.sent_request(deliver=False)
+        late.campaign_id.sudo().deadline = self.today - timedelta(days=1)
+        self.cron_env["account.confirmation.campaign"]._cron_follow_up()
+        [closed] = self.sent_request(self.vendor, deliver=False, partner_scope="vendor")
+        closed.campaign_id.with_user(self.auditor).action_close()
+        self.env["mail.mail"].process_email_queue()
+        for confirmation in (late, closed):
+            mail = confirmation.sudo().document_email_mail_id
+            self.assertEqual(mail.state, "cancel")
+            self.assertEqual(confirmation.state, "undelivered")
+            self.assertEqual(self.outcome_types(confirmation), ["undelivered"])
+        self.assertIn("deadline", late.delivery_note)
+        self.assertEqual(self.entry_types(closed)[-2:], ["undelivered", "closed"])

@@ -4,11 +4,14 @@ to the same campaign while the mail queue settles an email's outcome, or
 while another append runs. The data is committed for them to see it; each
 test removes it at the end."""
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import timedelta
 
@@ -18,9 +21,53 @@ from odoo.exceptions import UserError
 from odoo.tests import TransactionCase, tagged
 from odoo.tools import config
 
+from odoo.addons.account_document_email.models.mail_mail import SLICE_PARAM
+
 from ..models.res_config_settings import SMTP_SETTINGS
 from .aged_common import DATE_AT
 from .common import SMTPTestServer
+
+
+class HeldSecondConnection:
+    """A TCP relay to an SMTP server whose second connection is not passed
+    on (no greeting) until the test releases it: a queue process then waits
+    in the connect of its second session."""
+
+    def __init__(self, port):
+        self.port_to = port
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.arrived, self.release = threading.Event(), threading.Event()
+        self.count = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client = self.sock.accept()[0]
+            except OSError:
+                return
+            self.count += 1
+            if self.count == 2:
+                self.arrived.set()
+                self.release.wait(120)
+            upstream = socket.create_connection(("127.0.0.1", self.port_to))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, target):
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                target.sendall(data)
+        for end in (source, target):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def close(self):
+        self.release.set()
+        self.sock.close()
+
 
 CHILD = os.path.join(os.path.dirname(__file__), "confirmation_child.py")
 
@@ -395,4 +442,101 @@ class TestConfirmationConcurrency(TransactionCase):
         after = self._committed(ids)
         self.assertEqual(after["sequences"], list(range(1, 14)))
         self.assertEqual(len(set(after["previous"])), 13, "no fork")
+        self.assertTrue(after["intact"])
+
+    def _pending_outcome(self, ids):
+        """An outcome of the campaign's email recorded, not appended yet."""
+        with self.registry.cursor() as cr:
+            env = self._env(cr)
+            request = env[REQUEST].browse(ids["request"])
+            payload = {"mail_id": ids["mail"], "reason": "test"}
+            env[OUTCOME]._record(request, ids["mail"], "undelivered", payload)
+
+    def _in_job_order(self, campaigns):
+        """``campaigns`` in the order the outcomes' job takes them."""
+        with self.registry.cursor() as cr:
+            order = list(self._env(cr)[OUTCOME]._get_pending().campaign_id.ids)
+        return sorted(campaigns, key=lambda ids: order.index(ids["campaign"]))
+
+    def test_outcomes_job_commits_each_campaign(self):
+        """The outcomes' job, run as the cron runs it (another process),
+        commits each campaign's entries before it waits for the next
+        campaign's busy head; once the head is free, a next run appends the
+        rest, and both chains hold."""
+        campaigns = [self._committed_campaign(0) for __ in range(2)]
+        for ids in campaigns:
+            self._pending_outcome(ids)
+        first, second = self._in_job_order(campaigns)
+        holder, pid, marker = self._holding_the_head(second)
+        job = self._child("outcomes", "60s")
+        try:
+            self.assertFalse(self._wait_until_blocked_by(pid, job))
+            # committed while the job still waits for the second head
+            self.assertEqual(
+                self._committed(first)["events"], ["approved", "undelivered"]
+            )
+            self.assertNotIn("undelivered", self._committed(second)["events"])
+            self.assertFalse(self._wait_until_blocked_by(pid, job))
+        finally:
+            open(f"{marker}.go", "w").close()
+            self._finish(holder)
+        self.assertFalse(json.loads(self._finish(job)), "the second head was busy")
+        self.assertTrue(self._run_outcomes_job())
+        for ids, events in (
+            (first, ["approved", "undelivered"]),
+            (second, ["approved", "opened", "undelivered"]),
+        ):
+            after = self._committed(ids)
+            self.assertEqual(after["events"], events)
+            self.assertTrue(after["intact"])
+
+    def _set_slice_size(self, size):
+        with self.registry.cursor() as cr:
+            params = self._env(cr)["ir.config_parameter"]
+            saved = params.get_param(SLICE_PARAM) or False
+            params.set_param(SLICE_PARAM, size)
+        self.addCleanup(self._restore_slice_size, saved)
+
+    def _restore_slice_size(self, saved):
+        with self.registry.cursor() as cr:
+            self._env(cr)["ir.config_parameter"].set_param(SLICE_PARAM, saved)
+
+    def _head_is_free(self, ids):
+        with self.registry.cursor() as cr:
+            try:
+                cr.execute(
+                    "SELECT id FROM account_confirmation_campaign WHERE id = %s "
+                    "FOR NO KEY UPDATE NOWAIT",
+                    [ids["campaign"]],
+                    log_exceptions=False,
+                )
+            except Exception:  # noqa: BLE001 - LockNotAvailable
+                return False
+            finally:
+                cr.rollback()
+        return True
+
+    def test_queue_holds_no_head_across_the_next_connect(self):
+        """The queue sends the request's email in one session, then connects
+        for the next (one email per session): while that connect waits, the
+        campaign's head is free; the outcome's entry follows by the job."""
+        with SMTPTestServer() as server:
+            relay = HeldSecondConnection(server.port)
+            self.addCleanup(relay.close)
+            ids = self._committed_campaign(server.port)
+            server_id = self._documents_server_company(relay.port)
+            other_id = self._documents_emails(ids, server_id)
+            self._set_slice_size(1)
+            queue = self._child("queue", ids["mail"], other_id)
+            try:
+                self.assertTrue(relay.arrived.wait(120), "no second connection")
+                self.assertTrue(self._head_is_free(ids), "head held across SMTP")
+            finally:
+                relay.release.set()
+                self._finish(queue)
+            self.assertEqual(len(server.messages), 2)
+        self.assertEqual(self._committed(ids)["request"], "sent")
+        self._run_outcomes_job()
+        after = self._committed(ids)
+        self.assertEqual(after["events"], ["approved", "delivered"])
         self.assertTrue(after["intact"])

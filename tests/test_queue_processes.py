@@ -5,6 +5,7 @@ removes it at the end."""
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -358,6 +359,31 @@ class TestQueueProcesses(ChildProcessCase):
                 [tuple(created["partners"])],
             )
             self.assertEqual(cr.fetchall(), [("sent", False, delivered[0])])
+
+    def test_send_now_mark_found_stays_for_the_request_that_made_it(self):
+        """Request A marks an email, then rolls back (and waits to retry);
+        request B finds A's mark, and commits: the mark stays, still
+        protecting A's replay. Only the request that made a mark forgets it
+        at its commit. Real cursors (this TransactionCase): their commits
+        run the post-commit hooks, as a request's does."""
+        forget_send_marks(self)
+        key = hashlib.sha256(b"a mark found by another request").hexdigest()
+        with self.registry.cursor() as cr:
+            marks = api.Environment(cr, SUPERUSER_ID, {})["document.mail.send.mark"]
+            mark_id, earlier = marks._begin(key, "<a@test.example>")
+            self.assertIsNone(earlier)
+            cr.rollback()
+        with self.registry.cursor() as cr:
+            marks = api.Environment(cr, SUPERUSER_ID, {})["document.mail.send.mark"]
+            self.assertEqual(
+                marks._begin(key, "<b@test.example>"),
+                (mark_id, ("in_flight", "<a@test.example>")),
+            )
+        with self.registry.cursor() as cr:
+            cr.execute(
+                "SELECT id FROM document_mail_send_mark WHERE id = %s", [mark_id]
+            )
+            self.assertTrue(cr.fetchone(), "A's mark outlives B's commit")
 
     def test_send_now_from_another_dialog_despite_a_leftover_mark(self):
         """A Send now request fails for good once the server took the email:

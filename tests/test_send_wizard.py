@@ -1,17 +1,11 @@
 import hashlib
 from email.utils import getaddresses
 
-from odoo import SUPERUSER_ID, Command, api
+from odoo import Command
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import tagged
 
-from .common import (
-    SMTPTestServer,
-    forget_send_marks,
-    free_port,
-    pdf_parts,
-    real_smtp_delivery,
-)
+from .common import SMTPTestServer, free_port, pdf_parts, real_smtp_delivery
 from .document_common import DocumentEmailCase
 
 
@@ -148,30 +142,6 @@ class TestSendWizard(DocumentEmailCase):
         self.assertEqual(len(received[0]["rcpt_tos"]), 301)
         mark = self.env["document.mail.send.mark"].sudo().search([], order="id desc")
         self.assertEqual(len(mark[:1].key), 64)
-
-    def test_send_now_mark_found_stays_for_the_request_that_made_it(self):
-        """Request A marks an email, then rolls back (and waits to retry);
-        request B finds A's mark, and commits: the mark stays, still
-        protecting A's replay. Only the request that made a mark forgets it
-        at its commit."""
-        forget_send_marks(self)
-        key = hashlib.sha256(b"a mark found by another request").hexdigest()
-        with self.registry.cursor() as cr:
-            marks = api.Environment(cr, SUPERUSER_ID, {})["document.mail.send.mark"]
-            mark_id, earlier = marks._begin(key, "<a@test.example>")
-            self.assertIsNone(earlier)
-            cr.rollback()
-        with self.registry.cursor() as cr:
-            marks = api.Environment(cr, SUPERUSER_ID, {})["document.mail.send.mark"]
-            self.assertEqual(
-                marks._begin(key, "<b@test.example>"),
-                (mark_id, ("in_flight", "<a@test.example>")),
-            )
-        with self.registry.cursor() as cr:
-            cr.execute(
-                "SELECT id FROM document_mail_send_mark WHERE id = %s", [mark_id]
-            )
-            self.assertTrue(cr.fetchone(), "A's mark outlives B's commit")
 
     def test_send_now_wakes_no_delivery_worker(self):
         """An email sent at once wakes no delivery worker: no trigger of the

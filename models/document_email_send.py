@@ -8,6 +8,7 @@ from odoo.tools import SQL, email_normalize, email_split, formataddr
 from odoo.tools.safe_eval import safe_eval, time
 
 from .document_email_mixin import rendering_together
+from .document_mail_send_mark import SEND_NOW_ORIGIN
 from .mail_mail_claim import SENDING_NOW
 
 # context keys set by the server for a statement run (they tag its emails and
@@ -679,14 +680,16 @@ class DocumentEmailSend(models.AbstractModel):
             SENDING_NOW.reset(token)
 
     @api.model
-    def _send_now(self, document, mail):
+    def _send_now(self, document, mail, dialog=None):
         """Send one queued email at once: (what the user is told, its kind).
         A replay of the request finds the email sent or in flight (document.
-        mail.send.mark, by document and recipients) instead of sending it
-        again."""
+        mail.send.mark, by dialog, document and recipients) instead of
+        sending it again."""
         # a concurrent update of the document fails here, before the SMTP
         # call, not at commit after it
         self.env.flush_all()
+        origin = f"{dialog._name},{dialog.id}|" if dialog else ""
+        token = SEND_NOW_ORIGIN.set(f"{origin}{document._name},{document.id}")
         try:
             mail.send(raise_exception=False)
         except smtplib.SMTPException as error:
@@ -694,6 +697,8 @@ class DocumentEmailSend(models.AbstractModel):
             if mail.state != "exception":
                 mail.write({"state": "exception", "failure_reason": str(error)})
             mail.notification_ids.sudo().write({"notification_status": "exception"})
+        finally:
+            SEND_NOW_ORIGIN.reset(token)
         return self._describe_outcome(document, mail)
 
     @api.model

@@ -6,10 +6,15 @@ failure) or run again from the same dialog finds the email in flight or
 sent and does not send it a second time. Once the request commits, the
 email carries its own state and the mark is forgotten."""
 
+import contextvars
 import hashlib
 
 from odoo import api, fields, models
 from odoo.tools.mail import email_normalize_all
+
+# "dialog|document" of the email this request sends at once (Send now): the
+# dialog is committed before the request, stable across replays and re-clicks
+SEND_NOW_ORIGIN = contextvars.ContextVar("document_send_now_origin", default=None)
 
 
 class DocumentMailSendMark(models.Model):
@@ -30,12 +35,13 @@ class DocumentMailSendMark(models.Model):
 
     @api.model
     def _key(self, mail, message):
-        """The same for the same email across a replay: its document and its
-        recipients (sorted, lower-cased), hashed so that a long Cc list fits
-        the unique index; numbered within the request, as a replay numbers
-        them again, so that a second email to them in it is not taken for
-        the first."""
-        document = (
+        """The same for the same email across a replay: the dialog and the
+        document it sends (not the record the email is kept on, which a
+        statement creates anew on each try) and its recipients (sorted,
+        lower-cased), hashed so that a long Cc list fits the unique index;
+        numbered within the request, as a replay numbers them again, so
+        that a second email to them in it is not taken for the first."""
+        origin = SEND_NOW_ORIGIN.get() or (
             f"{mail.model},{mail.res_id}"
             if mail.model and mail.res_id
             else f"mail.mail,{mail.message_id}"
@@ -44,7 +50,7 @@ class DocumentMailSendMark(models.Model):
             value for name in ("To", "Cc", "Bcc") for value in message.get_all(name, [])
         )
         recipients = ",".join(sorted(set(email_normalize_all(headers))))
-        canonical = f"{document}|{recipients}"
+        canonical = f"{origin}|{recipients}"
         # cleared at the request's commit or rollback (Odoo's callbacks' data)
         counts = self.env.cr.postcommit.data.setdefault("document_send_marks", {})
         counts[canonical] = counts.get(canonical, 0) + 1
@@ -75,8 +81,10 @@ class DocumentMailSendMark(models.Model):
         if row is None:  # the earlier mark was forgotten meanwhile: mark anew
             return self._begin(key, message_id)
         mark_id, *earlier = row
-        # the request's own commit records the email's state: forgotten then
-        self.env.cr.postcommit.add(lambda: self._settle(mark_id, forget=True))
+        if new:
+            # its commit records the email's state: forgotten then; a mark
+            # found may still protect a request alive (retrying): it stays
+            self.env.cr.postcommit.add(lambda: self._settle(mark_id, forget=True))
         return mark_id, tuple(earlier) or None
 
     @api.model

@@ -61,22 +61,34 @@ class DocumentSMTPMixin:
     def data(self, msg):
         self.document_data_stage = "command"
         try:
-            return super().data(msg)
+            code, reply = super().data(msg)
         except smtplib.SMTPDataError as error:
             if self.document_data_stage == "refused":
                 self._document_data_refused(error)
             raise
-        except (smtplib.SMTPServerDisconnected, OSError) as error:
-            if self.document_data_stage == "command":
+        except Exception as error:
+            if self.document_data_stage == "message":
+                raise self._document_uncertain(error) from error
+            if isinstance(error, (smtplib.SMTPServerDisconnected, OSError)):
                 # no 354 yet: nothing of the message was sent (send_message)
                 raise smtplib.SMTPServerDisconnected(str(error)) from error
-            raise UncertainDeliveryError(
-                "The connection broke while the server was receiving the message "
-                f"({error}); it may have been delivered. Check with the recipient "
-                "before sending it again."
-            ) from error
+            raise
         finally:
             self.document_data_stage = None
+        # after the whole message, only a well-formed 4xx/5xx answer says the
+        # server did not take it (RFC 5321); anything else may be a yes
+        if code != 250 and not 400 <= code < 600:
+            raise self._document_uncertain(smtplib.SMTPDataError(code, reply))
+        return code, reply
+
+    def _document_uncertain(self, error):
+        # what the server says next cannot be trusted: the next email waits
+        self.close()
+        return UncertainDeliveryError(
+            "The server's answer to the message was lost or unreadable "
+            f"({error}); it may have been delivered. Check with the recipient "
+            "before sending it again."
+        )
 
     def _document_data_refused(self, error):
         """The server answered DATA itself with an error: nothing was taken,

@@ -45,6 +45,12 @@ usage: python queue_child.py CONFIG_JSON MODE
         documents server at PORT, in Odoo's retrying() as a request is run;
         the first try then fails on a real serialization failure, after the
         server took the email, and the request is replayed; prints ids
+  MODE "send-now-replayed PORT statement": the same with the customer's
+        statement (its email kept on a record each try creates anew)
+  MODE "send-now-leftover PORT": as "send-now-replayed", but the first
+        request fails for good after the server took the email (rolled
+        back, its mark left); then a second dialog for the same order and
+        customer is saved and sent; prints ids and what the user was told
   MODE "gc": Odoo's filestore GC, as the auto-vacuum runs it; prints what
         it returned (false: it could not lock ir_attachment and gave up).
 Both run again after a concurrent update, as Odoo does with a request (and
@@ -442,9 +448,10 @@ def still_claimed(registry, ids):
         return sorted(row[0] for row in cr.fetchall())
 
 
-def create_send_now(env, port):
+def create_send_now(env, port, statement=False):
     """The company's documents server at PORT (as "cost"), one order to one
-    customer, and the dialog for it, saved (committed by the caller)."""
+    customer, and the dialog for it (or, STATEMENT, for the customer's
+    statement), saved (committed by the caller)."""
     env.company.write(
         {
             "document_smtp_use_default": False,
@@ -470,9 +477,10 @@ def create_send_now(env, port):
             "order_line": [Command.create({"product_id": product.id})],
         }
     )
+    document = partner if statement else order
     wizard = (
         admin["document.email.wizard"]
-        .with_context(active_model="sale.order", active_ids=order.ids)
+        .with_context(active_model=document._name, active_ids=document.ids)
         .create({})
     )
     env["ir.config_parameter"].set_param("account_document_email.test_probe", "0")
@@ -483,14 +491,16 @@ def create_send_now(env, port):
         "product": product.product_tmpl_id.id,
         "server": saved,
         "wizard": wizard.id,
+        "admin": admin.uid,
     }
 
 
-def send_now_replayed(registry, port):
+def send_now_replayed(registry, port, statement=False):
     """See "send-now-replayed": the request's first try loses a real
     serialization race on a row it did not touch, once the email is sent."""
     with registry.cursor() as cr:
-        created = create_send_now(api.Environment(cr, SUPERUSER_ID, {}), port)
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        created = create_send_now(env, port, statement)
     tries = []
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
@@ -510,6 +520,34 @@ def send_now_replayed(registry, port):
     return created
 
 
+def send_now_leftover(registry, port):
+    """See "send-now-leftover": the first dialog's request fails for good
+    once the server took the email (its mark left behind); a second dialog
+    then sends the same order to the same customer."""
+    without_report_assets()
+    with registry.cursor() as cr:
+        created = create_send_now(api.Environment(cr, SUPERUSER_ID, {}), int(port))
+    with registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        admin = env(user=env.ref("base.user_admin"))
+        admin["document.email.wizard"].browse(created["wizard"]).action_send()
+        cr.rollback()  # a non-retryable error after the SMTP call
+    with registry.cursor() as cr:
+        admin = api.Environment(cr, SUPERUSER_ID, {})(user=created["admin"])
+        order = admin["sale.order"].browse(created["orders"])
+        second = (
+            admin["document.email.wizard"]
+            .with_context(active_model=order._name, active_ids=order.ids)
+            .create({})
+        )
+        created["second_wizard"] = second.id
+    with registry.cursor() as cr:
+        admin = api.Environment(cr, SUPERUSER_ID, {})(user=created["admin"])
+        action = admin["document.email.wizard"].browse(second.id).action_send()
+        created["told"] = action["params"]["type"]
+    return created
+
+
 def send_listed(registry, ids):
     """The queue's send() on emails listed before another worker claimed
     some of them."""
@@ -518,9 +556,9 @@ def send_listed(registry, ids):
         env["mail.mail"].browse(ids).send(auto_commit=True)
 
 
-def send_now_replayed_mode(registry, port):
+def send_now_replayed_mode(registry, port, document="sale.order"):
     without_report_assets()
-    return send_now_replayed(registry, int(port))
+    return send_now_replayed(registry, int(port), document == "statement")
 
 
 # the modes of the delivery in parallel (issue 22): (registry, *args)
@@ -558,6 +596,7 @@ PARALLEL_MODES = {
     ),
     "claimed": lambda registry, *ids: still_claimed(registry, [int(i) for i in ids]),
     "send-now-replayed": send_now_replayed_mode,
+    "send-now-leftover": send_now_leftover,
     "send-listed": lambda registry, *ids: send_listed(registry, [int(i) for i in ids]),
 }
 

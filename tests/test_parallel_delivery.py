@@ -45,19 +45,26 @@ class HoldingHandler(RecordingHandler):
     """Holds the first session's first message until a second worker has
     claimed a slice of IDS (seen committed in the database) or delivered
     over a session of its own: the first worker cannot finish the queue
-    alone, whatever the machine's pace. Notes each message's connection."""
+    alone, whatever the machine's pace. Holds it at most TIMEOUT seconds,
+    less than the client's SMTP timeout (30 s: the held email must never
+    become uncertain), and notes it (timed_out) for the test to fail on.
+    Notes each message's connection."""
 
-    def __init__(self, registry, ids, timeout=60):
+    def __init__(self, registry, ids, timeout=20):
         super().__init__()
         self.registry, self.ids, self.timeout = registry, ids, timeout
         self.held = None
+        self.timed_out = False
 
     async def handle_DATA(self, server, session, envelope):
         if self.held is None:
             self.held = session.peer
         if session.peer == self.held:
             deadline = time.time() + self.timeout
-            while not self._second_worker() and time.time() < deadline:
+            while not self._second_worker():
+                if time.time() > deadline:
+                    self.timed_out = True
+                    break
                 await asyncio.sleep(0.05)
         answer = await super().handle_DATA(server, session, envelope)
         with self.lock:
@@ -179,10 +186,11 @@ class TestParallelDelivery(ChildProcessCase):
 
     def test_default_settings_deliver_in_parallel(self):
         """No per-connection or per-minute limit set: each session claims a
-        slice of SLICE_SIZE emails, so that the workers share the queue
-        instead of one claiming it all. The server holds the first worker's
-        session until a second worker has claimed: two slices, two workers,
-        each its own slice, every email once."""
+        slice of at most SLICE_SIZE emails, so that the workers share the
+        queue instead of one claiming it all. The server holds the first
+        worker's session until a second worker has claimed (SKIP LOCKED may
+        split the slices any way): at least two workers deliver, over two
+        sessions at least, every email once."""
         emails = 2 * SLICE_SIZE
         handler = HoldingHandler(self.registry, [])
         with SMTPTestServer(handler=handler) as server:
@@ -193,13 +201,15 @@ class TestParallelDelivery(ChildProcessCase):
             messages = list(server.messages)
         delivered = [m["message"]["Message-Id"] for m in messages]
         _logger.info("default settings: emails handed over per worker %s", counts)
+        self.assertFalse(
+            handler.timed_out,
+            f"no second worker claimed within {handler.timeout} s: {counts}",
+        )
         self.assertEqual(len(delivered), emails, "every email delivered")
         self.assertEqual(len(set(delivered)), emails, "none twice")
         self.assertEqual(sum(counts), emails)
-        self.assertEqual(sorted(counts), [0, SLICE_SIZE, SLICE_SIZE], counts)
-        per_session = {}
-        for message in messages:
-            per_session[message["peer"]] = per_session.get(message["peer"], 0) + 1
-        self.assertEqual(sorted(per_session.values()), [SLICE_SIZE, SLICE_SIZE])
+        self.assertGreaterEqual(len([c for c in counts if c]), 2, counts)
+        sessions = {message["peer"] for message in messages}
+        self.assertGreaterEqual(len(sessions), 2, "one session per slice at least")
         mails = self._committed_mails(ids)
         self.assertEqual({state for state, _r, _m in mails.values()}, {"sent"})

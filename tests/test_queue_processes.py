@@ -5,6 +5,7 @@ removes it at the end."""
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -26,7 +27,7 @@ from odoo.tools import config, mute_logger
 from odoo.addons.account_document_email.models import ir_attachment
 from odoo.addons.account_document_email.models.mail_mail import SLICE_PARAM
 
-from .common import RecordingHandler, SMTPTestServer, free_port
+from .common import RecordingHandler, SMTPTestServer, forget_send_marks, free_port
 
 CHILD = os.path.join(os.path.dirname(__file__), "queue_child.py")
 
@@ -314,6 +315,7 @@ class TestQueueProcesses(ChildProcessCase):
         the server took the email, and is replayed as Odoo replays it: the
         replay finds the email sent (its mark committed on a cursor of its
         own) and sends nothing."""
+        forget_send_marks(self)
         with SMTPTestServer() as server:
             created = json.loads(self._run("send-now-replayed", str(server.port)))
             self.addCleanup(self._cleanup_company_server, created, server.port)
@@ -333,6 +335,75 @@ class TestQueueProcesses(ChildProcessCase):
                 [tuple(created["orders"])],
             )
             self.assertEqual(cr.fetchall(), [("sent",)])
+
+    def test_send_now_of_a_statement_replayed_after_the_server_took_it(self):
+        """As above, for a customer's statement: its email is kept on a
+        statement record each try creates anew, yet the replay (same dialog,
+        same customer) finds the email sent and sends nothing."""
+        forget_send_marks(self)
+        with SMTPTestServer() as server:
+            created = json.loads(
+                self._run("send-now-replayed", str(server.port), "statement")
+            )
+            self.addCleanup(self._cleanup_company_server, created, server.port)
+            delivered = [m["message"]["Message-Id"] for m in server.messages]
+        self.assertEqual(created["tries"], 2, "the request was replayed")
+        self.assertEqual(len(delivered), 1, "delivered once, not once per try")
+        with self.registry.cursor() as cr:
+            cr.execute(
+                "SELECT m.state, m.document_uncertain, msg.message_id "
+                "FROM mail_mail m JOIN mail_message msg ON msg.id = m.mail_message_id "
+                "JOIN document_email_statement log ON log.id = msg.res_id "
+                "WHERE msg.model = 'document.email.statement' "
+                "AND log.partner_id IN %s",
+                [tuple(created["partners"])],
+            )
+            self.assertEqual(cr.fetchall(), [("sent", False, delivered[0])])
+
+    def test_send_now_mark_found_stays_for_the_request_that_made_it(self):
+        """Request A marks an email, then rolls back (and waits to retry);
+        request B finds A's mark, and commits: the mark stays, still
+        protecting A's replay. Only the request that made a mark forgets it
+        at its commit. Real cursors (this TransactionCase): their commits
+        run the post-commit hooks, as a request's does."""
+        forget_send_marks(self)
+        key = hashlib.sha256(b"a mark found by another request").hexdigest()
+        with self.registry.cursor() as cr:
+            marks = api.Environment(cr, SUPERUSER_ID, {})["document.mail.send.mark"]
+            mark_id, earlier = marks._begin(key, "<a@test.example>")
+            self.assertIsNone(earlier)
+            cr.rollback()
+        with self.registry.cursor() as cr:
+            marks = api.Environment(cr, SUPERUSER_ID, {})["document.mail.send.mark"]
+            self.assertEqual(
+                marks._begin(key, "<b@test.example>"),
+                (mark_id, ("in_flight", "<a@test.example>")),
+            )
+        with self.registry.cursor() as cr:
+            cr.execute(
+                "SELECT id FROM document_mail_send_mark WHERE id = %s", [mark_id]
+            )
+            self.assertTrue(cr.fetchone(), "A's mark outlives B's commit")
+
+    def test_send_now_from_another_dialog_despite_a_leftover_mark(self):
+        """A Send now request fails for good once the server took the email:
+        its mark stays (a day). Another dialog sending the same order to the
+        same customer is no replay of it: its email really goes."""
+        forget_send_marks(self)
+        with SMTPTestServer() as server:
+            created = json.loads(self._run("send-now-leftover", str(server.port)))
+            self.addCleanup(self._cleanup_company_server, created, server.port)
+            delivered = [m["message"]["Message-Id"] for m in server.messages]
+        self.assertEqual(created["told"], "success")
+        self.assertEqual(len(delivered), 2, "the second dialog's email was sent")
+        with self.registry.cursor() as cr:
+            cr.execute(
+                "SELECT m.state, msg.message_id "
+                "FROM mail_mail m JOIN mail_message msg ON msg.id = m.mail_message_id "
+                "WHERE msg.model = 'sale.order' AND msg.res_id IN %s",
+                [tuple(created["orders"])],
+            )
+            self.assertEqual(cr.fetchall(), [("sent", delivered[1])])
 
 
 @tagged("post_install", "-at_install")
@@ -367,6 +438,20 @@ class TestBatchProcesses(ChildProcessCase):
             )
             cr.execute(
                 "DELETE FROM mail_message WHERE model = 'res.partner' AND res_id IN %s",
+                [tuple(created["partners"])],
+            )
+            # a statement sent ("send-now-replayed PORT statement")
+            cr.execute(
+                "DELETE FROM mail_message WHERE model = 'document.email.statement' "
+                "AND res_id IN (SELECT id FROM document_email_statement "
+                "WHERE partner_id IN %s)",
+                [tuple(created["partners"])],
+            )
+            cr.execute(
+                "DELETE FROM ir_attachment "
+                "WHERE res_model = 'document.email.statement' AND res_id IN "
+                "(SELECT id FROM document_email_statement "
+                "WHERE partner_id IN %s)",
                 [tuple(created["partners"])],
             )
             cr.execute(

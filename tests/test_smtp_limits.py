@@ -89,6 +89,15 @@ class DataCommandHandler(RecordingHandler):
         return "250 OK"
 
 
+class MalformedEndOfDataHandler(RecordingHandler):
+    """Stores the first message, then answers its end of data with a line
+    that is no SMTP reply (no code): the server may well have taken it."""
+
+    async def handle_DATA(self, server, session, envelope):
+        answer = await super().handle_DATA(server, session, envelope)
+        return "Message accepted" if len(self.messages) == 1 else answer
+
+
 class RefusingRecipientsHandler(RecordingHandler):
     """Answers RCPT TO with the code set for the address (250 otherwise)."""
 
@@ -368,20 +377,65 @@ class TestSmtpLimits(TransactionCase):
             ("451 4.3.0 Try again later", "outgoing"),
             ("554 5.7.1 Not allowed", "exception"),
         ):
-            handler = DataCommandHandler(answer)
-            with SMTPTestServer(handler=handler) as smtp:
-                mails = self._queue(2, self._own_server(smtp))
-                with real_smtp_delivery():
-                    mails.send()
-                self.assertEqual(handler.data_commands, 2, answer)
-                self.assertEqual(len(smtp.messages), 1, answer)
-                self.assertEqual(
-                    smtp.messages[0]["message"]["Subject"], "Document 1", answer
-                )
-            self.assertGreaterEqual(handler.resets, 1, answer)
-            self.assertEqual(mails[0].state, state, answer)
-            self.assertFalse(mails[0].document_uncertain, answer)
-            self.assertEqual(mails[1].state, "sent", answer)
+            self._refuse_data_command(answer, state)
+
+    def _refuse_data_command(self, answer, state):
+        handler = DataCommandHandler(answer)
+        with SMTPTestServer(handler=handler) as smtp:
+            mails = self._queue(2, self._own_server(smtp))
+            with real_smtp_delivery():
+                mails.send()
+            self.assertEqual(handler.data_commands, 2, answer)
+            self.assertEqual(len(smtp.messages), 1, answer)
+            self.assertEqual(
+                smtp.messages[0]["message"]["Subject"], "Document 1", answer
+            )
+        self.assertGreaterEqual(handler.resets, 1, answer)
+        self.assertEqual(mails[0].state, state, answer)
+        self.assertFalse(mails[0].document_uncertain, answer)
+        self.assertEqual(mails[1].state, "sent", answer)
+
+    def test_data_command_answered_421_closes_the_session(self):
+        """The server answers DATA itself with 421 (shutting down): nothing
+        was taken, the email waits, never uncertain; the session is closed,
+        so the next email waits too (never sent on it), and both go once
+        the queue runs again."""
+        handler = DataCommandHandler("421 4.3.2 Service shutting down")
+        with SMTPTestServer(handler=handler) as smtp:
+            mails = self._queue(2, self._own_server(smtp))
+            with real_smtp_delivery():
+                mails.send()
+            self.assertEqual(handler.data_commands, 1)
+            self.assertFalse(smtp.messages)
+            self.assertEqual(set(mails.mapped("state")), {"outgoing"})
+            self.assertFalse(any(mails.mapped("document_uncertain")))
+            self.assertEqual(handler.resets, 0, "closed, not reset")
+            mails.scheduled_date = fields.Datetime.now()
+            with real_smtp_delivery():
+                self.env["mail.mail"].process_email_queue()
+            subjects = sorted(m["message"]["Subject"] for m in smtp.messages)
+        self.assertEqual(subjects, ["Document 0", "Document 1"], "each once")
+        self.assertEqual(set(mails.mapped("state")), {"sent"})
+
+    def test_malformed_end_of_data_reply_is_uncertain(self):
+        """After the whole message the server answers with no reply code
+        (smtplib: -1): only a well-formed 4xx/5xx says it was not taken, so
+        the email is left uncertain and never sent again; the session is
+        closed, the next email goes on a new one."""
+        with SMTPTestServer(handler=MalformedEndOfDataHandler()) as smtp:
+            mails = self._queue(2, self._own_server(smtp))
+            with real_smtp_delivery():
+                mails.send()
+            self.assertEqual(
+                (mails[0].state, mails[0].document_uncertain), ("exception", True)
+            )
+            self.assertIn("may have been delivered", mails[0].failure_reason)
+            mails.scheduled_date = fields.Datetime.now()
+            with real_smtp_delivery():
+                self.env["mail.mail"].process_email_queue()
+            self.assertEqual(mails[1].state, "sent")
+            subjects = [m["message"]["Subject"] for m in smtp.messages]
+        self.assertEqual(subjects, ["Document 0", "Document 1"], "each once")
 
     def test_421_for_one_of_several_recipients_requeues_the_email(self):
         """One message to three addresses: the first refused (550), the second

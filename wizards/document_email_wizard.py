@@ -327,7 +327,7 @@ class DocumentEmailWizard(models.TransientModel):
         # the files uploaded in this dialog move to the email, others are copied
         engine = self.env["document.email.send"]
         mail = engine._queue_to_send_now(document, settings, self._get_own_uploads())
-        message, kind = engine._send_now(document, mail)
+        message, kind = engine._send_now(document, mail, dialog=self)
         return self._notify(message, kind)
 
     def _send_batch(self, documents, settings):

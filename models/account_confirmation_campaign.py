@@ -403,6 +403,9 @@ class AccountConfirmationCampaign(models.Model):
         """Only the auditor closes: the links die, the evidence is sealed."""
         self._check_auditor()
         for campaign in self.filtered(lambda c: c.state == "sent"):
+            campaign._check_no_email_in_flight()
+            # what a killed worker lost, in the evidence before its seal
+            self.env["account.confirmation.outcome"]._record_missing(campaigns=campaign)
             # no partner gets a request of a closed campaign
             campaign.request_ids._cancel_queued_emails(
                 self.env._("Cancelled: the campaign was closed.")
@@ -410,6 +413,17 @@ class AccountConfirmationCampaign(models.Model):
             campaign._check_outcomes_appended()
             campaign.sudo().state = "closed"
             campaign._log_event("closed", **campaign._get_outcome_counts())
+
+    def _check_no_email_in_flight(self):
+        """An email being sent now gets its outcome before the closing."""
+        self.ensure_one()
+        if self.request_ids._get_mails_in_flight():
+            raise UserError(
+                self.env._(
+                    "Some emails of this campaign are being sent right now. "
+                    "Close the campaign again in a minute."
+                )
+            )
 
     def _check_outcomes_appended(self):
         """The emails' recorded outcomes are in the evidence before the

@@ -1,4 +1,5 @@
 import json
+import logging
 import threading
 from datetime import timedelta
 
@@ -8,6 +9,8 @@ from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
 from odoo.tools import SQL
 
 from .mail_mail_claim import CLAIM_FREE
+
+_logger = logging.getLogger(__name__)
 
 # how long the job waits for a campaign's head before leaving it to its next run
 LOCK_TIMEOUT = "2s"
@@ -37,7 +40,7 @@ class AccountConfirmationOutcome(models.Model):
         "account.confirmation.request", required=True, ondelete="restrict",
         readonly=True,
     )  # fmt: skip
-    mail_ref = fields.Integer("Email ID", readonly=True)
+    mail_ref = fields.Integer("Email ID", readonly=True, index=True)
     event_type = fields.Selection(
         [
             ("delivered", "Delivered"),
@@ -156,20 +159,25 @@ class AccountConfirmationOutcome(models.Model):
         cron.sudo()._trigger(at=at)
 
     @api.model
-    def _record_missing(self, limit=None):
+    def _record_missing(self, limit=None, campaigns=None):
         """The outcome of the requests' own emails that reached a final state
         with none recorded (a worker killed between its in-flight mark and the
         outcome, or an outcome of an older version left to the follow-up);
         False when ``limit`` left some for the next run."""
-        rows = self._get_missing_rows(limit)
+        rows = self._get_missing_rows(limit, campaigns)
         Mail = self.env["mail.mail"].sudo()
         Request = self.env["account.confirmation.request"].sudo()
         for mail_id, request_id in rows:
-            Request.browse(request_id)._email_outcome(Mail.browse(mail_id))
+            # one savepoint each: a bad row never keeps the others unrecorded
+            try:
+                with self.env.cr.savepoint():
+                    Request.browse(request_id)._email_outcome(Mail.browse(mail_id))
+            except Exception:
+                _logger.exception("Outcome of email %s not recorded", mail_id)
         return not limit or len(rows) < limit
 
     @api.model
-    def _get_missing_rows(self, limit=None):
+    def _get_missing_rows(self, limit=None, campaigns=None):
         """[(email, request)] of those emails: settled, claimed by no live
         worker (SKIP LOCKED: none being written now), without an outcome row
         nor an outcome entry naming them (as older versions appended)."""
@@ -177,6 +185,8 @@ class AccountConfirmationOutcome(models.Model):
             "confirmation_message_ids"
         ]
         self.env.flush_all()
+        # the sessions as they are now, not as this transaction first saw them
+        self.env.cr.execute(SQL("SELECT pg_stat_clear_snapshot()"))
         self.env.cr.execute(
             SQL(
                 f"""SELECT mail.id, request.id
@@ -185,6 +195,7 @@ class AccountConfirmationOutcome(models.Model):
   JOIN account_confirmation_request request ON request.id = message.res_id
   JOIN %(rel)s rel ON rel.%(col1)s = request.id AND rel.%(col2)s = message.id
  WHERE message.model = 'account.confirmation.request'
+   %(campaigns)s
    AND mail.state IN ('sent', 'exception', 'cancel')
    AND (mail.document_claim_pid IS NULL OR {CLAIM_FREE})
    AND NOT EXISTS (SELECT 1 FROM account_confirmation_outcome o
@@ -203,6 +214,11 @@ class AccountConfirmationOutcome(models.Model):
                 # as json.dumps(sort_keys=True) writes it; no cast of a payload
                 key='"mail_id": ',
                 limit=SQL("LIMIT %s", limit) if limit else SQL(),
+                campaigns=SQL(
+                    "AND request.campaign_id IN %s", tuple(campaigns.ids) or (0,)
+                )
+                if campaigns is not None
+                else SQL(),
             )
         )
         return self.env.cr.fetchall()

@@ -9,9 +9,11 @@ from markupsafe import Markup
 from odoo import Command, api, fields, models
 from odoo.exceptions import AccessError, UserError
 from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
-from odoo.tools import consteq, format_amount, format_datetime
+from odoo.tools import SQL, consteq, format_amount, format_datetime
 from odoo.tools.image import image_data_uri
 from odoo.tools.misc import hmac
+
+from .mail_mail_claim import CLAIM_FREE
 
 # the one-time code: valid this long, this many wrong tries
 CODE_MINUTES = 15
@@ -19,6 +21,8 @@ CODE_TRIES = 5
 # wrong codes over the request's life: then it is locked for the auditor
 CODE_LIFETIME_TRIES = 10
 WAITING_STATES = ("sent", "posted", "opened", "second_sent")
+# what the deadline pass makes of a request nobody answered
+DEADLINE_STATES = ("no_reply", "no_exception")
 # the first email not known to have reached the server yet
 PENDING_STATES = ("queued", "uncertain")
 AUDITOR_GROUP = "account_document_email.group_confirmation_auditor"
@@ -364,7 +368,7 @@ class AccountConfirmationRequest(models.Model):
         if not self._is_confirmation_mail(mail):
             return
         outcome = self._get_outcome_event(mail, failure_reason)
-        if not outcome:
+        if not outcome or self._has_outcome(mail, outcome[0]):
             return
         self._apply_outcome_state(mail, *outcome)
         self._log_outcome_event(mail, outcome, inline=inline)
@@ -375,15 +379,45 @@ class AccountConfirmationRequest(models.Model):
         second request leaves the first one delivered."""
         request = self.sudo()
         current = request.document_email_mail_id == mail
-        if event_type == "delivered" and (
+        delivered = event_type == "delivered" and (
             self.state in PENDING_STATES
             or (self.state == "undelivered" and current and not mail.document_bounced)
-        ):
+        )
+        if delivered and self._is_response_window_over(mail.write_date):
+            self._mark_delivered_late()
+        elif delivered:
             today = fields.Date.today()
             request.write({"state": "sent", "sent_date": today, "delivery_note": False})
         elif self.state == "queued":
             state = "uncertain" if event_type == "uncertain" else "undelivered"
             request.write({"state": state, "delivery_note": payload["reason"]})
+
+    def _has_outcome(self, mail, event_type):
+        """Whether ``mail`` already has this outcome: a send() of an email
+        cancelled or settled before records nothing twice."""
+        Outcome = self.env["account.confirmation.outcome"].sudo()
+        return bool(
+            Outcome.search_count(
+                [("mail_ref", "=", mail.id), ("event_type", "=", event_type)],
+                limit=1,
+            )
+        )
+
+    def _is_response_window_over(self, delivered_at):
+        """Closed, or its deadline passed when the email was delivered (a
+        lost outcome swept later keeps its email's date): no time to answer."""
+        self.ensure_one()
+        day = fields.Date.context_today(self, delivered_at or fields.Datetime.now())
+        return self.campaign_id.state == "closed" or self.deadline < day
+
+    def _mark_delivered_late(self):
+        """Delivered with no time left to answer: never sent, never "no
+        exception"; a request still queued is undelivered (its evidence
+        keeps the delivery)."""
+        self.ensure_one()
+        state = "undelivered" if self.state == "queued" else self.state
+        note = self.env._("Delivered after the deadline: no time left to answer.")
+        self.sudo().write({"state": state, "delivery_note": note})
 
     def _get_outcome_event(self, mail, failure_reason=False):
         """(event type, payload) of what the server did with ``mail``, or None
@@ -422,7 +456,9 @@ class AccountConfirmationRequest(models.Model):
 
     def _mark_undelivered(self, event, reason, **details):
         """Never reached the partner: undelivered, never no exception."""
-        waiting = self.filtered(lambda r: r.state in PENDING_STATES + WAITING_STATES)
+        # a bounce after the deadline pass undoes its "no exception" too
+        undone = PENDING_STATES + WAITING_STATES + DEADLINE_STATES
+        waiting = self.filtered(lambda r: r.state in undone)
         waiting.sudo().write({"state": "undelivered", "delivery_note": reason})
         self._log_event(event, reason=reason, **details)
 
@@ -438,7 +474,7 @@ class AccountConfirmationRequest(models.Model):
         email): they wait for an answer, the letter being the channel."""
         self.env["account.confirmation.campaign"]._check_auditor()
         for request in self:
-            if request.state not in ("draft", "undelivered") or (
+            if request.state not in ("draft", "undelivered", "uncertain") or (
                 request.campaign_id.state != "sent"
             ):
                 raise UserError(
@@ -447,7 +483,8 @@ class AccountConfirmationRequest(models.Model):
                         "are posted."
                     )
                 )
-            renewed = request.state == "undelivered"
+            # an email that may have arrived carries the old link too
+            renewed = request.state in ("undelivered", "uncertain")
             if renewed:
                 # an emailed copy may carry the old link: only the letter's works
                 request._renew_token()
@@ -500,9 +537,37 @@ class AccountConfirmationRequest(models.Model):
                 )
                 .filtered(request._is_confirmation_mail)
             )
+            # one a live worker is sending is left to it: its outcome decides
+            mails -= self._get_mails_in_flight()
             mails.write({"state": "cancel", "failure_reason": reason})
             for mail in mails:
                 request._email_outcome(mail, reason)
+
+    def _get_mails_in_flight(self):
+        """The requests' emails another live worker has claimed: being sent
+        now, their outcome not recorded yet."""
+        if not self:
+            return self.env["mail.mail"]
+        self.env.flush_all()
+        # the sessions as they are now, not as this transaction first saw them
+        self.env.cr.execute(SQL("SELECT pg_stat_clear_snapshot()"))
+        self.env.cr.execute(
+            SQL(
+                f"""SELECT mail.id FROM mail_mail mail
+                      JOIN mail_message message ON message.id = mail.mail_message_id
+                     WHERE message.model = %s AND message.res_id IN %s
+                       AND mail.document_claim_pid != pg_backend_pid()
+                       AND NOT {CLAIM_FREE}""",
+                self._name,
+                tuple(self.ids),
+            )
+        )
+        return self.env["mail.mail"].sudo().browse(r[0] for r in self.env.cr.fetchall())
+
+    def _get_in_flight(self):
+        """Those of these requests whose email a live worker is sending."""
+        in_flight = self._get_mails_in_flight().mail_message_id.mapped("res_id")
+        return self.filtered(lambda r: r.id in in_flight)
 
     def _get_document_email_template_xmlid(self):
         self.ensure_one()
@@ -729,7 +794,8 @@ class AccountConfirmationRequest(models.Model):
             Event._append(request.campaign_id, event_type, request, payload | late)
 
     def _mark_opened(self, **visitor):
-        opened = self.filtered(lambda r: r.state in ("sent", "posted"))
+        # opening the link proves an uncertain email arrived
+        opened = self.filtered(lambda r: r.state in ("sent", "posted", "uncertain"))
         opened.sudo().state = "opened"
         opened._log_event("opened", **visitor)
 
@@ -1083,8 +1149,8 @@ class AccountConfirmationRequest(models.Model):
         )
 
     def _record_bounce(self, message):
-        """A waiting request becomes undelivered, unless its campaign is
-        closed or the auditor posted the letter (an old bounce is what the
+        """A waiting or unanswered request becomes undelivered, unless its
+        campaign is closed or the auditor posted the letter (an old bounce is what the
         letter answered)."""
         self.ensure_one()
         mail = (
@@ -1096,7 +1162,7 @@ class AccountConfirmationRequest(models.Model):
         if (
             self.by_post
             or self.campaign_id.state == "closed"
-            or self.state not in PENDING_STATES + WAITING_STATES
+            or self.state not in PENDING_STATES + WAITING_STATES + DEADLINE_STATES
         ):
             self._log_event("bounced", reason="bounced", **details)
         else:
@@ -1111,9 +1177,16 @@ class AccountConfirmationRequest(models.Model):
         late = self.sudo().search(
             [
                 ("state", "in", PENDING_STATES + WAITING_STATES),
+                ("campaign_id.state", "=", "sent"),
                 ("campaign_id.deadline", "<", fields.Date.context_today(self)),
             ]
         )
+        # the outcomes a killed worker lost first; an email being sent now
+        # is left to its worker and to the next pass
+        self.env["account.confirmation.outcome"]._record_missing(
+            campaigns=late.campaign_id
+        )
+        late -= late._get_in_flight()
         # a partner never gets a request after its deadline
         late._cancel_queued_emails(self.env._("Cancelled: the deadline passed."))
         # cancelled just now: undelivered, their outcome recorded
@@ -1129,5 +1202,6 @@ class AccountConfirmationRequest(models.Model):
             )
         )
         negative.state = "no_exception"
-        (late - negative).state = "no_reply"
+        # maybe delivered: left for the auditor's alternative procedures
+        (late - negative).filtered(lambda r: r.state != "uncertain").state = "no_reply"
         return late

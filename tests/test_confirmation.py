@@ -4,12 +4,14 @@ import importlib.util
 import json
 import random
 import re
+import time
 from contextlib import contextmanager
 from datetime import date, timedelta
 
+import psycopg2
 from markupsafe import Markup
 
-from odoo import SUPERUSER_ID, fields
+from odoo import SUPERUSER_ID, fields, sql_db
 from odoo.exceptions import AccessError, UserError
 from odoo.modules.module import get_module_path
 from odoo.tests import new_test_user, tagged
@@ -2149,10 +2151,13 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         self.assertEqual(self.entry_types(confirmation)[-1], "uncertain")
         self.assertTrue(confirmation._is_answerable())
         self.assertEqual(confirmation.campaign_id._get_missing_outcomes(), [])
-        # at the deadline: no reply, never no exception
+        # at the deadline: still uncertain, never no exception
         confirmation.campaign_id.sudo().deadline = self.today - timedelta(days=1)
         self.cron_env["account.confirmation.request"]._close_unanswered()
-        self.assertEqual(confirmation.state, "no_reply")
+        self.assertEqual(confirmation.state, "uncertain")
+        self.assertIn(
+            confirmation, confirmation.campaign_id._get_alternative_requests()
+        )
 
     def test_undelivered_request_sent_when_delivered_again(self):
         """Refused for good (550): undelivered; queued again by the auditor
@@ -2172,15 +2177,47 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         self.assertEqual(self.outcome_types(confirmation), ["undelivered", "delivered"])
         self.assertEqual(self.answer(confirmation, answer="agree").status_code, 200)
 
-    def lose_outcome(self, confirmation):
-        """A worker killed after the server took the email, before its
-        outcome: the email sent, no outcome, the request still queued."""
-        mail = confirmation.sudo().document_email_mail_id
+    def worker_connection(self):
+        """A real connection of its own to the database, as a worker's."""
+        __, params = sql_db.connection_info_for(self.env.cr.dbname)
+        connection = psycopg2.connect(**params)
+        self.addCleanup(connection.close)
+        self.env.cr.execute("SELECT pg_stat_clear_snapshot()")
+        return connection
+
+    def stop_worker(self, connection):
+        """The worker's connection closed, and its backend gone (this
+        transaction's view of the sessions read afresh)."""
+        pid = connection.get_backend_pid()
+        connection.close()
+        for __ in range(100):
+            self.env.cr.execute("SELECT pg_stat_clear_snapshot()")
+            self.env.cr.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,))
+            if not self.env.cr.fetchall():
+                return pid
+            time.sleep(0.05)
+        raise AssertionError(f"connection {pid} still open")
+
+    def claim(self, mail, pid, state):
+        """``mail`` in ``state``, claimed by the connection ``pid`` as
+        mail_mail_claim records a claim."""
         self.env.flush_all()
         self.env.cr.execute(
-            "UPDATE mail_mail SET state = 'sent' WHERE id = %s", (mail.id,)
+            """UPDATE mail_mail SET state = %s, document_claim_pid = %s,
+                      document_claimed_until = statement_timestamp()
+                          AT TIME ZONE 'UTC' + interval '30 minutes'
+                WHERE id = %s""",
+            (state, pid, mail.id),
         )
         self.env.invalidate_all()
+
+    def lose_outcome(self, confirmation):
+        """A worker killed after the server took the email, before its
+        outcome: the email sent, still claimed by the dead worker's
+        connection, no outcome, the request still queued."""
+        mail = confirmation.sudo().document_email_mail_id
+        pid = self.stop_worker(self.worker_connection())
+        self.claim(mail, pid, "sent")
         return mail
 
     def test_lost_outcome_recorded_once_by_the_job_and_the_migration(self):
@@ -2270,3 +2307,141 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
             self.assertEqual(self.outcome_types(confirmation), ["undelivered"])
         self.assertIn("deadline", late.delivery_note)
         self.assertEqual(self.entry_types(closed)[-2:], ["undelivered", "closed"])
+
+    # ------------------------------------------------------------------
+    # Fifth review (no response window, outcomes once, uncertain)
+    # ------------------------------------------------------------------
+
+    def test_delivery_after_the_deadline_never_no_exception(self):
+        """Negative: refused (550), the deadline passes, the auditor retries
+        the email three days later and it is delivered: the delivery is in
+        the evidence, the request stays undelivered ("delivered after the
+        deadline") and the next pass never makes it "no exception"."""
+        [confirmation] = self.sent_request(deliver=False, kind="negative")
+        mail = confirmation.sudo().document_email_mail_id
+        handler = ScriptedHandler()
+        handler.rcpt_replies[self.customer.email] = "550 5.1.1 Mailbox full"
+        with SMTPTestServer(handler=handler) as server:
+            self.deliver_through(server)
+            self.assertEqual(confirmation.state, "undelivered")
+            confirmation.campaign_id.sudo().deadline = self.today - timedelta(days=3)
+            self.cron_env["account.confirmation.campaign"]._cron_follow_up()
+            mail.action_retry()
+            handler.rcpt_replies.clear()
+            self.deliver_through(server)
+            self.assertEqual(len(server.messages), 1)
+        self.assertEqual(mail.state, "sent")
+        self.assertEqual(self.outcome_types(confirmation), ["undelivered", "delivered"])
+        self.assertEqual(confirmation.state, "undelivered")
+        self.assertIn("after the deadline", confirmation.delivery_note)
+        self.cron_env["account.confirmation.campaign"]._cron_follow_up()
+        self.assertEqual(confirmation.state, "undelivered")
+
+    def test_delivery_after_closing_recorded_late_never_sent(self):
+        """An email delivered after the closing (one being sent then) is
+        recorded late in the evidence; the request never becomes sent and a
+        closed campaign is never passed at the deadline again."""
+        [confirmation] = self.sent_request(deliver=False, kind="negative")
+        campaign = confirmation.campaign_id
+        campaign.with_user(self.auditor).action_close()
+        mail = confirmation.sudo().document_email_mail_id
+        self.assertEqual(mail.state, "cancel")
+        # back in the queue, as an email a worker was sending at the closing
+        mail.mark_outgoing()
+        with SMTPTestServer() as server:
+            self.deliver_through(server)
+            self.assertEqual(len(server.messages), 1)
+        self.assertEqual(confirmation.state, "undelivered")
+        delivered = campaign.event_ids.filtered(lambda e: e.event_type == "delivered")
+        self.assertTrue(json.loads(delivered.payload)["late"])
+        campaign.sudo().deadline = self.today - timedelta(days=1)
+        self.cron_env["account.confirmation.campaign"]._cron_follow_up()
+        self.assertEqual(confirmation.state, "undelivered")
+
+    def test_cancelled_email_sent_again_records_one_outcome(self):
+        """An email cancelled (deadline) then passed to send() again: core
+        skips it, and no second undelivered outcome nor entry appears."""
+        [confirmation] = self.sent_request(deliver=False)
+        confirmation._cancel_queued_emails("Cancelled: the deadline passed.")
+        mail = confirmation.sudo().document_email_mail_id
+        self.assertEqual(mail.state, "cancel")
+        with real_smtp_delivery():
+            mail.send()
+        self.assertEqual(self.outcome_types(confirmation), ["undelivered"])
+        self.assertEqual(self.entry_types(confirmation).count("undelivered"), 1)
+
+    def uncertain_request(self):
+        [confirmation] = self.sent_request(deliver=False)
+        with SMTPTestServer(handler=DropAfterDataHandler()) as server:
+            self.deliver_through(server)
+        self.assertEqual(confirmation.state, "uncertain")
+        return confirmation
+
+    def test_uncertain_request_posted_or_opened(self):
+        """Uncertain: the auditor may post the letter (the link renewed), and
+        a partner opening the link proves the email arrived (opened)."""
+        posted = self.uncertain_request()
+        old_token = self.token(posted)
+        posted.with_user(self.auditor).action_mark_posted()
+        self.assertEqual(posted.state, "posted")
+        self.assertNotEqual(self.token(posted), old_token)
+        opened = self.uncertain_request()
+        self.assertEqual(self.page(opened).status_code, 200)
+        self.assertEqual(opened.state, "opened")
+
+    def test_bounce_after_the_deadline_pass_undoes_no_exception(self):
+        """Negative, delivered, no exception at the deadline; its email then
+        bounces before the closing: undelivered, never "no exception"."""
+        [confirmation] = self.sent_request(kind="negative")
+        confirmation.campaign_id.sudo().deadline = self.today - timedelta(days=1)
+        self.cron_env["account.confirmation.campaign"]._cron_follow_up()
+        self.assertEqual(confirmation.state, "no_exception")
+        self.env["mail.notification"].search(
+            [
+                ("mail_message_id.model", "=", confirmation._name),
+                ("mail_message_id.res_id", "=", confirmation.id),
+            ]
+        ).sudo().notification_status = "bounce"
+        self.cron_env["account.confirmation.campaign"]._cron_follow_up()
+        self.assertEqual(confirmation.state, "undelivered")
+        self.assertEqual(self.entry_types(confirmation)[-1], "bounced")
+
+    def test_deadline_pass_sweeps_lost_outcome_first(self):
+        """Delivered on the deadline day, its worker killed before the
+        outcome: the deadline pass records the delivery first (no reply),
+        never "never taken by the mail server"."""
+        [confirmation] = self.sent_request(deliver=False)
+        mail = self.lose_outcome(confirmation)
+        self.env.cr.execute(
+            "UPDATE mail_mail SET write_date = now() AT TIME ZONE 'UTC'"
+            " - interval '1 day' WHERE id = %s",
+            (mail.id,),
+        )
+        self.env.invalidate_all()
+        confirmation.campaign_id.sudo().deadline = self.today - timedelta(days=1)
+        self.cron_env["account.confirmation.request"]._close_unanswered()
+        self.assertEqual(self.outcome_types(confirmation), ["delivered"])
+        self.assertEqual(confirmation.state, "no_reply")
+
+    def test_email_claimed_by_live_worker_left_to_it(self):
+        """An email a live worker (another connection) claimed: the sweep
+        skips it, the deadline pass neither cancels it nor marks its request,
+        and the closing is refused until its worker is done."""
+        [confirmation] = self.sent_request(deliver=False)
+        mail = confirmation.sudo().document_email_mail_id
+        worker = self.worker_connection()
+        self.claim(mail, worker.get_backend_pid(), "outgoing")
+        confirmation.campaign_id.sudo().deadline = self.today - timedelta(days=1)
+        self.cron_env["account.confirmation.campaign"]._cron_follow_up()
+        self.assertEqual(mail.state, "outgoing")
+        self.assertEqual(confirmation.state, "queued")
+        self.assertEqual(self.outcome_types(confirmation), [])
+        with self.assertRaisesRegex(UserError, "being sent right now"):
+            confirmation.campaign_id.with_user(self.auditor).action_close()
+        # sent by that worker, which then dies before the outcome: swept
+        self.claim(mail, worker.get_backend_pid(), "sent")
+        self.cron_env["account.confirmation.outcome"]._cron_append_pending()
+        self.assertEqual(self.outcome_types(confirmation), [])
+        self.stop_worker(worker)
+        self.cron_env["account.confirmation.outcome"]._cron_append_pending()
+        self.assertEqual(self.outcome_types(confirmation), ["delivered"])

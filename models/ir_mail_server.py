@@ -47,8 +47,11 @@ class DocumentSMTPMixin:
         # the recipients (To) whose message the server accepted, per Message-Id:
         # core sends one message per recipient partner, all with the same id
         self.accepted_by_message = {}
+        # the last message's bytes as handed to DATA (before dot-stuffing)
+        self.handed_over = None
 
     def data(self, msg):
+        self.handed_over = msg
         try:
             return super().data(msg)
         except (smtplib.SMTPServerDisconnected, OSError) as error:

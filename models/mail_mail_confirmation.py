@@ -1,6 +1,13 @@
 from odoo import models
+from odoo.exceptions import UserError
 
 CONFIRMATION_MODEL = "account.confirmation.request"
+# what the partner reads: the queue writes the state fields only
+CONFIRMATION_CONTENT_FIELDS = {
+    "body_html", "body", "subject", "email_from", "email_to", "email_cc",
+    "reply_to", "recipient_ids", "partner_ids", "attachment_ids", "headers",
+    "mail_server_id", "res_id", "model", "mail_message_id",
+}  # fmt: skip
 
 
 class MailMail(models.Model):
@@ -8,6 +15,30 @@ class MailMail(models.Model):
     its email, and as undelivered when its email failed."""
 
     _inherit = "mail.mail"
+
+    def write(self, vals):
+        if CONFIRMATION_CONTENT_FIELDS.intersection(vals):
+            self._check_confirmation_email_content()
+        return super().write(vals)
+
+    def unlink(self):
+        self._check_confirmation_email_content()
+        return super().unlink()
+
+    def _check_confirmation_email_content(self):
+        """A request's own email leaves as queued: its content and its row
+        change through the add-on's internal paths only (sudo, the queue)."""
+        if self.env.su or self.env.user._is_superuser():
+            return
+        for mail in self.sudo().filtered(lambda m: m.model == CONFIRMATION_MODEL):
+            request = self.env[CONFIRMATION_MODEL].sudo().browse(mail.res_id).exists()
+            if request and request._is_confirmation_mail(mail):
+                raise UserError(
+                    self.env._(
+                        "This email is a balance confirmation request: it is "
+                        "evidence and can be neither changed nor deleted."
+                    )
+                )
 
     def _postprocess_sent_message(
         self, success_pids, failure_reason=False, failure_type=None

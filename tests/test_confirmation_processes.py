@@ -4,23 +4,28 @@ to the same campaign while the mail queue settles an email's outcome, or
 while another append runs. The data is committed for them to see it; each
 test removes it at the end."""
 
+import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import timedelta
 
+import requests
+
 import odoo
 from odoo import SUPERUSER_ID, Command, api, fields
 from odoo.exceptions import UserError
+from odoo.modules.registry import DummyRLock, Registry
 from odoo.tests import TransactionCase, tagged
 from odoo.tools import config
 
 from ..models.res_config_settings import SMTP_SETTINGS
 from .aged_common import DATE_AT
-from .common import SMTPTestServer
+from .common import SMTPTestServer, real_smtp_delivery
 
 CHILD = os.path.join(os.path.dirname(__file__), "confirmation_child.py")
 
@@ -396,3 +401,74 @@ class TestConfirmationConcurrency(TransactionCase):
         self.assertEqual(after["sequences"], list(range(1, 14)))
         self.assertEqual(len(set(after["previous"])), 13, "no fork")
         self.assertTrue(after["intact"])
+
+    @contextlib.contextmanager
+    def _http_on_own_connections(self):
+        """The test server answers while the test run holds the registry's
+        lock: released as HttpCase's test mode does, without its shared
+        cursor (each request has its own connection, on committed data)."""
+        saved = Registry._lock
+        Registry._lock = DummyRLock()
+        try:
+            yield
+        finally:
+            Registry._lock = saved
+
+    def _page_while_busy(self, request_id, token):
+        """The partner presses the page's button (a real HTTP request, its
+        own connection): the landing's form, then its POST."""
+        base = f"http://127.0.0.1:{config['http_port']}/my/confirmation/{request_id}"
+        session = requests.Session()
+        landing = session.get(f"{base}?access_token={token}", timeout=60)
+        self.assertEqual(landing.status_code, 200)
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', landing.text).group(1)
+        return session.post(
+            f"{base}/open",
+            data={"access_token": token, "csrf_token": csrf},
+            timeout=60,
+        )
+
+    def test_busy_head_sends_no_code_and_shows_no_balance(self):
+        """Opened before, no code running: the partner opens the page again
+        while another connection holds the campaign's head. The page answers
+        503 with a try-again message only (no balance, no name), no code
+        email is queued nor reaches the server, no entry is appended. Before,
+        the code left by SMTP before the savepoint rolled its record back."""
+        with SMTPTestServer() as server:
+            ids = self._committed_campaign(server.port)
+            self._documents_server_company(server.port)
+            with self.registry.cursor() as cr:
+                cr.execute(
+                    "UPDATE account_confirmation_campaign SET require_code = true "
+                    "WHERE id = %s",
+                    [ids["campaign"]],
+                )
+                cr.execute(
+                    "UPDATE account_confirmation_request SET state = 'opened' "
+                    "WHERE id = %s",
+                    [ids["request"]],
+                )
+                token = self._env(cr)[REQUEST].browse(ids["request"])
+                token = token._get_confirmation_token()
+            holder, __, marker = self._holding_the_head(ids)
+            try:
+                with real_smtp_delivery(), self._http_on_own_connections():
+                    response = self._page_while_busy(ids["request"], token)
+            finally:
+                open(f"{marker}.go", "w").close()
+                self._finish(holder)
+            self.assertEqual(response.status_code, 503)
+            self.assertIn("try", response.text)
+            for shown in ("100.00", "100,00", "Concurrent Customer"):
+                self.assertNotIn(shown, response.text)
+            self.assertFalse(server.messages, "no code email reached the server")
+        with self.registry.cursor() as cr:
+            cr.execute(
+                "SELECT count(*) FROM mail_mail m JOIN mail_message g "
+                "ON g.id = m.mail_message_id WHERE m.email_to = %s",
+                ["concurrent@example.com"],
+            )
+            queued = cr.fetchone()[0]
+        self.assertEqual(queued, 1, "the request's own email only, no code email")
+        # the holder's entry only
+        self.assertEqual(self._committed(ids)["events"], ["approved", "opened"])

@@ -1,0 +1,40 @@
+from odoo import api, models
+
+from .ir_mail_server import DocumentSMTPMixin
+
+CONFIRMATION_MODEL = "account.confirmation.request"
+
+
+class IrMailServer(models.Model):
+    """A balance confirmation request's email is kept as the mail server
+    accepted it: the bytes handed to SMTP, on the request."""
+
+    _inherit = "ir.mail_server"
+
+    @api.model
+    def send_email(self, message, *args, smtp_session=None, **kwargs):
+        if isinstance(smtp_session, DocumentSMTPMixin):
+            # a replay that sends nothing must not keep the previous bytes
+            smtp_session.handed_over = None
+        message_id = super().send_email(
+            message, *args, smtp_session=smtp_session, **kwargs
+        )
+        raw = getattr(smtp_session, "handed_over", None)
+        if raw:
+            self._keep_confirmation_email(message["Message-Id"], raw)
+        return message_id
+
+    @api.model
+    def _keep_confirmation_email(self, message_id, raw):
+        """When ``message_id`` is a request's own email: its bytes kept."""
+        mail = (
+            self.env["mail.mail"]
+            .sudo()
+            .search(
+                [("message_id", "=", message_id), ("model", "=", CONFIRMATION_MODEL)],
+                limit=1,
+            )
+        )
+        request = self.env[CONFIRMATION_MODEL].sudo().browse(mail.res_id).exists()
+        if request and request._is_confirmation_mail(mail):
+            request._keep_delivered_email(mail, raw)

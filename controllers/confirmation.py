@@ -116,9 +116,10 @@ class ConfirmationController(http.Controller):
         code_mail = self._while_head_free(self._open, confirmation)
         if code_mail is None:
             return self._render_busy()
-        # sent once its entry is kept: a busy head rolls back the queued email
+        # sent once the transaction committed, on a new cursor: no lock held
+        # while SMTP talks, a busy head or a failed commit sends nothing
         if code_mail:
-            code_mail.send(raise_exception=False)
+            code_mail.send_after_commit()
         return self._render_page(confirmation)
 
     def _open(self, confirmation):

@@ -545,13 +545,13 @@ class AccountConfirmationCampaign(models.Model):
         result = []
         for event in delivered:
             payload = json.loads(event.payload or "{}")
-            if digest := payload.get("delivered_sha256"):
-                file = (
-                    self.env["ir.attachment"]
-                    .sudo()
-                    .browse(payload["delivered_file_id"])
-                )
-                result.append((event, digest, file_status(file, digest)))
+            digest = payload.get("delivered_sha256")
+            if not digest:
+                # sent through the default outgoing server: no copy kept
+                result.append((event, "", "not_kept"))
+                continue
+            file = self.env["ir.attachment"].sudo().browse(payload["delivered_file_id"])
+            result.append((event, digest, file_status(file, digest)))
         return result
 
     def _get_evidence_gap(self, events):

@@ -1,5 +1,6 @@
 import base64
 import hashlib
+import json
 import secrets
 from datetime import timedelta
 
@@ -153,8 +154,8 @@ class AccountConfirmationRequest(models.Model):
     confirmation_message_ids = fields.Many2many(
         "mail.message", copy=False, groups="base.group_system"
     )
-    # the request's emails as the mail server accepted them: their files
-    # name this field, whose groups say who reads them (ir.attachment.check)
+    # the request's emails as the mail server accepted them: their files name
+    # this field; the ir.rules on ir.attachment say who reads them
     delivered_email_file_ids = fields.Many2many(
         "ir.attachment",
         string="Emails as Delivered",
@@ -406,6 +407,8 @@ class AccountConfirmationRequest(models.Model):
         files = files.sudo()
         if any(f.res_field == DELIVERED_FIELD for f in files):
             return True
+        if self._is_sent_email_file(files):
+            return True
         return bool(
             self.sudo().search_count(
                 [("confirmation_message_ids.attachment_ids", "in", files.ids)],
@@ -413,12 +416,51 @@ class AccountConfirmationRequest(models.Model):
             )
         )
 
+    @api.model
+    def _is_sent_email_file(self, files):
+        """Whether one of ``files`` is a request's email as queued (the .txt
+        named by a sent entry)."""
+        for file in files.filtered(lambda f: f.mimetype == "text/plain"):
+            entries = (
+                self.env["account.confirmation.event"]
+                .sudo()
+                .search([("payload", "ilike", f'"email_file_id": {file.id}')])
+            )
+            payloads = (json.loads(e.payload or "{}") for e in entries)
+            if any(p.get("email_file_id") == file.id for p in payloads):
+                return True
+        return False
+
     def _is_confirmation_mail(self, mail):
-        """Whether ``mail`` is one of the request's own emails: any other
-        (a message in its chatter, a copy to someone) says nothing of it."""
+        """Whether ``mail`` is one of the request's own emails, as the engine
+        queued it: any other (a message in its chatter, a copy to someone, a
+        resend of its message) says nothing of it."""
         self.ensure_one()
         message = mail.sudo().mail_message_id
-        return bool(message) and message in self.sudo().confirmation_message_ids
+        if not message or message not in self.sudo().confirmation_message_ids:
+            return False
+        return mail.id in self._get_own_mail_ids()
+
+    def _get_own_mail_ids(self):
+        """The ids of the emails the engine queued for the request."""
+        request = self.sudo()
+        sent = request.event_ids.filtered(
+            lambda e: e.event_type in ("sent", "second_request")
+        )
+        ids = {json.loads(e.payload or "{}").get("mail_id") for e in sent}
+        return ids | {request.document_email_mail_id.id}
+
+    def _check_can_update_message_content(self, messages):
+        """Core's chatter edit/delete sudoes the message first: the request's
+        own emails are evidence, whoever the author."""
+        if messages & self.sudo().confirmation_message_ids:
+            raise UserError(
+                self.env._(
+                    "This message is the email of a balance confirmation request: "
+                    "it is evidence and can be neither changed nor deleted."
+                )
+            )
+        return super()._check_can_update_message_content(messages)
 
     def _email_outcome(self, mail, failure_reason=False):
         """The server took ``mail`` (sent) or not (undelivered)."""
@@ -799,7 +841,7 @@ class AccountConfirmationRequest(models.Model):
 
     def _send_answer_code(self, **visitor):
         """Queue a new code for the approved address (the page sends it once
-        the evidence is kept), unless one still runs or too many wrong codes
+        its transaction committed), unless one still runs or too many wrong codes
         locked the request: the email, or no email."""
         self.ensure_one()
         request = self.sudo()

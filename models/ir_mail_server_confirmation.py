@@ -21,20 +21,17 @@ class IrMailServer(models.Model):
         )
         raw = getattr(smtp_session, "handed_over", None)
         if raw:
-            self._keep_confirmation_email(message["Message-Id"], raw)
+            self._keep_confirmation_email(raw)
         return message_id
 
     @api.model
-    def _keep_confirmation_email(self, message_id, raw):
-        """When ``message_id`` is a request's own email: its bytes kept."""
-        mail = (
-            self.env["mail.mail"]
-            .sudo()
-            .search(
-                [("message_id", "=", message_id), ("model", "=", CONFIRMATION_MODEL)],
-                limit=1,
-            )
-        )
+    def _keep_confirmation_email(self, raw):
+        """When the queue's email (``document_email_mail_id``, never searched
+        by Message-Id: a resend shares it) is a request's own: its bytes kept."""
+        mail_id = self.env.context.get("document_email_mail_id")
+        mail = self.env["mail.mail"].sudo().browse(mail_id)
+        if not mail_id or mail.model != CONFIRMATION_MODEL:
+            return
         request = self.env[CONFIRMATION_MODEL].sudo().browse(mail.res_id).exists()
         if request and request._is_confirmation_mail(mail):
             request._keep_delivered_email(mail, raw)

@@ -2,11 +2,13 @@ from odoo import models
 from odoo.exceptions import UserError
 
 CONFIRMATION_MODEL = "account.confirmation.request"
-# what the partner reads: the queue writes the state fields only
-CONFIRMATION_CONTENT_FIELDS = {
-    "body_html", "body", "subject", "email_from", "email_to", "email_cc",
-    "reply_to", "recipient_ids", "partner_ids", "attachment_ids", "headers",
-    "mail_server_id", "res_id", "model", "mail_message_id",
+# what the queue writes on a request's own email; any other field (content,
+# hidden recipients, attachments...) changes as superuser only
+CONFIRMATION_QUEUE_FIELDS = {
+    "state", "failure_reason", "failure_type", "message_id", "scheduled_date",
+    "document_attempts", "document_sent_at", "document_uncertain",
+    "document_bounced", "document_bounced_emails", "document_claim_pid",
+    "document_claimed_until",
 }  # fmt: skip
 
 
@@ -17,7 +19,7 @@ class MailMail(models.Model):
     _inherit = "mail.mail"
 
     def write(self, vals):
-        if CONFIRMATION_CONTENT_FIELDS.intersection(vals):
+        if set(vals) - CONFIRMATION_QUEUE_FIELDS:
             self._check_confirmation_email_content()
         return super().write(vals)
 

@@ -13,6 +13,7 @@ from odoo import SUPERUSER_ID, fields
 from odoo.exceptions import AccessError, UserError
 from odoo.modules.module import get_module_path
 from odoo.tests import new_test_user, tagged
+from odoo.tests.common import JsonRpcException
 from odoo.tools import config
 
 from .aged_common import DATE_AT, AgedReceivableMixin
@@ -1224,6 +1225,14 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
     # ------------------------------------------------------------------
 
     def emailed_code(self, address):
+        # the page sends it after commit: HttpCase's cursor drops that hook
+        codes = (
+            self.env["mail.mail"]
+            .sudo()
+            .search([("email_to", "=", address), ("model", "=", False)])
+        )
+        with real_smtp_delivery():
+            codes.filtered(lambda m: m.state == "outgoing").send()
         [received] = self.messages_to(address)
         body = received["message"].get_body(("html",)).get_content()
         return re.search(r"<strong>(\d{6})</strong>", body).group(1)
@@ -1899,7 +1908,8 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         kept = self.env["ir.attachment"].browse(
             self.sent_payload(first)["email_file_id"]
         )
-        kept.raw = kept.raw.replace(b"Dear", b"Hello")
+        # sudo: the ORM refuses it to users, as evidence
+        kept.sudo().raw = kept.raw.replace(b"Dear", b"Hello")
         text = self.evidence_text(first.campaign_id)
         self.assertIn("Changed", text)
         self.assertNotIn("Matches", text)
@@ -2121,6 +2131,103 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         [received] = self.messages_to(self.customer.email)
         self.assertNotIn(b"Other text", received["content"])
         self.assertTrue(pdf_parts(received["message"]))
+
+    def test_chatter_route_neither_edits_nor_deletes_the_request_email(self):
+        """Core's chatter edit/delete route sudoes the message: the
+        administrator (and the author) still changes nor deletes the queued
+        request email, its text or its letter, through the real route."""
+        [confirmation] = self.sent_request(deliver=False)
+        message = confirmation.sudo().confirmation_message_ids
+        letters, body = message.attachment_ids, message.body
+        self.assertTrue(letters)
+        author = message.author_id.user_ids
+        logins = ["admin"] + (["campaign_auditor"] if self.auditor in author else [])
+        for login in logins:
+            self.authenticate(login, login)
+            for text, files in (("<p>Other text</p>", []), ("", [])):
+                with self.assertRaises(JsonRpcException):
+                    self.make_jsonrpc_request(
+                        "/mail/message/update_content",
+                        {
+                            "message_id": message.id,
+                            "body": text,
+                            "attachment_ids": files,
+                        },
+                    )
+        message.invalidate_recordset()
+        self.assertEqual(message.body, body)
+        self.assertEqual(message.attachment_ids, letters)
+
+    def test_request_mail_keeps_hidden_recipients_and_attachments(self):
+        """Only the queue's fields change on the request's mail.mail: no
+        hidden recipient (Bcc, dropped from the headers) nor attachment
+        (core's unrestricted inverse writes as sudo) is added by a user."""
+        [confirmation] = self.sent_request(deliver=False)
+        mail = confirmation.sudo().document_email_mail_id
+        letters = mail.attachment_ids
+        admin = self.env.ref("base.user_admin")
+        for vals in (
+            {"email_bcc": "spy@example.com"},
+            {"unrestricted_attachment_ids": [(5, 0, 0)]},
+        ):
+            with self.assertRaisesRegex(UserError, "evidence"):
+                mail.with_user(admin).write(vals)
+        self.assertFalse(mail.email_bcc)
+        self.assertEqual(mail.attachment_ids, letters)
+        with real_smtp_delivery():
+            self.env["mail.mail"].process_email_queue()
+        self.assertEqual(mail.state, "sent")
+        self.assertFalse(self.messages_to("spy@example.com"))
+
+    def test_resend_of_the_request_email_refused_and_ignored(self):
+        """Core's resend wizard does not send the request's message again
+        (to an edited address, outside the evidence), and a mail.mail of the
+        message the engine did not queue says nothing of the request."""
+        [confirmation] = self.sent_request(deliver=False)
+        message = confirmation.sudo().confirmation_message_ids
+        own = confirmation.sudo().document_email_mail_id
+        self.assertTrue(confirmation._is_confirmation_mail(own))
+        other = own.sudo().copy({"mail_message_id": message.id})
+        self.assertFalse(confirmation._is_confirmation_mail(other))
+        # the email failed for the customer: core offers to resend it
+        failed = {"notification_status": "exception"}
+        notification = message.notification_ids.filtered(
+            lambda n: n.res_partner_id == self.customer
+        )
+        notification.write(failed) if notification else notification.create(
+            dict(
+                failed,
+                mail_message_id=message.id,
+                res_partner_id=self.customer.id,
+                notification_type="email",
+            )
+        )
+        admin = self.env.ref("base.user_admin")
+        wizard = (
+            self.env["mail.resend.message"]
+            .with_user(admin)
+            .with_context(mail_message_to_resend=message.id)
+            .create({})
+        )
+        self.assertTrue(wizard.partner_ids)
+        with self.assertRaisesRegex(UserError, "second request"):
+            wizard.resend_mail_action()
+
+    def test_email_as_sent_file_cannot_change(self):
+        """The email as queued (.txt named by the sent entry) is evidence
+        like the email as delivered: no write, no delete."""
+        [confirmation] = self.sent_request(deliver=False)
+        [sent] = confirmation.event_ids.filtered(lambda e: e.event_type == "sent")
+        file = self.env["ir.attachment"].browse(
+            json.loads(sent.payload)["email_file_id"]
+        )
+        self.assertTrue(file.name.endswith(".txt"))
+        for change in (
+            lambda: file.with_user(self.auditor).write({"raw": b"forged"}),
+            lambda: file.with_user(self.auditor).unlink(),
+        ):
+            with self.assertRaisesRegex(UserError, "evidence"):
+                change()
 
     def test_author_still_edits_and_deletes_other_chatter_messages(self):
         """Core's chatter elsewhere: the author edits and deletes a note on

@@ -14,6 +14,7 @@ import tempfile
 import time
 from datetime import timedelta
 
+import psycopg2
 import requests
 
 import odoo
@@ -21,11 +22,11 @@ from odoo import SUPERUSER_ID, Command, api, fields
 from odoo.exceptions import UserError
 from odoo.modules.registry import DummyRLock, Registry
 from odoo.tests import TransactionCase, tagged
-from odoo.tools import config
+from odoo.tools import config, mute_logger
 
 from ..models.res_config_settings import SMTP_SETTINGS
 from .aged_common import DATE_AT
-from .common import SMTPTestServer, real_smtp_delivery
+from .common import RecordingHandler, SMTPTestServer, real_smtp_delivery
 
 CHILD = os.path.join(os.path.dirname(__file__), "confirmation_child.py")
 
@@ -33,6 +34,32 @@ REQUEST = "account.confirmation.request"
 CAMPAIGN = "account.confirmation.campaign"
 EVENT = "account.confirmation.event"
 OUTCOME = "account.confirmation.outcome"
+
+
+class HeadProbeHandler(RecordingHandler):
+    """While it reads an email, tries to lock the campaign's head from its
+    own connection: "free" or "locked"."""
+
+    def __init__(self, dbname):
+        super().__init__()
+        self.dbname = dbname
+        self.campaign_id = None
+        self.head = []
+
+    async def handle_DATA(self, server, session, envelope):
+        connection = odoo.sql_db.db_connect(self.dbname)
+        with connection.cursor() as cr, mute_logger("odoo.sql_db"):
+            try:
+                cr.execute(
+                    "SELECT id FROM account_confirmation_campaign "
+                    "WHERE id = %s FOR UPDATE NOWAIT",
+                    [self.campaign_id],
+                )
+                self.head.append("free")
+            except psycopg2.errors.LockNotAvailable:
+                self.head.append("locked")
+            cr.rollback()
+        return await super().handle_DATA(server, session, envelope)
 
 
 @tagged("post_install", "-at_install")
@@ -89,6 +116,8 @@ class TestConfirmationConcurrency(TransactionCase):
                 }
             )
             request.confirmation_message_ids = [Command.link(mail.mail_message_id.id)]
+            # queued by the engine: its own email, not any mail of the message
+            request.document_email_mail_id = mail
             ids = {
                 "partner": partner.id,
                 "campaign": campaign.id,
@@ -303,6 +332,8 @@ class TestConfirmationConcurrency(TransactionCase):
                 }
             )
             request.confirmation_message_ids = [Command.link(mail.mail_message_id.id)]
+            # queued by the engine: its own email, not any mail of the message
+            request.document_email_mail_id = mail
             ids["mail"] = mail.id
             other = env["mail.mail"].create(
                 {
@@ -427,6 +458,36 @@ class TestConfirmationConcurrency(TransactionCase):
             data={"access_token": token, "csrf_token": csrf},
             timeout=60,
         )
+
+    def test_code_email_leaves_after_commit_with_the_head_free(self):
+        """The page queues the code and appends its entry under the
+        campaign's head: the code email leaves after the commit, so while
+        the SMTP server reads it another connection locks the head at once.
+        Before, the head stayed locked through the whole SMTP exchange."""
+        handler = HeadProbeHandler(self.env.cr.dbname)
+        with SMTPTestServer(handler=handler) as server:
+            ids = self._committed_campaign(server.port)
+            self._documents_server_company(server.port)
+            with self.registry.cursor() as cr:
+                cr.execute(
+                    "UPDATE account_confirmation_campaign SET require_code = true "
+                    "WHERE id = %s",
+                    [ids["campaign"]],
+                )
+                cr.execute(
+                    "UPDATE account_confirmation_request SET state = 'opened' "
+                    "WHERE id = %s",
+                    [ids["request"]],
+                )
+                token = self._env(cr)[REQUEST].browse(ids["request"])
+                token = token._get_confirmation_token()
+            handler.campaign_id = ids["campaign"]
+            with real_smtp_delivery(), self._http_on_own_connections():
+                response = self._page_while_busy(ids["request"], token)
+            self.assertEqual(response.status_code, 200)
+            self.assertEqual(len(server.messages), 1, "the code email")
+        self.assertEqual(handler.head, ["free"])
+        self.assertEqual(self._committed(ids)["events"][-1], "code_sent")
 
     def test_busy_head_sends_no_code_and_shows_no_balance(self):
         """Opened before, no code running: the partner opens the page again

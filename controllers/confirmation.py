@@ -1,3 +1,4 @@
+import contextlib
 import math
 import os
 
@@ -112,29 +113,55 @@ class ConfirmationController(http.Controller):
         confirmation = self._get_request(request_id, access_token)
         if not confirmation:
             return request.not_found()
-        return self._while_head_free(confirmation, self._open, confirmation)
-
-    def _open(self, confirmation):
-        confirmation._mark_opened(**self._visitor())
-        if confirmation._needs_code() and confirmation._is_answerable():
-            confirmation._send_answer_code(**self._visitor())
+        code_mail = self._while_head_free(self._open, confirmation)
+        if code_mail is None:
+            return self._render_busy()
+        # sent once the transaction committed, on a new cursor: no lock held
+        # while SMTP talks, a busy head or a failed commit sends nothing
+        if code_mail:
+            code_mail.send_after_commit()
         return self._render_page(confirmation)
 
-    def _while_head_free(self, confirmation, action, *args):
-        """``action``, which appends to the evidence, waiting a few seconds
-        at most for the campaign's head: else nothing of it is kept and the
-        visitor is asked to try again."""
+    def _open(self, confirmation):
+        """Opened, and the code queued when one is needed (sent by the caller)."""
+        confirmation._mark_opened(**self._visitor())
+        if confirmation._needs_code() and confirmation._is_answerable():
+            return confirmation._send_answer_code(**self._visitor())
+        return request.env["mail.mail"]
+
+    def _while_head_free(self, action, *args):
+        """``action``'s result, ``action`` appending to the evidence and
+        waiting a few seconds at most for the campaign's head; None when the
+        head stayed busy: nothing of it is kept."""
         cr = request.env.cr
-        cr.execute(SQL("SET LOCAL lock_timeout = %s", LOCK_TIMEOUT))
         try:
-            with cr.savepoint():
+            with cr.savepoint(), self._lock_timeout(cr):
                 return action(*args)
         except LockNotAvailable:
-            error = request.env._(
-                "Your request could not be recorded just now. Please try "
-                "again in a moment."
-            )
-            return self._render_page(confirmation, error=error, status=503)
+            return None
+
+    @contextlib.contextmanager
+    def _lock_timeout(self, cr):
+        """LOCK_TIMEOUT for the block only: the savepoint's rollback undoes it,
+        and its end restores the previous value, which SET LOCAL would not."""
+        cr.execute(SQL("SHOW lock_timeout"))
+        previous = cr.fetchone()[0]
+        cr.execute(SQL("SELECT set_config('lock_timeout', %s, true)", LOCK_TIMEOUT))
+        yield
+        # what the block wrote waits for locks under the timeout too
+        request.env.flush_all()
+        cr.execute(SQL("SELECT set_config('lock_timeout', %s, true)", previous))
+
+    def _render_busy(self):
+        """Try again shortly: no figure, no name of the request."""
+        error = request.env._(
+            "Your request could not be recorded just now. Please try again in a moment."
+        )
+        return request.render(
+            "account_document_email.confirmation_busy",
+            {"error": error, "no_header": True, "no_footer": True},
+            status=503,
+        )
 
     @http.route(
         "/my/confirmation/<int:request_id>/answer",
@@ -152,9 +179,8 @@ class ConfirmationController(http.Controller):
         refusal = self._refuse_answer(confirmation)
         if refusal:
             return refusal
-        return self._while_head_free(
-            confirmation, self._answer, confirmation, answer, post
-        )
+        response = self._while_head_free(self._answer, confirmation, answer, post)
+        return self._render_busy() if response is None else response
 
     def _answer(self, confirmation, answer, post):
         values, error = self._read_answer(confirmation, answer, post)

@@ -32,6 +32,8 @@ from . import account_confirmation_attempt
 from . import account_confirmation_event
 from . import account_confirmation_outcome
 from . import mail_mail_confirmation
+from . import mail_message
+from . import ir_mail_server_confirmation
 from . import document_email_batch_line_confirmation
 from . import ir_http
 from . import account_reminder_level

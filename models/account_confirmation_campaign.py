@@ -559,6 +559,31 @@ class AccountConfirmationCampaign(models.Model):
                 result.append((event, payload.get("email_to") or "", digest, status))
         return result
 
+    def _get_delivered_email_digests(self):
+        """[(entry, digest, status of the file kept on the request)] of every
+        request's email as the mail server accepted it, read from the
+        evidence."""
+        self.ensure_one()
+        delivered = (
+            self.env["account.confirmation.event"]
+            .sudo()
+            .search(
+                [("campaign_id", "=", self.id), ("event_type", "=", "delivered")],
+                order="sequence",
+            )
+        )
+        result = []
+        for event in delivered:
+            payload = json.loads(event.payload or "{}")
+            digest = payload.get("delivered_sha256")
+            if not digest:
+                # sent through the default outgoing server: no copy kept
+                result.append((event, "", "not_kept"))
+                continue
+            file = self.env["ir.attachment"].sudo().browse(payload["delivered_file_id"])
+            result.append((event, digest, file_status(file, digest)))
+        return result
+
     def _get_evidence_gap(self, events):
         """Why the (unbroken) chain ``events`` does not cover the campaign,
         or "": no entry past draft, a first entry that is not the approval,

@@ -42,6 +42,8 @@ APPROVED_FIELDS = {
 TOKEN_SCOPE = "account_document_email.confirmation"
 # what the chatter shows in place of the personal link's token
 HIDDEN_TOKEN = "HIDDEN"
+# the field whose groups guard the emails as the mail server accepted them
+DELIVERED_FIELD = "delivered_email_file_ids"
 
 
 def settlements(line):
@@ -159,6 +161,14 @@ class AccountConfirmationRequest(models.Model):
     confirmation_message_ids = fields.Many2many(
         "mail.message", copy=False, groups="base.group_system"
     )
+    # the request's emails as the mail server accepted them: their files name
+    # this field; the ir.rules on ir.attachment say who reads them
+    delivered_email_file_ids = fields.Many2many(
+        "ir.attachment",
+        string="Emails as Delivered",
+        compute="_compute_delivered_email_file_ids",
+        groups=AUDITOR_GROUP,
+    )
     responder_name = fields.Char("Answered By", copy=False, readonly=True)
     responder_role = fields.Char("Their Position", copy=False, readonly=True)
     event_ids = fields.One2many(
@@ -262,6 +272,10 @@ class AccountConfirmationRequest(models.Model):
                 request.our_balance - request.their_balance if answered else 0.0
             )
 
+    def _compute_delivered_email_file_ids(self):
+        for request in self:
+            request.delivered_email_file_ids = request._get_delivered_email_files()
+
     def _compute_access_url(self):
         for request in self:
             request.access_url = f"/my/confirmation/{request.id}"
@@ -353,12 +367,107 @@ class AccountConfirmationRequest(models.Model):
             "email_sha256": hashlib.sha256(file.raw).hexdigest(),
         }
 
+    def _keep_delivered_email(self, mail, raw):
+        """``mail`` as the server accepted it: the bytes handed to SMTP's DATA
+        (CRLF line ends, without the transport's dot-stuffing)."""
+        self.ensure_one()
+        raw = raw.encode() if isinstance(raw, str) else bytes(raw)
+        self.env["ir.attachment"].sudo().create(
+            {
+                "name": f"Email as delivered - {self.partner_id.name} - {mail.id}.eml",
+                "raw": raw if raw.endswith(b"\r\n") else raw + b"\r\n",
+                "mimetype": "message/rfc822",
+                "res_model": self._name,
+                "res_id": self.id,
+                "res_field": DELIVERED_FIELD,
+            }
+        )
+
+    def _get_delivered_email_files(self, mail=None):
+        """The files of the request's emails as delivered (of ``mail``'s only
+        when given), newest first."""
+        self.ensure_one()
+        domain = [
+            ("res_model", "=", self._name),
+            ("res_id", "=", self.id),
+            ("res_field", "=", DELIVERED_FIELD),
+        ]
+        if mail:
+            domain.append(("name", "=like", f"% - {mail.id}.eml"))
+        return self.env["ir.attachment"].sudo().search(domain, order="id desc")
+
+    def _get_delivered_email_evidence(self, mail):
+        """The file of ``mail`` as the server accepted it, and its sha256."""
+        self.ensure_one()
+        file = self._get_delivered_email_files(mail)[:1]
+        if not file:
+            return {}
+        return {
+            "delivered_file_id": file.id,
+            "delivered_sha256": hashlib.sha256(file.raw).hexdigest(),
+        }
+
+    @api.model
+    def _is_email_evidence_file(self, files):
+        """Whether one of ``files`` (of requests) is a request's email as
+        delivered or a file of its own email's message."""
+        files = files.sudo()
+        if any(f.res_field == DELIVERED_FIELD for f in files):
+            return True
+        if self._is_sent_email_file(files):
+            return True
+        return bool(
+            self.sudo().search_count(
+                [("confirmation_message_ids.attachment_ids", "in", files.ids)],
+                limit=1,
+            )
+        )
+
+    @api.model
+    def _is_sent_email_file(self, files):
+        """Whether one of ``files`` is a request's email as queued (the .txt
+        named by a sent entry)."""
+        for file in files.filtered(lambda f: f.mimetype == "text/plain"):
+            entries = (
+                self.env["account.confirmation.event"]
+                .sudo()
+                .search([("payload", "ilike", f'"email_file_id": {file.id}')])
+            )
+            payloads = (json.loads(e.payload or "{}") for e in entries)
+            if any(p.get("email_file_id") == file.id for p in payloads):
+                return True
+        return False
+
     def _is_confirmation_mail(self, mail):
-        """Whether ``mail`` is one of the request's own emails: any other
-        (a message in its chatter, a copy to someone) says nothing of it."""
+        """Whether ``mail`` is one of the request's own emails, as the engine
+        queued it: any other (a message in its chatter, a copy to someone, a
+        resend of its message) says nothing of it."""
         self.ensure_one()
         message = mail.sudo().mail_message_id
-        return bool(message) and message in self.sudo().confirmation_message_ids
+        if not message or message not in self.sudo().confirmation_message_ids:
+            return False
+        return mail.id in self._get_own_mail_ids()
+
+    def _get_own_mail_ids(self):
+        """The ids of the emails the engine queued for the request."""
+        request = self.sudo()
+        sent = request.event_ids.filtered(
+            lambda e: e.event_type in ("sent", "second_request")
+        )
+        ids = {json.loads(e.payload or "{}").get("mail_id") for e in sent}
+        return ids | {request.document_email_mail_id.id}
+
+    def _check_can_update_message_content(self, messages):
+        """Core's chatter edit/delete sudoes the message first: the request's
+        own emails are evidence, whoever the author."""
+        if messages & self.sudo().confirmation_message_ids:
+            raise UserError(
+                self.env._(
+                    "This message is the email of a balance confirmation request: "
+                    "it is evidence and can be neither changed nor deleted."
+                )
+            )
+        return super()._check_can_update_message_content(messages)
 
     def _email_outcome(self, mail, failure_reason=False, inline=True):
         """What the server did with ``mail``, once the add-on classified it:
@@ -428,7 +537,7 @@ class AccountConfirmationRequest(models.Model):
             "observed_at": fields.Datetime.to_string(fields.Datetime.now()),
         }
         if mail.state == "sent":
-            return "delivered", details
+            return "delivered", details | self._get_delivered_email_evidence(mail)
         if mail.state == "exception" and mail.document_uncertain:
             return "uncertain", dict(details, reason=mail.failure_reason or "")
         if mail.state in ("exception", "cancel"):
@@ -818,13 +927,14 @@ class AccountConfirmationRequest(models.Model):
         return bool(self.campaign_id.require_code and not self.by_post)
 
     def _send_answer_code(self, **visitor):
-        """Email a new code to the approved address, unless one still runs
-        or too many wrong codes locked the request."""
+        """Queue a new code for the approved address (the page sends it once
+        its transaction committed), unless one still runs or too many wrong codes
+        locked the request: the email, or no email."""
         self.ensure_one()
         request = self.sudo()
         now = fields.Datetime.now()
         if request.code_locked or (request.code_hash and request.code_expiry > now):
-            return False
+            return self.env["mail.mail"]
         code = f"{secrets.randbelow(10**6):06d}"
         request.write(
             {
@@ -834,9 +944,8 @@ class AccountConfirmationRequest(models.Model):
             }
         )
         mail = self.env["mail.mail"].sudo().create(self._prepare_code_mail(code))
-        mail.send(raise_exception=False)
         self._log_event("code_sent", email_to=self.approved_email, **visitor)
-        return True
+        return mail
 
     def _prepare_code_mail(self, code):
         """Not on the request: the chatter never shows a code."""

@@ -33,11 +33,29 @@ class IrAttachment(models.Model):
 
     def write(self, vals):
         self._check_confirmation_answer_files()
+        self._check_confirmation_email_files()
         return super().write(vals)
 
     def unlink(self):
         self._check_confirmation_answer_files()
+        self._check_confirmation_email_files()
         return super().unlink()
+
+    def _check_confirmation_email_files(self):
+        """A balance confirmation's email (its letter, the email as the server
+        accepted it) is evidence: nobody changes or deletes it through the ORM."""
+        if not self.ids or self.env.su:
+            return
+        Request = self.env["account.confirmation.request"]
+        files = self.sudo().filtered(lambda f: f.res_model == Request._name)
+        if files and Request._is_email_evidence_file(files):
+            raise UserError(
+                self.env._(
+                    "This file belongs to the email of a balance confirmation "
+                    "request: it is evidence and can be neither changed nor "
+                    "deleted."
+                )
+            )
 
     def _check_confirmation_answer_files(self):
         """A balance confirmation's answer file is evidence (its digest is in

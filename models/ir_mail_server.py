@@ -47,6 +47,8 @@ class DocumentSMTPMixin:
         # the recipients (To) whose message the server accepted, per Message-Id:
         # core sends one message per recipient partner, all with the same id
         self.accepted_by_message = {}
+        # the last message's bytes as handed to DATA (before dot-stuffing)
+        self.handed_over = None
 
     # where data() is: "command" until the server answers DATA, then
     # "message" once it said 354 (the message goes), or "refused"
@@ -60,6 +62,7 @@ class DocumentSMTPMixin:
 
     def data(self, msg):
         self.document_data_stage = "command"
+        self.handed_over = msg
         try:
             code, reply = super().data(msg)
         except smtplib.SMTPDataError as error:

@@ -1,8 +1,17 @@
 from odoo import models
+from odoo.exceptions import UserError
 
 from .mail_mail_claim import QUEUE_CLAIMING
 
 CONFIRMATION_MODEL = "account.confirmation.request"
+# what the queue writes on a request's own email; any other field (content,
+# hidden recipients, attachments...) changes as superuser only
+CONFIRMATION_QUEUE_FIELDS = {
+    "state", "failure_reason", "failure_type", "message_id", "scheduled_date",
+    "document_attempts", "document_sent_at", "document_uncertain",
+    "document_bounced", "document_bounced_emails", "document_claim_pid",
+    "document_claimed_until",
+}  # fmt: skip
 
 
 class MailMail(models.Model):
@@ -10,6 +19,30 @@ class MailMail(models.Model):
     its email, and as undelivered when its email failed for good."""
 
     _inherit = "mail.mail"
+
+    def write(self, vals):
+        if set(vals) - CONFIRMATION_QUEUE_FIELDS:
+            self._check_confirmation_email_content()
+        return super().write(vals)
+
+    def unlink(self):
+        self._check_confirmation_email_content()
+        return super().unlink()
+
+    def _check_confirmation_email_content(self):
+        """A request's own email leaves as queued: its content and its row
+        change through the add-on's internal paths only (sudo, the queue)."""
+        if self.env.su or self.env.user._is_superuser():
+            return
+        for mail in self.sudo().filtered(lambda m: m.model == CONFIRMATION_MODEL):
+            request = self.env[CONFIRMATION_MODEL].sudo().browse(mail.res_id).exists()
+            if request and request._is_confirmation_mail(mail):
+                raise UserError(
+                    self.env._(
+                        "This email is a balance confirmation request: it is "
+                        "evidence and can be neither changed nor deleted."
+                    )
+                )
 
     def _postprocess_sent_message(
         self, success_pids, failure_reason=False, failure_type=None

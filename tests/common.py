@@ -127,6 +127,8 @@ class RecordingHandler:
                     "rcpt_tos": list(envelope.rcpt_tos),
                     "message": message,
                     "size": len(envelope.content),
+                    # the DATA lines as sent, dot-stuffing undone, CRLF kept
+                    "content": envelope.content,
                 }
             )
         return "250 Message accepted for delivery"

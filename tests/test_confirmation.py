@@ -15,6 +15,7 @@ from odoo import SUPERUSER_ID, fields, sql_db
 from odoo.exceptions import AccessError, UserError
 from odoo.modules.module import get_module_path
 from odoo.tests import new_test_user, tagged
+from odoo.tests.common import JsonRpcException
 from odoo.tools import config
 
 from .aged_common import DATE_AT, AgedReceivableMixin
@@ -1227,6 +1228,14 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
     # ------------------------------------------------------------------
 
     def emailed_code(self, address):
+        # the page sends it after commit: HttpCase's cursor drops that hook
+        codes = (
+            self.env["mail.mail"]
+            .sudo()
+            .search([("email_to", "=", address), ("model", "=", False)])
+        )
+        with real_smtp_delivery():
+            codes.filtered(lambda m: m.state == "outgoing").send()
         [received] = self.messages_to(address)
         body = received["message"].get_body(("html",)).get_content()
         return re.search(r"<strong>(\d{6})</strong>", body).group(1)
@@ -1902,7 +1911,8 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         kept = self.env["ir.attachment"].browse(
             self.sent_payload(first)["email_file_id"]
         )
-        kept.raw = kept.raw.replace(b"Dear", b"Hello")
+        # sudo: the ORM refuses it to users, as evidence
+        kept.sudo().raw = kept.raw.replace(b"Dear", b"Hello")
         text = self.evidence_text(first.campaign_id)
         self.assertIn("Changed", text)
         self.assertNotIn("Matches", text)
@@ -2445,3 +2455,229 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         self.stop_worker(worker)
         self.cron_env["account.confirmation.outcome"]._cron_append_pending()
         self.assertEqual(self.outcome_types(confirmation), ["delivered"])
+    # Hostile review (the email as queued and as delivered, cancelling)
+    # ------------------------------------------------------------------
+
+    def test_manager_neither_changes_nor_deletes_the_request_email(self):
+        """The billing manager (write access on the request) changes nor
+        deletes the request's email through its chatter message, its letter
+        or its mail.mail (the administrator neither); the queue still sends
+        it as queued. Core checks only write access on the request."""
+        [confirmation] = self.sent_request(deliver=False)
+        manager = self.manager()
+        message = confirmation.sudo().confirmation_message_ids
+        self.assertEqual(len(message), 1)
+        as_manager = message.with_user(manager)
+        for change in (
+            lambda: as_manager.write({"body": "<p>Other text</p>"}),
+            lambda: as_manager.write({"attachment_ids": [(5, 0, 0)]}),
+            lambda: as_manager.unlink(),
+            lambda: message.attachment_ids.with_user(manager).write({"raw": b"x"}),
+            lambda: message.attachment_ids.with_user(manager).unlink(),
+        ):
+            with self.assertRaisesRegex(UserError, "evidence"):
+                change()
+        mail = confirmation.sudo().document_email_mail_id
+        admin = self.env.ref("base.user_admin")
+        with self.assertRaisesRegex(UserError, "evidence"):
+            mail.with_user(admin).write({"body_html": "<p>Other text</p>"})
+        with self.assertRaisesRegex(UserError, "evidence"):
+            mail.with_user(admin).unlink()
+        with real_smtp_delivery():
+            self.env["mail.mail"].process_email_queue()
+        self.assertEqual(confirmation.state, "sent")
+        [received] = self.messages_to(self.customer.email)
+        self.assertNotIn(b"Other text", received["content"])
+        self.assertTrue(pdf_parts(received["message"]))
+
+    def test_chatter_route_neither_edits_nor_deletes_the_request_email(self):
+        """Core's chatter edit/delete route sudoes the message: the
+        administrator (and the author) still changes nor deletes the queued
+        request email, its text or its letter, through the real route."""
+        [confirmation] = self.sent_request(deliver=False)
+        message = confirmation.sudo().confirmation_message_ids
+        letters, body = message.attachment_ids, message.body
+        self.assertTrue(letters)
+        author = message.author_id.user_ids
+        logins = ["admin"] + (["campaign_auditor"] if self.auditor in author else [])
+        for login in logins:
+            self.authenticate(login, login)
+            for text, files in (("<p>Other text</p>", []), ("", [])):
+                with self.assertRaises(JsonRpcException):
+                    self.make_jsonrpc_request(
+                        "/mail/message/update_content",
+                        {
+                            "message_id": message.id,
+                            "body": text,
+                            "attachment_ids": files,
+                        },
+                    )
+        message.invalidate_recordset()
+        self.assertEqual(message.body, body)
+        self.assertEqual(message.attachment_ids, letters)
+
+    def test_request_mail_keeps_hidden_recipients_and_attachments(self):
+        """Only the queue's fields change on the request's mail.mail: no
+        hidden recipient (Bcc, dropped from the headers) nor attachment
+        (core's unrestricted inverse writes as sudo) is added by a user."""
+        [confirmation] = self.sent_request(deliver=False)
+        mail = confirmation.sudo().document_email_mail_id
+        letters = mail.attachment_ids
+        admin = self.env.ref("base.user_admin")
+        for vals in (
+            {"email_bcc": "spy@example.com"},
+            {"unrestricted_attachment_ids": [(5, 0, 0)]},
+        ):
+            with self.assertRaisesRegex(UserError, "evidence"):
+                mail.with_user(admin).write(vals)
+        self.assertFalse(mail.email_bcc)
+        self.assertEqual(mail.attachment_ids, letters)
+        with real_smtp_delivery():
+            self.env["mail.mail"].process_email_queue()
+        self.assertEqual(mail.state, "sent")
+        self.assertFalse(self.messages_to("spy@example.com"))
+
+    def test_resend_of_the_request_email_refused_and_ignored(self):
+        """Core's resend wizard does not send the request's message again
+        (to an edited address, outside the evidence), and a mail.mail of the
+        message the engine did not queue says nothing of the request."""
+        [confirmation] = self.sent_request(deliver=False)
+        message = confirmation.sudo().confirmation_message_ids
+        own = confirmation.sudo().document_email_mail_id
+        self.assertTrue(confirmation._is_confirmation_mail(own))
+        other = own.sudo().copy({"mail_message_id": message.id})
+        self.assertFalse(confirmation._is_confirmation_mail(other))
+        # the email failed for the customer: core offers to resend it
+        failed = {"notification_status": "exception"}
+        notification = message.notification_ids.filtered(
+            lambda n: n.res_partner_id == self.customer
+        )
+        notification.write(failed) if notification else notification.create(
+            dict(
+                failed,
+                mail_message_id=message.id,
+                res_partner_id=self.customer.id,
+                notification_type="email",
+            )
+        )
+        admin = self.env.ref("base.user_admin")
+        wizard = (
+            self.env["mail.resend.message"]
+            .with_user(admin)
+            .with_context(mail_message_to_resend=message.id)
+            .create({})
+        )
+        self.assertTrue(wizard.partner_ids)
+        with self.assertRaisesRegex(UserError, "second request"):
+            wizard.resend_mail_action()
+
+    def test_email_as_sent_file_cannot_change(self):
+        """The email as queued (.txt named by the sent entry) is evidence
+        like the email as delivered: no write, no delete."""
+        [confirmation] = self.sent_request(deliver=False)
+        [sent] = confirmation.event_ids.filtered(lambda e: e.event_type == "sent")
+        file = self.env["ir.attachment"].browse(
+            json.loads(sent.payload)["email_file_id"]
+        )
+        self.assertTrue(file.name.endswith(".txt"))
+        for change in (
+            lambda: file.with_user(self.auditor).write({"raw": b"forged"}),
+            lambda: file.with_user(self.auditor).unlink(),
+        ):
+            with self.assertRaisesRegex(UserError, "evidence"):
+                change()
+
+    def test_author_still_edits_and_deletes_other_chatter_messages(self):
+        """Core's chatter elsewhere: the author edits and deletes a note on
+        a partner and on an invoice, and a note on the request itself."""
+        [confirmation] = self.sent_request()
+        author = new_test_user(
+            self.env,
+            "chatter_author",
+            groups="account.group_account_manager,base.group_partner_manager",
+            company_id=self.env.company.id,
+        )
+        for record in (self.customer, self.invoice, confirmation):
+            record = record.with_user(author)
+            note = record.message_post(
+                body="Note", message_type="comment", subtype_xmlid="mail.mt_note"
+            )
+            record._message_update_content(note, body="Edited")
+            self.assertIn("Edited", str(note.body))
+            note.write({"body": "Written"})
+            note.unlink()
+            self.assertFalse(note.exists())
+
+    def test_email_kept_as_the_server_accepted_it(self):
+        """The bytes handed to SMTP for the request's email are kept on the
+        request and their sha256 is in the delivered entry: the same as
+        the bytes the real SMTP server received (aiosmtpd's content: the
+        DATA lines with CRLF, dot-stuffing undone, without the final "."
+        line). Only the auditor reads that file; nobody changes it."""
+        [confirmation] = self.sent_request(deliver=False)
+        with real_smtp_delivery():
+            self.env["mail.mail"].process_email_queue()
+        [received] = self.messages_to(self.customer.email)
+        [delivered] = confirmation.event_ids.filtered(
+            lambda e: e.event_type == "delivered"
+        )
+        payload = json.loads(delivered.payload)
+        digest = hashlib.sha256(received["content"]).hexdigest()
+        self.assertEqual(payload["delivered_sha256"], digest)
+        file = self.env["ir.attachment"].browse(payload["delivered_file_id"])
+        self.assertEqual(file.with_user(self.auditor).raw, received["content"])
+        for header in (b"\r\nFrom: ", b"\r\nReply-To: ", b"application/pdf"):
+            self.assertIn(header, file.raw)
+        billing = new_test_user(
+            self.env,
+            "confirm_billing",
+            groups="account.group_account_invoice",
+            company_id=self.env.company.id,
+        )
+        for user in (billing, self.manager()):
+            with self.assertRaises(AccessError):
+                file.with_user(user).read(["raw"])
+            with self.assertRaisesRegex(UserError, "evidence"):
+                file.with_user(user).unlink()
+        with self.assertRaisesRegex(UserError, "evidence"):
+            file.with_user(self.auditor).write({"raw": b"forged"})
+        text = re.sub(r"\s", "", self.evidence_text(confirmation.campaign_id))
+        self.assertIn(digest, text)
+        self.assertIn("Samebytes", text)
+
+    def test_posting_cancels_the_queued_email(self):
+        """Bounced while its email still waits in the queue: posted by the
+        auditor, the queued email (with the dead link) is cancelled, its
+        outcome recorded, and it never reaches the server."""
+        [confirmation] = self.sent_request(deliver=False)
+        mail = confirmation.sudo().document_email_mail_id
+        self.assertEqual(mail.state, "outgoing")
+        confirmation._mark_undelivered("bounced", "bounced")
+        confirmation.with_user(self.auditor).action_mark_posted()
+        self.assertEqual(mail.state, "cancel")
+        with real_smtp_delivery():
+            self.env["mail.mail"].process_email_queue()
+        self.assertFalse(self.messages_to(self.customer.email))
+        outcome = self._outcomes(confirmation.campaign_id)
+        self.assertEqual(outcome.event_type, "undelivered")
+
+    def test_other_company_reads_no_outcome(self):
+        """An auditor of company B reads none of company A's outcomes."""
+        [confirmation] = self.sent_request()
+        outcome = self._outcomes(confirmation.campaign_id)
+        self.assertTrue(outcome)
+        company_b = self.env["res.company"].create({"name": "Company B"})
+        auditor_b = new_test_user(
+            self.env,
+            "auditor_b",
+            groups="account_document_email.group_confirmation_auditor",
+            company_id=company_b.id,
+            company_ids=[company_b.id],
+        )
+        Outcome = self.env["account.confirmation.outcome"].with_user(auditor_b)
+        self.assertFalse(Outcome.search([("id", "=", outcome.id)]))
+        with self.assertRaises(AccessError):
+            Outcome.browse(outcome.id).read(["event_type"])
+        self.assertTrue(
+            outcome.with_user(self.auditor).read(["event_type"]), "its own company's"
+        )

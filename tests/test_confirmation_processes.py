@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import socket
+import re
 import subprocess
 import sys
 import tempfile
@@ -15,17 +16,21 @@ import threading
 import time
 from datetime import timedelta
 
+import psycopg2
+import requests
+
 import odoo
 from odoo import SUPERUSER_ID, Command, api, fields
 from odoo.exceptions import UserError
+from odoo.modules.registry import DummyRLock, Registry
 from odoo.tests import TransactionCase, tagged
-from odoo.tools import config
+from odoo.tools import config, mute_logger
 
 from odoo.addons.account_document_email.models.mail_mail import SLICE_PARAM
 
 from ..models.res_config_settings import SMTP_SETTINGS
 from .aged_common import DATE_AT
-from .common import SMTPTestServer
+from .common import RecordingHandler, SMTPTestServer, real_smtp_delivery
 
 
 class HeldSecondConnection:
@@ -75,6 +80,32 @@ REQUEST = "account.confirmation.request"
 CAMPAIGN = "account.confirmation.campaign"
 EVENT = "account.confirmation.event"
 OUTCOME = "account.confirmation.outcome"
+
+
+class HeadProbeHandler(RecordingHandler):
+    """While it reads an email, tries to lock the campaign's head from its
+    own connection: "free" or "locked"."""
+
+    def __init__(self, dbname):
+        super().__init__()
+        self.dbname = dbname
+        self.campaign_id = None
+        self.head = []
+
+    async def handle_DATA(self, server, session, envelope):
+        connection = odoo.sql_db.db_connect(self.dbname)
+        with connection.cursor() as cr, mute_logger("odoo.sql_db"):
+            try:
+                cr.execute(
+                    "SELECT id FROM account_confirmation_campaign "
+                    "WHERE id = %s FOR UPDATE NOWAIT",
+                    [self.campaign_id],
+                )
+                self.head.append("free")
+            except psycopg2.errors.LockNotAvailable:
+                self.head.append("locked")
+            cr.rollback()
+        return await super().handle_DATA(server, session, envelope)
 
 
 @tagged("post_install", "-at_install")
@@ -131,6 +162,8 @@ class TestConfirmationConcurrency(TransactionCase):
                 }
             )
             request.confirmation_message_ids = [Command.link(mail.mail_message_id.id)]
+            # queued by the engine: its own email, not any mail of the message
+            request.document_email_mail_id = mail
             ids = {
                 "partner": partner.id,
                 "campaign": campaign.id,
@@ -345,6 +378,8 @@ class TestConfirmationConcurrency(TransactionCase):
                 }
             )
             request.confirmation_message_ids = [Command.link(mail.mail_message_id.id)]
+            # queued by the engine: its own email, not any mail of the message
+            request.document_email_mail_id = mail
             ids["mail"] = mail.id
             other = env["mail.mail"].create(
                 {
@@ -540,3 +575,103 @@ class TestConfirmationConcurrency(TransactionCase):
         after = self._committed(ids)
         self.assertEqual(after["events"], ["approved", "delivered"])
         self.assertTrue(after["intact"])
+    @contextlib.contextmanager
+    def _http_on_own_connections(self):
+        """The test server answers while the test run holds the registry's
+        lock: released as HttpCase's test mode does, without its shared
+        cursor (each request has its own connection, on committed data)."""
+        saved = Registry._lock
+        Registry._lock = DummyRLock()
+        try:
+            yield
+        finally:
+            Registry._lock = saved
+
+    def _page_while_busy(self, request_id, token):
+        """The partner presses the page's button (a real HTTP request, its
+        own connection): the landing's form, then its POST."""
+        base = f"http://127.0.0.1:{config['http_port']}/my/confirmation/{request_id}"
+        session = requests.Session()
+        landing = session.get(f"{base}?access_token={token}", timeout=60)
+        self.assertEqual(landing.status_code, 200)
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', landing.text).group(1)
+        return session.post(
+            f"{base}/open",
+            data={"access_token": token, "csrf_token": csrf},
+            timeout=60,
+        )
+
+    def test_code_email_leaves_after_commit_with_the_head_free(self):
+        """The page queues the code and appends its entry under the
+        campaign's head: the code email leaves after the commit, so while
+        the SMTP server reads it another connection locks the head at once.
+        Before, the head stayed locked through the whole SMTP exchange."""
+        handler = HeadProbeHandler(self.env.cr.dbname)
+        with SMTPTestServer(handler=handler) as server:
+            ids = self._committed_campaign(server.port)
+            self._documents_server_company(server.port)
+            with self.registry.cursor() as cr:
+                cr.execute(
+                    "UPDATE account_confirmation_campaign SET require_code = true "
+                    "WHERE id = %s",
+                    [ids["campaign"]],
+                )
+                cr.execute(
+                    "UPDATE account_confirmation_request SET state = 'opened' "
+                    "WHERE id = %s",
+                    [ids["request"]],
+                )
+                token = self._env(cr)[REQUEST].browse(ids["request"])
+                token = token._get_confirmation_token()
+            handler.campaign_id = ids["campaign"]
+            with real_smtp_delivery(), self._http_on_own_connections():
+                response = self._page_while_busy(ids["request"], token)
+            self.assertEqual(response.status_code, 200)
+            self.assertEqual(len(server.messages), 1, "the code email")
+        self.assertEqual(handler.head, ["free"])
+        self.assertEqual(self._committed(ids)["events"][-1], "code_sent")
+
+    def test_busy_head_sends_no_code_and_shows_no_balance(self):
+        """Opened before, no code running: the partner opens the page again
+        while another connection holds the campaign's head. The page answers
+        503 with a try-again message only (no balance, no name), no code
+        email is queued nor reaches the server, no entry is appended. Before,
+        the code left by SMTP before the savepoint rolled its record back."""
+        with SMTPTestServer() as server:
+            ids = self._committed_campaign(server.port)
+            self._documents_server_company(server.port)
+            with self.registry.cursor() as cr:
+                cr.execute(
+                    "UPDATE account_confirmation_campaign SET require_code = true "
+                    "WHERE id = %s",
+                    [ids["campaign"]],
+                )
+                cr.execute(
+                    "UPDATE account_confirmation_request SET state = 'opened' "
+                    "WHERE id = %s",
+                    [ids["request"]],
+                )
+                token = self._env(cr)[REQUEST].browse(ids["request"])
+                token = token._get_confirmation_token()
+            holder, __, marker = self._holding_the_head(ids)
+            try:
+                with real_smtp_delivery(), self._http_on_own_connections():
+                    response = self._page_while_busy(ids["request"], token)
+            finally:
+                open(f"{marker}.go", "w").close()
+                self._finish(holder)
+            self.assertEqual(response.status_code, 503)
+            self.assertIn("try", response.text)
+            for shown in ("100.00", "100,00", "Concurrent Customer"):
+                self.assertNotIn(shown, response.text)
+            self.assertFalse(server.messages, "no code email reached the server")
+        with self.registry.cursor() as cr:
+            cr.execute(
+                "SELECT count(*) FROM mail_mail m JOIN mail_message g "
+                "ON g.id = m.mail_message_id WHERE m.email_to = %s",
+                ["concurrent@example.com"],
+            )
+            queued = cr.fetchone()[0]
+        self.assertEqual(queued, 1, "the request's own email only, no code email")
+        # the holder's entry only
+        self.assertEqual(self._committed(ids)["events"], ["approved", "opened"])

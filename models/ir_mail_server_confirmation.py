@@ -1,0 +1,37 @@
+from odoo import api, models
+
+from .ir_mail_server import DocumentSMTPMixin
+
+CONFIRMATION_MODEL = "account.confirmation.request"
+
+
+class IrMailServer(models.Model):
+    """A balance confirmation request's email is kept as the mail server
+    accepted it: the bytes handed to SMTP, on the request."""
+
+    _inherit = "ir.mail_server"
+
+    @api.model
+    def send_email(self, message, *args, smtp_session=None, **kwargs):
+        if isinstance(smtp_session, DocumentSMTPMixin):
+            # a replay that sends nothing must not keep the previous bytes
+            smtp_session.handed_over = None
+        message_id = super().send_email(
+            message, *args, smtp_session=smtp_session, **kwargs
+        )
+        raw = getattr(smtp_session, "handed_over", None)
+        if raw:
+            self._keep_confirmation_email(raw)
+        return message_id
+
+    @api.model
+    def _keep_confirmation_email(self, raw):
+        """When the queue's email (``document_email_mail_id``, never searched
+        by Message-Id: a resend shares it) is a request's own: its bytes kept."""
+        mail_id = self.env.context.get("document_email_mail_id")
+        mail = self.env["mail.mail"].sudo().browse(mail_id)
+        if not mail_id or mail.model != CONFIRMATION_MODEL:
+            return
+        request = self.env[CONFIRMATION_MODEL].sudo().browse(mail.res_id).exists()
+        if request and request._is_confirmation_mail(mail):
+            request._keep_delivered_email(mail, raw)

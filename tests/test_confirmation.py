@@ -2455,6 +2455,7 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         self.stop_worker(worker)
         self.cron_env["account.confirmation.outcome"]._cron_append_pending()
         self.assertEqual(self.outcome_types(confirmation), ["delivered"])
+
     # Hostile review (the email as queued and as delivered, cancelling)
     # ------------------------------------------------------------------
 

@@ -7,8 +7,8 @@ test removes it at the end."""
 import contextlib
 import json
 import os
-import socket
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -575,6 +575,7 @@ class TestConfirmationConcurrency(TransactionCase):
         after = self._committed(ids)
         self.assertEqual(after["events"], ["approved", "delivered"])
         self.assertTrue(after["intact"])
+
     @contextlib.contextmanager
     def _http_on_own_connections(self):
         """The test server answers while the test run holds the registry's

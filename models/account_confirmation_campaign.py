@@ -17,7 +17,8 @@ AUDITOR_GROUP = "account_document_email.group_confirmation_auditor"
 APPROVED_FIELDS = {
     "name", "company_id", "date_at", "kind", "partner_scope", "selection_rule",
     "threshold_amount", "sample_size", "random_seed", "reply_email", "deadline",
-    "second_request_days", "link_grace_days", "request_ids", "state",
+    "second_request_days", "link_grace_days", "min_answer_days", "request_ids",
+    "state",
     "auditor_id", "approval_date", "require_code",
 }  # fmt: skip
 # the head of the evidence chain: written by the chain's appends only (SQL)
@@ -119,6 +120,13 @@ class AccountConfirmationCampaign(models.Model):
         default=14,
         help="Days after sending when a second request goes to the partners "
         "who have not answered (positive campaigns only).",
+    )
+    min_answer_days = fields.Integer(
+        "Minimum Days to Answer",
+        default=7,
+        help="A negative request delivered or posted fewer days than this "
+        "before the deadline is never counted as no exception reported: it "
+        "ends with no reply.",
     )
     link_grace_days = fields.Integer(
         "Link Valid After Deadline (days)",
@@ -406,6 +414,10 @@ class AccountConfirmationCampaign(models.Model):
             campaign._check_no_email_in_flight()
             # what a killed worker lost, in the evidence before its seal
             self.env["account.confirmation.outcome"]._record_missing(campaigns=campaign)
+            # a bounce since the deadline pass undoes its "no exception"
+            self.env["account.confirmation.request"]._detect_bounces(
+                campaign.request_ids
+            )
             # no partner gets a request of a closed campaign
             campaign.request_ids._cancel_queued_emails(
                 self.env._("Cancelled: the campaign was closed.")

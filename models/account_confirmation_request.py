@@ -492,11 +492,13 @@ class AccountConfirmationRequest(models.Model):
             self.state in PENDING_STATES
             or (self.state == "undelivered" and current and not mail.document_bounced)
         )
-        if delivered and self._is_response_window_over(mail.write_date):
+        # when the server took it: a later write (a Cc bounce) moves write_date
+        delivered_at = mail.document_sent_at or mail.write_date
+        if delivered and self._is_response_window_over(delivered_at):
             self._mark_delivered_late()
         elif delivered:
-            today = fields.Date.today()
-            request.write({"state": "sent", "sent_date": today, "delivery_note": False})
+            day = fields.Date.context_today(self, delivered_at)
+            request.write({"state": "sent", "sent_date": day, "delivery_note": False})
         elif self.state == "queued":
             state = "uncertain" if event_type == "uncertain" else "undelivered"
             request.write({"state": state, "delivery_note": payload["reason"]})
@@ -518,6 +520,13 @@ class AccountConfirmationRequest(models.Model):
         self.ensure_one()
         day = fields.Date.context_today(self, delivered_at or fields.Datetime.now())
         return self.campaign_id.state == "closed" or self.deadline < day
+
+    def _had_time_to_answer(self):
+        """Delivered or posted at least the campaign's minimum days before
+        the deadline: only then may silence mean "no exception"."""
+        self.ensure_one()
+        days = timedelta(days=self.campaign_id.min_answer_days)
+        return bool(self.sent_date) and self.sent_date + days <= self.deadline
 
     def _mark_delivered_late(self):
         """Delivered with no time left to answer: never sent, never "no
@@ -905,6 +914,9 @@ class AccountConfirmationRequest(models.Model):
     def _mark_opened(self, **visitor):
         # opening the link proves an uncertain email arrived
         opened = self.filtered(lambda r: r.state in ("sent", "posted", "uncertain"))
+        # an uncertain email's delivery is known from today only
+        arrived = opened.filtered(lambda r: r.state == "uncertain")
+        arrived.sudo().sent_date = fields.Date.context_today(self)
         opened.sudo().state = "opened"
         opened._log_event("opened", **visitor)
 
@@ -1217,20 +1229,17 @@ class AccountConfirmationRequest(models.Model):
         return due
 
     @api.model
-    def _detect_bounces(self):
-        """Each bounce of a request's own email, once, in the evidence with
-        its email (late after the closing); a request still waiting becomes
-        undelivered."""
-        notifications = (
-            self.env["mail.notification"]
-            .sudo()
-            .search(
-                [
-                    ("mail_message_id.model", "=", self._name),
-                    ("notification_status", "=", "bounce"),
-                ]
-            )
-        )
+    def _detect_bounces(self, requests=None):
+        """Each bounce of a request's own email (of ``requests`` when given),
+        once, in the evidence with its email (late after the closing); a
+        request still waiting becomes undelivered."""
+        domain = [
+            ("mail_message_id.model", "=", self._name),
+            ("notification_status", "=", "bounce"),
+        ]
+        if requests is not None:
+            domain.append(("mail_message_id.res_id", "in", requests.ids))
+        notifications = self.env["mail.notification"].sudo().search(domain)
         requests = self.sudo().browse(notifications.mail_message_id.mapped("res_id"))
         bounced = self.browse()
         for request in requests.exists():
@@ -1303,11 +1312,14 @@ class AccountConfirmationRequest(models.Model):
         queued = late.filtered(lambda r: r.state == "queued")
         queued._mark_undelivered("undelivered", "never taken by the mail server")
         late -= cancelled | queued
-        # locked (wrong codes) or maybe never delivered: the partner could
-        # not answer, never "no exception"
+        # locked (wrong codes), maybe never delivered, or delivered too late
+        # to answer: never "no exception"
         negative = late.filtered(
             lambda r: (
-                r.kind == "negative" and not r.code_locked and r.state != "uncertain"
+                r.kind == "negative"
+                and not r.code_locked
+                and r.state != "uncertain"
+                and r._had_time_to_answer()
             )
         )
         negative.state = "no_exception"

@@ -1651,6 +1651,8 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
             self.vendor, kind="negative", partner_scope="both"
         )
         locked.sudo().code_locked = True
+        # delivered with time to answer before the deadline
+        (locked | silent).sudo().sent_date = self.today - timedelta(days=10)
         (locked | silent).campaign_id.sudo().deadline = self.today - timedelta(days=1)
         self.cron_env["account.confirmation.campaign"]._cron_follow_up()
         self.assertEqual(locked.state, "no_reply")
@@ -2380,8 +2382,8 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         self.assertEqual(self.outcome_types(confirmation), ["undelivered"])
         self.assertEqual(self.entry_types(confirmation).count("undelivered"), 1)
 
-    def uncertain_request(self):
-        [confirmation] = self.sent_request(deliver=False)
+    def uncertain_request(self, **values):
+        [confirmation] = self.sent_request(deliver=False, **values)
         with SMTPTestServer(handler=DropAfterDataHandler()) as server:
             self.deliver_through(server)
         self.assertEqual(confirmation.state, "uncertain")
@@ -2403,6 +2405,7 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         """Negative, delivered, no exception at the deadline; its email then
         bounces before the closing: undelivered, never "no exception"."""
         [confirmation] = self.sent_request(kind="negative")
+        confirmation.sudo().sent_date = self.today - timedelta(days=10)
         confirmation.campaign_id.sudo().deadline = self.today - timedelta(days=1)
         self.cron_env["account.confirmation.campaign"]._cron_follow_up()
         self.assertEqual(confirmation.state, "no_exception")
@@ -2422,8 +2425,9 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         never "never taken by the mail server"."""
         [confirmation] = self.sent_request(deliver=False)
         mail = self.lose_outcome(confirmation)
+        # taken by the server yesterday; its write_date (today) says nothing
         self.env.cr.execute(
-            "UPDATE mail_mail SET write_date = now() AT TIME ZONE 'UTC'"
+            "UPDATE mail_mail SET document_sent_at = now() AT TIME ZONE 'UTC'"
             " - interval '1 day' WHERE id = %s",
             (mail.id,),
         )
@@ -2456,6 +2460,7 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         self.cron_env["account.confirmation.outcome"]._cron_append_pending()
         self.assertEqual(self.outcome_types(confirmation), ["delivered"])
 
+    # ------------------------------------------------------------------
     # Hostile review (the email as queued and as delivered, cancelling)
     # ------------------------------------------------------------------
 
@@ -2682,3 +2687,75 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         self.assertTrue(
             outcome.with_user(self.auditor).read(["event_type"]), "its own company's"
         )
+
+    # ------------------------------------------------------------------
+    # Sixth review (time to answer, bounces at the closing)
+    # ------------------------------------------------------------------
+
+    def bounce(self, confirmation):
+        """The request's email bounces (as the bounce processing marks it)."""
+        self.env["mail.notification"].search(
+            [
+                ("mail_message_id.model", "=", confirmation._name),
+                ("mail_message_id.res_id", "=", confirmation.id),
+            ]
+        ).sudo().notification_status = "bounce"
+
+    def test_posted_or_opened_after_the_deadline_is_no_reply(self):
+        """Negative: a letter posted after the deadline, or an uncertain
+        email first opened after it, had no time to be answered: the next
+        pass makes it no reply, never "no exception"."""
+        Request = self.cron_env["account.confirmation.request"]
+        opened = self.uncertain_request(kind="negative")
+        [posted] = self.sent_request(
+            self.vendor, deliver=False, kind="negative", partner_scope="both"
+        )
+        (posted | opened).campaign_id.sudo().deadline = self.today - timedelta(days=1)
+        Request._close_unanswered()
+        self.assertRecordValues(
+            posted | opened, [{"state": "undelivered"}, {"state": "uncertain"}]
+        )
+        posted.with_user(self.auditor).action_mark_posted()
+        self.assertEqual(self.page(opened).status_code, 200)
+        self.assertRecordValues(
+            posted | opened, [{"state": "posted"}, {"state": "opened"}]
+        )
+        Request._close_unanswered()
+        self.assertRecordValues(
+            posted | opened, [{"state": "no_reply"}, {"state": "no_reply"}]
+        )
+
+    def test_minimum_days_to_answer(self):
+        """Negative: delivered on the deadline day is no reply; delivered the
+        campaign's minimum days before it is no exception. The minimum is
+        frozen by the approval."""
+        [late] = self.sent_request(kind="negative")
+        [timely] = self.sent_request(self.vendor, kind="negative", partner_scope="both")
+        self.assertEqual(late.campaign_id.min_answer_days, 7)
+        with self.assertRaisesRegex(UserError, "approved this campaign"):
+            late.campaign_id.with_user(self.auditor).min_answer_days = 1
+        late.sudo().sent_date = self.today - timedelta(days=1)
+        timely.sudo().sent_date = self.today - timedelta(days=8)
+        (late | timely).campaign_id.sudo().deadline = self.today - timedelta(days=1)
+        self.cron_env["account.confirmation.campaign"]._cron_follow_up()
+        self.assertRecordValues(
+            late | timely, [{"state": "no_reply"}, {"state": "no_exception"}]
+        )
+
+    def test_closing_records_a_bounce_first(self):
+        """Negative, no exception at the deadline pass; its email bounces
+        before the closing: the closing makes it undelivered before its
+        counts, the bounce recorded in time (not late)."""
+        [confirmation] = self.sent_request(kind="negative")
+        confirmation.sudo().sent_date = self.today - timedelta(days=10)
+        campaign = confirmation.campaign_id
+        campaign.sudo().deadline = self.today - timedelta(days=1)
+        self.cron_env["account.confirmation.request"]._close_unanswered()
+        self.assertEqual(confirmation.state, "no_exception")
+        self.bounce(confirmation)
+        campaign.with_user(self.auditor).action_close()
+        self.assertEqual(confirmation.state, "undelivered")
+        events = campaign.event_ids.sorted("sequence")
+        self.assertEqual(events[-2:].mapped("event_type"), ["bounced", "closed"])
+        self.assertNotIn("late", json.loads(events[-2].payload))
+        self.assertEqual(json.loads(events[-1].payload)["states"], {"undelivered": 1})

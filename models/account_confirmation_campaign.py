@@ -128,6 +128,13 @@ class AccountConfirmationCampaign(models.Model):
         "before the deadline is never counted as no exception reported: it "
         "ends with no reply.",
     )
+    _sql_constraints = [
+        (
+            "min_answer_days_positive",
+            "CHECK(min_answer_days >= 1)",
+            "The minimum days to answer is at least one day.",
+        )
+    ]
     link_grace_days = fields.Integer(
         "Link Valid After Deadline (days)",
         default=30,

@@ -1271,11 +1271,11 @@ class AccountConfirmationRequest(models.Model):
         campaign is closed or the auditor posted the letter (an old bounce is what the
         letter answered)."""
         self.ensure_one()
-        mail = (
-            self.env["mail.mail"]
-            .sudo()
-            .search([("mail_message_id", "=", message.id)], limit=1)
+        mails = (
+            self.env["mail.mail"].sudo().search([("mail_message_id", "=", message.id)])
         )
+        # the add-on's own email of that message, not a copy made by hand
+        mail = mails.filtered(self._is_confirmation_mail)[:1]
         details = {"mail_id": mail.id, "mail_message_id": message.id}
         if (
             self.by_post

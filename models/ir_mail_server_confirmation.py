@@ -1,4 +1,8 @@
+import logging
+
 from odoo import api, models
+
+_logger = logging.getLogger(__name__)
 
 from .ir_mail_server import DocumentSMTPMixin
 
@@ -21,7 +25,13 @@ class IrMailServer(models.Model):
         )
         raw = getattr(smtp_session, "handed_over", None)
         if raw:
-            self._keep_confirmation_email(raw)
+            # the server took it: a copy that cannot be kept never makes the
+            # email failed (the report then shows no copy kept)
+            try:
+                with self.env.cr.savepoint():
+                    self._keep_confirmation_email(raw)
+            except Exception:
+                _logger.exception("Email %s accepted, its copy not kept", message_id)
         return message_id
 
     @api.model

@@ -4,14 +4,6 @@ from odoo.exceptions import UserError
 from .mail_mail_claim import QUEUE_CLAIMING
 
 CONFIRMATION_MODEL = "account.confirmation.request"
-# what the queue writes on a request's own email; any other field (content,
-# hidden recipients, attachments...) changes as superuser only
-CONFIRMATION_QUEUE_FIELDS = {
-    "state", "failure_reason", "failure_type", "message_id", "scheduled_date",
-    "document_attempts", "document_sent_at", "document_uncertain",
-    "document_bounced", "document_bounced_emails", "document_claim_pid",
-    "document_claimed_until",
-}  # fmt: skip
 
 
 class MailMail(models.Model):
@@ -21,8 +13,9 @@ class MailMail(models.Model):
     _inherit = "mail.mail"
 
     def write(self, vals):
-        if set(vals) - CONFIRMATION_QUEUE_FIELDS:
-            self._check_confirmation_email_content()
+        # the queue writes as superuser or sudo: a user's write of a state or
+        # a delivery time would fake a delivery, of anything else the content
+        self._check_confirmation_email_content()
         return super().write(vals)
 
     def unlink(self):

@@ -2,11 +2,10 @@ from odoo import models
 from odoo.exceptions import UserError
 
 CONFIRMATION_MODEL = "account.confirmation.request"
-# what the partner reads: sending still writes the rest (message_id, ...)
-CONFIRMATION_CONTENT_FIELDS = {
-    "body", "subject", "attachment_ids", "partner_ids", "email_from",
-    "reply_to", "author_id", "model", "res_id", "mail_server_id",
-}  # fmt: skip
+# what a user may still change on a request's own email message (a star, a
+# pin): every other field (content, headers, Message-Id, alias domain) is
+# written by the add-on's own paths (sudo, the queue) only
+CONFIRMATION_USER_FIELDS = {"starred_partner_ids", "pinned_at"}
 
 
 class MailMessage(models.Model):
@@ -16,7 +15,7 @@ class MailMessage(models.Model):
     _inherit = "mail.message"
 
     def write(self, vals):
-        if CONFIRMATION_CONTENT_FIELDS.intersection(vals):
+        if set(vals) - CONFIRMATION_USER_FIELDS:
             self._check_confirmation_email_message()
         return super().write(vals)
 

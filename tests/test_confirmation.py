@@ -15,8 +15,7 @@ from odoo import SUPERUSER_ID, fields, sql_db
 from odoo.exceptions import AccessError, UserError
 from odoo.modules.module import get_module_path
 from odoo.tests import new_test_user, tagged
-from odoo.tests.common import JsonRpcException
-from odoo.tools import config
+from odoo.tools import config, mute_logger
 
 from .aged_common import DATE_AT, AgedReceivableMixin
 from .common import SMTPTestServer, pdf_parts, pdf_text, real_smtp_delivery
@@ -2477,6 +2476,9 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         for change in (
             lambda: as_manager.write({"body": "<p>Other text</p>"}),
             lambda: as_manager.write({"attachment_ids": [(5, 0, 0)]}),
+            # headers: a forged Message-Id would leave its bounce unmatched
+            lambda: as_manager.write({"message_id": "<forged@example.com>"}),
+            lambda: as_manager.write({"record_alias_domain_id": False}),
             lambda: as_manager.unlink(),
             lambda: message.attachment_ids.with_user(manager).write({"raw": b"x"}),
             lambda: message.attachment_ids.with_user(manager).unlink(),
@@ -2499,7 +2501,8 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
     def test_chatter_route_neither_edits_nor_deletes_the_request_email(self):
         """Core's chatter edit/delete route sudoes the message: the
         administrator (and the author) still changes nor deletes the queued
-        request email, its text or its letter, through the real route."""
+        request email, its text or its letter, through the real route (its
+        error says why)."""
         [confirmation] = self.sent_request(deliver=False)
         message = confirmation.sudo().confirmation_message_ids
         letters, body = message.attachment_ids, message.body
@@ -2509,15 +2512,15 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         for login in logins:
             self.authenticate(login, login)
             for text, files in (("<p>Other text</p>", []), ("", [])):
-                with self.assertRaises(JsonRpcException):
-                    self.make_jsonrpc_request(
-                        "/mail/message/update_content",
-                        {
-                            "message_id": message.id,
-                            "body": text,
-                            "attachment_ids": files,
-                        },
-                    )
+                params = {"message_id": message.id, "body": text}
+                response = self.url_open(
+                    "/mail/message/update_content",
+                    json.dumps({"params": dict(params, attachment_ids=files)}),
+                    headers={"Content-Type": "application/json"},
+                )
+                # refused by the add-on, not failing for another reason
+                error = response.json()["error"]["data"]
+                self.assertIn("it is evidence", error["message"])
         message.invalidate_recordset()
         self.assertEqual(message.body, body)
         self.assertEqual(message.attachment_ids, letters)
@@ -2533,11 +2536,17 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         for vals in (
             {"email_bcc": "spy@example.com"},
             {"unrestricted_attachment_ids": [(5, 0, 0)]},
+            # a faked delivery, long enough before the deadline
+            {"state": "sent", "document_sent_at": "2020-01-01 00:00:00"},
+            {"document_sent_at": "2020-01-01 00:00:00"},
         ):
             with self.assertRaisesRegex(UserError, "evidence"):
                 mail.with_user(admin).write(vals)
         self.assertFalse(mail.email_bcc)
         self.assertEqual(mail.attachment_ids, letters)
+        self.assertRecordValues(
+            mail, [{"state": "outgoing", "document_sent_at": False}]
+        )
         with real_smtp_delivery():
             self.env["mail.mail"].process_email_queue()
         self.assertEqual(mail.state, "sent")
@@ -2741,6 +2750,14 @@ class TestConfirmation(AgedReceivableMixin, DocumentEmailCase):
         self.assertRecordValues(
             late | timely, [{"state": "no_reply"}, {"state": "no_exception"}]
         )
+
+    def test_minimum_days_to_answer_is_at_least_one(self):
+        """Zero days would count a request delivered on the deadline day."""
+        campaign = self.campaign()
+        refused = self.assertRaises(psycopg2.IntegrityError)
+        with mute_logger("odoo.sql_db"), refused, self.env.cr.savepoint():
+            campaign.min_answer_days = 0
+            campaign.flush_recordset()
 
     def test_closing_records_a_bounce_first(self):
         """Negative, no exception at the deadline pass; its email bounces

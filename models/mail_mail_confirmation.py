@@ -1,9 +1,22 @@
+from contextvars import ContextVar
+
 from odoo import models
 from odoo.exceptions import UserError
 
 from .mail_mail_claim import QUEUE_CLAIMING
 
 CONFIRMATION_MODEL = "account.confirmation.request"
+# what sending writes on a request's own email (core's _send, the add-on's
+# queue), as whoever runs the queue; any other write, or these outside a
+# send, changes it as superuser only
+CONFIRMATION_QUEUE_FIELDS = {
+    "state", "failure_reason", "failure_type", "message_id", "scheduled_date",
+    "document_attempts", "document_sent_at", "document_uncertain",
+    "document_bounced", "document_bounced_emails", "document_claim_pid",
+    "document_claimed_until",
+}  # fmt: skip
+# set while send() runs, never from a caller's context (RPC cannot set it)
+SENDING = ContextVar("confirmation_mail_sending", default=False)
 
 
 class MailMail(models.Model):
@@ -13,10 +26,18 @@ class MailMail(models.Model):
     _inherit = "mail.mail"
 
     def write(self, vals):
-        # the queue writes as superuser or sudo: a user's write of a state or
-        # a delivery time would fake a delivery, of anything else the content
-        self._check_confirmation_email_content()
+        # a user's write of a state or a delivery time outside a send would
+        # fake a delivery, of anything else change the content
+        if not (SENDING.get() and set(vals) <= CONFIRMATION_QUEUE_FIELDS):
+            self._check_confirmation_email_content()
         return super().write(vals)
+
+    def send(self, *args, **kwargs):
+        token = SENDING.set(True)
+        try:
+            return super().send(*args, **kwargs)
+        finally:
+            SENDING.reset(token)
 
     def unlink(self):
         self._check_confirmation_email_content()

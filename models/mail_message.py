@@ -1,6 +1,8 @@
 from odoo import models
 from odoo.exceptions import UserError
 
+from .mail_mail_confirmation import SENDING
+
 CONFIRMATION_MODEL = "account.confirmation.request"
 # what a user may still change on a request's own email message (a star, a
 # pin): every other field (content, headers, Message-Id, alias domain) is
@@ -15,7 +17,11 @@ class MailMessage(models.Model):
     _inherit = "mail.message"
 
     def write(self, vals):
-        if set(vals) - CONFIRMATION_USER_FIELDS:
+        # sending writes the Message-Id it used (core's _send)
+        allowed = CONFIRMATION_USER_FIELDS | (
+            {"message_id"} if SENDING.get() else set()
+        )
+        if set(vals) - allowed:
             self._check_confirmation_email_message()
         return super().write(vals)
 

@@ -66,7 +66,7 @@ import sys
 from child_common import child_registry
 
 from odoo import SUPERUSER_ID, Command, api
-from odoo.service.model import retrying
+from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY, retrying
 
 
 def create_server(env, port):
@@ -301,11 +301,16 @@ def pause_after_a_file(marker):
 def process_batches(registry, size):
     chunks = 0
     while True:
-        with registry.cursor() as cr:
-            env = api.Environment(cr, SUPERUSER_ID, {})
-            done = env["document.email.batch"]._process_chunk(
-                chunk_size=size, auto_commit=True
-            )
+        try:
+            with registry.cursor() as cr:
+                env = api.Environment(cr, SUPERUSER_ID, {})
+                done = env["document.email.batch"]._process_chunk(
+                    chunk_size=size, auto_commit=True
+                )
+        except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
+            # the other worker changed a line after this chunk's snapshot:
+            # rolled back, run again, as the cron job runs again
+            continue
         if not done:
             return chunks
         chunks += 1

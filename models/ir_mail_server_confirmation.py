@@ -24,24 +24,29 @@ class IrMailServer(models.Model):
             message, *args, smtp_session=smtp_session, **kwargs
         )
         raw = getattr(smtp_session, "handed_over", None)
-        if raw:
+        mail = self._get_confirmation_mail()
+        if raw and mail:
             # the server took it: a copy that cannot be kept never makes the
             # email failed (the report then shows no copy kept)
             try:
                 with self.env.cr.savepoint():
-                    self._keep_confirmation_email(raw)
+                    self._keep_confirmation_email(mail, raw)
             except Exception:
                 _logger.exception("Email %s accepted, its copy not kept", message_id)
         return message_id
 
     @api.model
-    def _keep_confirmation_email(self, raw):
-        """When the queue's email (``document_email_mail_id``, never searched
-        by Message-Id: a resend shares it) is a request's own: its bytes kept."""
+    def _get_confirmation_mail(self):
+        """The queue's email (``document_email_mail_id``, never searched by
+        Message-Id: a resend shares it) when it is a request's, with no query
+        for the other emails (their record is in the cache)."""
         mail_id = self.env.context.get("document_email_mail_id")
         mail = self.env["mail.mail"].sudo().browse(mail_id)
-        if not mail_id or mail.model != CONFIRMATION_MODEL:
-            return
+        return mail if mail_id and mail.model == CONFIRMATION_MODEL else mail.browse()
+
+    @api.model
+    def _keep_confirmation_email(self, mail, raw):
+        """When ``mail`` is a request's own: its bytes kept."""
         request = self.env[CONFIRMATION_MODEL].sudo().browse(mail.res_id).exists()
         if request and request._is_confirmation_mail(mail):
             request._keep_delivered_email(mail, raw)

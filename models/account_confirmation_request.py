@@ -26,6 +26,12 @@ DEADLINE_STATES = ("no_reply", "no_exception")
 # the first email not known to have reached the server yet
 PENDING_STATES = ("queued", "uncertain")
 AUDITOR_GROUP = "account_document_email.group_confirmation_auditor"
+# a request with no token (a new one is derived) and a fresh code count
+NO_TOKEN_NOR_CODE = {
+    "token_nonce": False, "access_token_hash": False, "code_hash": False,
+    "code_expiry": False, "code_tries": 0, "code_failures": 0,
+    "code_locked": False,
+}  # fmt: skip
 # what the answer and the delivery record: written by the page and the
 # mail queue (as superuser), never by a user
 ANSWER_FIELDS = {
@@ -314,13 +320,7 @@ class AccountConfirmationRequest(models.Model):
                 {
                     "approved_email": request._get_partner_addresses(),
                     "approved_address": request._get_postal_address(),
-                    "token_nonce": False,
-                    "access_token_hash": False,
-                    "code_hash": False,
-                    "code_expiry": False,
-                    "code_tries": 0,
-                    "code_failures": 0,
-                    "code_locked": False,
+                    **NO_TOKEN_NOR_CODE,
                 }
             )
         self._ensure_token_nonce()
@@ -623,17 +623,7 @@ class AccountConfirmationRequest(models.Model):
         """A new token and a fresh code count: every link made before stops
         working, and whoever holds the letter may answer; the emails still
         queued, which carry the dead link, are cancelled."""
-        self.sudo().write(
-            {
-                "token_nonce": False,
-                "access_token_hash": False,
-                "code_hash": False,
-                "code_expiry": False,
-                "code_tries": 0,
-                "code_failures": 0,
-                "code_locked": False,
-            }
-        )
+        self.sudo().write(NO_TOKEN_NOR_CODE)
         self._ensure_token_nonce()
         self._cancel_queued_emails(
             self.env._("Cancelled: the request was posted with a new link.")

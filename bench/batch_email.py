@@ -10,6 +10,7 @@ PATH::
         [--addons /opt/ade/addons] [--skip-native] [--profile] [--keep]
         [--chunk-size N] [--template DB] [--smoke] [--check-pdfs]
         [--ratio-only] [--cold-workers] [--mail-queue-after]
+        [--batch-workers N]
 
 What it does, on a throwaway database (dropped at the end unless ``--keep``):
 
@@ -26,13 +27,14 @@ What it does, on a throwaway database (dropped at the end unless ``--keep``):
 3. times, after a warm-up render:
 
    - ours: ``document.email.wizard`` on all invoices of set A,
-     ``action_send()`` (the request records a batch), then two batch
-     workers render and queue it in committed chunks while a third process
-     runs the mail scheduler (``process_email_queue``) beside them, as the
-     scheduler does in production, until every email is out; the workers
-     are started (registry loaded, two invoices rendered) before the timed
-     send, as long-lived cron workers (``--cold-workers`` starts them inside
-     it; ``--mail-queue-after`` runs the queue only once every document is
+     ``action_send()`` (the request records a batch), then
+     ``--batch-workers`` (2) batch workers render and queue it in committed
+     chunks while a third process runs the mail scheduler
+     (``process_email_queue``) beside them, as the scheduler does in
+     production, until every email is out; the workers are started
+     (registry loaded, two invoices rendered) before the timed send, as
+     long-lived cron workers (``--cold-workers`` starts them inside it;
+     ``--mail-queue-after`` runs the queue only once every document is
      queued, as before issue 22 goal 5);
    - rendering alone, right after, on set A again: ``_render_qweb_pdf`` of
      the invoice report on all ids in one call (not with ``--ratio-only``),
@@ -129,7 +131,8 @@ def parse_args():
         type=int,
         default=2,
         help="batch worker processes for ours (2: the add-on's two scheduled "
-        "batch jobs on two cron threads); more needs as many cron threads",
+        "batch jobs, each on a cron thread); more has no counterpart in a "
+        "default install (it takes queue_job's channel root.document_email:N)",
     )
     parser.add_argument("--batch-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mail-worker", action="store_true", help=argparse.SUPPRESS)
@@ -689,7 +692,7 @@ def worker_profile(args, pid):
 
 
 def print_worker_profiles(args, pids):
-    """``--profile``: the batch workers' chunks, both workers together."""
+    """``--profile``: the batch workers' chunks, all workers together."""
     files = [worker_profile(args, pid) for pid in pids]
     files = [path for path in files if os.path.exists(path)]
     if not files:
@@ -768,13 +771,14 @@ def expect_ready(worker, timeout=READY_TIMEOUT):
 
 
 class Workers:
-    """Two batch workers, as two cron threads (or two servers) would run,
-    and unless ``--mail-queue-after`` the mail scheduler beside them; all
+    """The batch workers (``--batch-workers``, two: the two scheduled batch
+    jobs on two cron threads, or two servers), and unless
+    ``--mail-queue-after`` the mail scheduler beside them; all
     started (and warm) before the timed send."""
 
-    def __init__(self, args, batch=True, count=2):
+    def __init__(self, args, batch=True):
         self.args = args
-        self.count = count if batch else 0
+        self.count = args.batch_workers if batch else 0
         self.batch = []
         self.mail = None
         self.sent_while_queueing = 0
@@ -843,11 +847,11 @@ class Workers:
 
 def send_ours(env, invoices, args, profile=False):
     """As the list view's "Send by email" does: open the wizard, send (the
-    request only records the batch), then two batch workers render and
+    request only records the batch), then the batch workers render and
     queue it in chunks while the mail scheduler sends, until every email
     is out."""
     say(f"  bench process: {vm_rss():.0f} MiB resident as the workers start")
-    workers = Workers(args, count=args.batch_workers)
+    workers = Workers(args)
     try:
         workers.start()
         return _send_ours(env, invoices, args, workers, profile)
@@ -1311,13 +1315,16 @@ def mode(args):
     """How ours ran, for its CPU figures: comparable within one mode only."""
     workers = "cold workers" if args.cold_workers else "warm workers"
     queue = "queue after" if args.mail_queue_after else "queue beside"
-    return f"{workers}, {queue}"
+    return f"{args.batch_workers} {workers}, {queue}"
 
 
 def say_contenders(args, n, ours, native):
     """The times of ours and of Odoo's Send (when run), with their parts."""
     say("=" * 60)
-    say(f"{n} invoices, {args.lines} lines each; load: {load()}")
+    say(
+        f"{n} invoices, {args.lines} lines each, {args.batch_workers} batch "
+        f"workers; load: {load()}"
+    )
     for name, (total, parts) in (
         ("ours (document.email.wizard)", ours),
         ("Odoo (account.move.send batch)", native),
